@@ -1,0 +1,20 @@
+//! Everything topcoins does with NATS. Services never write a subject string or touch
+//! JetStream themselves; they go through this crate.
+//!
+//! - [`subjects`]: every subject name, and the rule that turns a coin symbol into a subject
+//!   token ([`subjects::encode_symbol`]).
+//! - [`connect`]: connection options shared by every service, and a cheap view of whether the
+//!   connection is up ([`connect::Link`]).
+//! - [`store`]: the snapshot store — snapshots in a JetStream object store named by their
+//!   blake3 hash, and hash notices kept in a JetStream stream so the latest one of each kind
+//!   can be read back by a fresh node or a restarted actor.
+//! - [`server`]: starts a private `nats-server` process (for `topcoins up` and for tests).
+
+pub mod connect;
+pub mod server;
+pub mod store;
+pub mod subjects;
+
+pub use connect::{Link, NatsConfig, connect};
+pub use server::{LocalServer, ServerError};
+pub use store::{SnapshotStore, StoreError, StoreErrorKind};

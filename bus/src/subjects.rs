@@ -1,0 +1,162 @@
+//! Subject names, fixed by the contract in DESIGN.md.
+//!
+//! ## Symbol tokens
+//!
+//! A subject token may not contain `.`, `*`, `>` or white space, and symbols can (CryptoCompare
+//! writes `HOT*` for the second coin called HOT). **Rule:** ASCII letters, digits, `-` and `_`
+//! stand for themselves; every other byte of the symbol's UTF-8 is written `~` followed by two
+//! upper-case hex digits (`HOT*` → `HOT~2A`, `A B` → `A~20B`, `~` → `~7E`); the empty symbol is
+//! `~`. The mapping is one-to-one, so [`decode_symbol`] inverts it exactly.
+
+use topcoins_schemas::Kind;
+
+/// Hash notices of the price actor.
+pub const PRICES_HASH: &str = "topcoins.v1.prices.hash";
+/// Hash notices of the ranking actor.
+pub const RANKING_HASH: &str = "topcoins.v1.ranking.hash";
+/// Prefix of per-coin price events; the symbol token follows.
+pub const PRICE_PREFIX: &str = "topcoins.v1.price.";
+/// Every per-coin price event.
+pub const PRICE_ALL: &str = "topcoins.v1.price.*";
+/// Every topcoins subject, for tools that watch the whole bus.
+pub const ALL: &str = "topcoins.>";
+
+/// JetStream stream that keeps the hash notices (the last few per subject).
+pub const NOTICE_STREAM: &str = "TOPCOINS_NOTICES";
+/// Object store bucket holding snapshots by hash.
+pub const SNAPSHOT_BUCKET: &str = "topcoins_snapshots";
+
+/// The hash-notice subject of a kind.
+pub fn hash_subject(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Prices => PRICES_HASH,
+        Kind::Ranking => RANKING_HASH,
+    }
+}
+
+/// The price-event subject of a symbol.
+pub fn price_subject(symbol: &str) -> String {
+    let mut subject = String::with_capacity(PRICE_PREFIX.len() + symbol.len());
+    subject.push_str(PRICE_PREFIX);
+    subject.push_str(&encode_symbol(symbol));
+    subject
+}
+
+fn is_plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// Encodes a symbol as one subject token (see the module docs for the rule).
+pub fn encode_symbol(symbol: &str) -> String {
+    if symbol.is_empty() {
+        return "~".to_owned();
+    }
+    let mut token = String::with_capacity(symbol.len());
+    for &b in symbol.as_bytes() {
+        if is_plain(b) {
+            token.push(b as char);
+        } else {
+            token.push('~');
+            token.push_str(&format!("{b:02X}"));
+        }
+    }
+    token
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a symbol token: {0:?}")]
+pub struct TokenError(pub String);
+
+/// Inverts [`encode_symbol`]; anything `encode_symbol` could not have produced is an error.
+pub fn decode_symbol(token: &str) -> Result<String, TokenError> {
+    if token == "~" {
+        return Ok(String::new());
+    }
+    let err = || TokenError(token.to_owned());
+    let bytes = token.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'~' => {
+                let hex = token.get(i + 1..i + 3).ok_or_else(err)?;
+                if !hex
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c))
+                {
+                    return Err(err());
+                }
+                let b = u8::from_str_radix(hex, 16).map_err(|_| err())?;
+                if is_plain(b) {
+                    return Err(err()); // would have been written plainly
+                }
+                out.push(b);
+                i += 3;
+            }
+            b if is_plain(b) => {
+                out.push(b);
+                i += 1;
+            }
+            _ => return Err(err()),
+        }
+    }
+    if out.is_empty() {
+        return Err(err());
+    }
+    String::from_utf8(out).map_err(|_| err())
+}
+
+/// The symbol named by a price-event subject.
+pub fn symbol_of_price_subject(subject: &str) -> Result<String, TokenError> {
+    let token = subject
+        .strip_prefix(PRICE_PREFIX)
+        .ok_or_else(|| TokenError(subject.to_owned()))?;
+    decode_symbol(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn examples_from_the_rule() {
+        assert_eq!(encode_symbol("BTC"), "BTC");
+        assert_eq!(encode_symbol("HOT*"), "HOT~2A");
+        assert_eq!(encode_symbol("A B"), "A~20B");
+        assert_eq!(encode_symbol("a.b>c"), "a~2Eb~3Ec");
+        assert_eq!(encode_symbol("~"), "~7E");
+        assert_eq!(encode_symbol(""), "~");
+        assert_eq!(encode_symbol("€"), "~E2~82~AC");
+        assert_eq!(price_subject("HOT*"), "topcoins.v1.price.HOT~2A");
+        assert_eq!(
+            symbol_of_price_subject("topcoins.v1.price.HOT~2A").unwrap(),
+            "HOT*"
+        );
+    }
+
+    #[test]
+    fn rejects_tokens_the_encoder_never_writes() {
+        for bad in ["~2", "~zz", "~2a", "~41", "a.b", "~FF", "", "x y"] {
+            assert!(decode_symbol(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip_and_valid_token(symbol in any::<String>()) {
+            let token = encode_symbol(&symbol);
+            prop_assert!(!token.is_empty());
+            prop_assert!(token.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'.' | b'*' | b'>')));
+            prop_assert_eq!(decode_symbol(&token).unwrap(), symbol);
+        }
+
+        #[test]
+        fn decoding_arbitrary_text_never_panics(token in any::<String>()) {
+            if let Ok(symbol) = decode_symbol(&token) {
+                prop_assert_eq!(encode_symbol(&symbol), token);
+            }
+        }
+    }
+}

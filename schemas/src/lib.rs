@@ -1,0 +1,19 @@
+//! Types shared by every topcoins service, and nothing that does I/O.
+//!
+//! - [`hash`]: [`SnapshotHash`], the blake3 content address of a snapshot's canonical bytes.
+//! - [`snapshot`]: the normalised [`PriceSnapshot`] and [`RankingSnapshot`] the actors produce,
+//!   their canonical encoding ([`Snapshot::canonical_bytes`]) and the rule that decides which
+//!   coin a symbol names when several share it ([`PriceSnapshot::by_symbol`]).
+//! - [`notice`]: the small messages that travel on the bus ([`HashNotice`], [`PriceEvent`]).
+//! - [`api`]: the HTTP response and error bodies, for clients and tests.
+
+pub mod api;
+pub mod hash;
+pub mod notice;
+pub mod snapshot;
+
+pub use hash::{HashParseError, SnapshotHash};
+pub use notice::{HashNotice, NoticeError, PriceEvent};
+pub use snapshot::{
+    Kind, PriceSnapshot, PricedCoin, RankedCoin, RankingSnapshot, Snapshot, SnapshotError,
+};
