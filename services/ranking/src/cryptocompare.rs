@@ -1,0 +1,287 @@
+//! CryptoCompare `GET /data/top/totalvolfull`: the toplist by 24h total volume.
+//!
+//! Documented behaviour we rely on: `limit` 10–100 and `page` from 0; `tsym` required; the key
+//! as `authorization: Apikey …` (a header, so it never sits in a URL that could be logged).
+//! Errors come with **HTTP 200** and `"Response":"Error"` plus a `Type`: 0 no such path,
+//! 1 key required, 2 bad parameter, 99 rate limit. Success bodies have no `Response` key.
+//! Some toplist entries have no `RAW` block (no USD market); they rank last. `RAW.USD.PRICE`
+//! is already in USD whatever its `CONVERSIONTYPE` (direct, invert, multiply via USDT):
+//! CryptoCompare does the conversion; `DISPLAY` strings are never read.
+
+use std::collections::HashSet;
+
+use reqwest::header::{AUTHORIZATION, HeaderName};
+use serde::Deserialize;
+use serde_json::Value;
+use topcoins_schemas::{RankedCoin, RankingSnapshot};
+use topcoins_upstream::{Upstream, UpstreamError, UpstreamErrorKind, json};
+
+pub const PROVIDER: &str = "cryptocompare";
+pub const DEFAULT_URL: &str = "https://min-api.cryptocompare.com";
+pub const TOPLIST_PATH: &str = "/data/top/totalvolfull";
+/// Most entries one toplist page holds.
+pub const PAGE_SIZE: usize = 100;
+
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    #[serde(rename = "Response")]
+    response: Option<String>,
+    #[serde(rename = "Message")]
+    message: Option<String>,
+    #[serde(rename = "Type")]
+    kind: Option<i64>,
+    #[serde(rename = "Data")]
+    data: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Id {
+    Text(String),
+    Number(u64),
+}
+
+#[derive(Debug, Deserialize)]
+struct CoinInfo {
+    #[serde(rename = "Id")]
+    id: Id,
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "FullName")]
+    full_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawUsd {
+    #[serde(rename = "PRICE")]
+    price: Option<f64>,
+    #[serde(rename = "TOTALVOLUME24HTO")]
+    total_volume_24h_to: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Raw {
+    #[serde(rename = "USD")]
+    usd: Option<RawUsd>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Entry {
+    #[serde(rename = "CoinInfo")]
+    coin_info: CoinInfo,
+    #[serde(rename = "RAW")]
+    raw: Option<Raw>,
+}
+
+/// Turns one toplist reply into its coins, in the provider's order, or a typed error.
+pub fn parse(http: u16, body: &[u8]) -> Result<Vec<RankedCoin>, UpstreamError> {
+    let envelope: Envelope = match json::decode(PROVIDER, body) {
+        Ok(e) => e,
+        Err(_) if !(200..300).contains(&http) => {
+            return Err(UpstreamError::new(
+                PROVIDER,
+                status_kind(http),
+                format!("HTTP {http}"),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    if envelope.response.as_deref() == Some("Error") {
+        let code = envelope.kind.unwrap_or(-1);
+        let message = envelope.message.unwrap_or_default();
+        let kind = match code {
+            1 => UpstreamErrorKind::Auth,
+            99 => UpstreamErrorKind::RateLimited { retry_after: None },
+            _ => UpstreamErrorKind::Provider { code },
+        };
+        return Err(UpstreamError::new(
+            PROVIDER,
+            kind,
+            format!("error type {code}: {message}"),
+        ));
+    }
+    if !(200..300).contains(&http) {
+        return Err(UpstreamError::new(
+            PROVIDER,
+            status_kind(http),
+            format!("HTTP {http}"),
+        ));
+    }
+    let Some(data) = envelope.data else {
+        return Err(UpstreamError::new(
+            PROVIDER,
+            UpstreamErrorKind::Malformed {
+                path: "Data".into(),
+            },
+            "success body without Data",
+        ));
+    };
+    let entries: Vec<Entry> = json::decode_value(PROVIDER, "Data", &data)?;
+    Ok(entries
+        .into_iter()
+        .map(|e| {
+            let usd = e.raw.and_then(|r| r.usd);
+            RankedCoin {
+                id: match e.coin_info.id {
+                    Id::Text(s) => s,
+                    Id::Number(n) => n.to_string(),
+                },
+                name: e
+                    .coin_info
+                    .full_name
+                    .unwrap_or_else(|| e.coin_info.name.clone()),
+                symbol: e.coin_info.name,
+                volume_24h_usd: usd.as_ref().and_then(|u| u.total_volume_24h_to),
+                price_usd: usd.and_then(|u| u.price),
+            }
+        })
+        .collect())
+}
+
+fn status_kind(http: u16) -> UpstreamErrorKind {
+    match http {
+        401 | 403 => UpstreamErrorKind::Auth,
+        s => UpstreamErrorKind::Status(s),
+    }
+}
+
+/// CryptoCompare toplist client.
+#[derive(Clone)]
+pub struct CryptoCompareClient {
+    http: Upstream,
+    base_url: String,
+    api_key: Option<String>,
+}
+
+impl CryptoCompareClient {
+    pub fn new(http: Upstream, base_url: &str, api_key: Option<String>) -> Self {
+        Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key,
+        }
+    }
+
+    /// One toplist page (`page` from 0).
+    pub async fn page(&self, page: usize, limit: usize) -> Result<Vec<RankedCoin>, UpstreamError> {
+        let url = format!("{}{TOPLIST_PATH}", self.base_url);
+        let query = [
+            ("limit", limit.to_string()),
+            ("page", page.to_string()),
+            ("tsym", "USD".to_owned()),
+        ];
+        let headers: Vec<(HeaderName, String)> = self
+            .api_key
+            .iter()
+            .map(|k| (AUTHORIZATION, format!("Apikey {k}")))
+            .collect();
+        let reply = self.http.get(&url, &query, &headers).await?;
+        self.http
+            .metrics()
+            .credits
+            .with_label_values(&[PROVIDER])
+            .inc();
+        parse(reply.status, &reply.body)
+    }
+
+    /// The top `universe` coins by 24h total volume. Pages are read one after another, and
+    /// the list can shift between two reads; a coin seen twice keeps its first place.
+    pub async fn snapshot(&self, universe: usize) -> Result<RankingSnapshot, UpstreamError> {
+        let mut coins = Vec::with_capacity(universe);
+        let mut seen = HashSet::new();
+        let mut duplicates = 0u64;
+        for page in 0..universe.div_ceil(PAGE_SIZE) {
+            let batch = self.page(page, PAGE_SIZE).await?;
+            let full = batch.len() >= PAGE_SIZE;
+            for coin in batch {
+                if seen.insert(coin.id.clone()) {
+                    coins.push(coin);
+                } else {
+                    duplicates += 1;
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        if duplicates > 0 {
+            self.http
+                .metrics()
+                .rejected
+                .with_label_values(&[PROVIDER, "duplicate_entry"])
+                .inc_by(duplicates);
+        }
+        coins.truncate(universe);
+        RankingSnapshot::new(PROVIDER, coins).map_err(|e| {
+            UpstreamError::new(
+                PROVIDER,
+                UpstreamErrorKind::Rejected {
+                    reason: "invalid_data",
+                },
+                e.to_string(),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_inside_http_200_are_typed() {
+        let auth = parse(
+            200,
+            br#"{"Response":"Error","Message":"You need a valid auth key","Type":1,"Data":{}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(auth.kind, UpstreamErrorKind::Auth);
+        let limit = parse(200, br#"{"Response":"Error","Message":"Rate limit excedeed!","Type":99,"RateLimit":{"calls_made":{}}}"#).unwrap_err();
+        assert!(matches!(limit.kind, UpstreamErrorKind::RateLimited { .. }));
+        let param = parse(
+            200,
+            br#"{"Response":"Error","Message":"tsym is a required param.","Type":2,"Data":{}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(param.kind, UpstreamErrorKind::Provider { code: 2 });
+        let html = parse(502, b"<html>bad gateway</html>").unwrap_err();
+        assert_eq!(html.kind, UpstreamErrorKind::Status(502));
+    }
+
+    #[test]
+    fn wrong_shapes_name_the_path() {
+        let e = parse(
+            200,
+            br#"{"Message":"Success","Type":100,"Data":[{"CoinInfo":{"Name":"BTC"}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.kind,
+            UpstreamErrorKind::Malformed {
+                path: "Data[0].CoinInfo.Id".into()
+            }
+        );
+        let e = parse(200, br#"{"Message":"Success","Type":100,"Data":[{"CoinInfo":{"Id":"1","Name":"BTC"},"RAW":{"USD":{"PRICE":"1"}}}]}"#).unwrap_err();
+        assert_eq!(
+            e.kind,
+            UpstreamErrorKind::Malformed {
+                path: "Data[0].RAW.USD.PRICE".into()
+            }
+        );
+        let e = parse(200, br#"{"status":{"error_code":0},"data":[]}"#).unwrap_err();
+        assert_eq!(
+            e.kind,
+            UpstreamErrorKind::Malformed {
+                path: "Data".into()
+            }
+        );
+    }
+
+    #[test]
+    fn entries_without_raw_keep_no_volume() {
+        let coins = parse(200, br#"{"Message":"Success","Type":100,"Data":[{"CoinInfo":{"Id":7,"Name":"X","FullName":"Ex"}}]}"#).unwrap();
+        assert_eq!(coins[0].id, "7");
+        assert_eq!(coins[0].name, "Ex");
+        assert_eq!(coins[0].volume_24h_usd, None);
+    }
+}

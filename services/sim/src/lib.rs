@@ -1,0 +1,186 @@
+//! `topcoins sim`: a simulated crypto market behind the real providers' HTTP formats.
+//!
+//! It is the default data source when no API keys are set, and the test harness's upstream.
+//!
+//! - [`market`]: the coin universe and how it moves.
+//! - [`providers`]: the universe rendered as CoinMarketCap, CryptoCompare and CoinGecko
+//!   responses, with their parameter rules and error bodies.
+//! - this file: configuration, the HTTP routes, and [`run`].
+//!
+//! Besides the providers' paths the simulator answers `POST /sim/tick` (move the market one
+//! step now; how tests make things change) and `GET /sim/status`.
+
+pub mod market;
+pub mod providers;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::market::Market;
+use crate::providers::{CcQuery, CmcQuery, GeckoQuery, ProviderError};
+
+pub const DEFAULT_COINS: usize = 2_000;
+pub const DEFAULT_SEED: u64 = 42;
+pub const DEFAULT_TICK: &str = "10s";
+
+/// Settings of the simulator.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimConfig {
+    /// Number of coins in the simulated universe.
+    #[arg(long = "sim-coins", env = "TOPCOINS_SIM_COINS", default_value_t = DEFAULT_COINS)]
+    pub coins: usize,
+    /// Seed of the market's random walk; the same seed gives the same market.
+    #[arg(long = "sim-seed", env = "TOPCOINS_SIM_SEED", default_value_t = DEFAULT_SEED)]
+    pub seed: u64,
+    /// How often the market moves by itself; `0s` moves it only on `POST /sim/tick`.
+    #[arg(long = "sim-tick", env = "TOPCOINS_SIM_TICK", default_value = DEFAULT_TICK, value_parser = humantime::parse_duration)]
+    pub tick: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            coins: DEFAULT_COINS,
+            seed: DEFAULT_SEED,
+            tick: humantime::parse_duration(DEFAULT_TICK).expect("valid default"),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Sim {
+    market: Arc<RwLock<Market>>,
+    seed: u64,
+}
+
+impl Sim {
+    fn step(&self) -> u64 {
+        let mut market = self.market.write().unwrap_or_else(|e| e.into_inner());
+        market.step();
+        market.step
+    }
+}
+
+fn reply(result: Result<serde_json::Value, ProviderError>) -> Response {
+    match result {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => {
+            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+            (status, Json(e.body)).into_response()
+        }
+    }
+}
+
+async fn cmc_listings(
+    State(sim): State<Sim>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let q = CmcQuery {
+        start: q.get("start").cloned(),
+        limit: q.get("limit").cloned(),
+        convert: q.get("convert").cloned(),
+    };
+    let market = sim.market.read().unwrap_or_else(|e| e.into_inner());
+    reply(providers::cmc_listings(&market, &q))
+}
+
+async fn cc_toplist(State(sim): State<Sim>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let q = CcQuery {
+        limit: q.get("limit").cloned(),
+        page: q.get("page").cloned(),
+        tsym: q.get("tsym").cloned(),
+    };
+    let market = sim.market.read().unwrap_or_else(|e| e.into_inner());
+    Json(providers::cc_toplist(&market, &q)).into_response()
+}
+
+async fn gecko_markets(
+    State(sim): State<Sim>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let q = GeckoQuery {
+        vs_currency: q.get("vs_currency").cloned(),
+        per_page: q.get("per_page").cloned(),
+        page: q.get("page").cloned(),
+    };
+    let market = sim.market.read().unwrap_or_else(|e| e.into_inner());
+    reply(providers::gecko_markets(&market, &q))
+}
+
+async fn tick(State(sim): State<Sim>) -> Response {
+    Json(json!({ "step": sim.step() })).into_response()
+}
+
+async fn status(State(sim): State<Sim>) -> Response {
+    let market = sim.market.read().unwrap_or_else(|e| e.into_inner());
+    Json(json!({ "coins": market.coins.len(), "step": market.step, "seed": sim.seed }))
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    // CryptoCompare's answer for an unknown path, HTTP 200 included, is the most surprising
+    // of the three; the others get a plain 404.
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "no such path in the simulator"})),
+    )
+        .into_response()
+}
+
+fn router(sim: Sim) -> Router {
+    Router::new()
+        .route("/v1/cryptocurrency/listings/latest", get(cmc_listings))
+        .route("/data/top/totalvolfull", get(cc_toplist))
+        .route("/api/v3/coins/markets", get(gecko_markets))
+        .route("/sim/tick", post(tick))
+        .route("/sim/status", get(status))
+        .fallback(not_found)
+        .with_state(sim)
+}
+
+/// Serves the simulator on `listener` until `shutdown` completes.
+pub async fn run(
+    config: SimConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sim = Sim {
+        market: Arc::new(RwLock::new(Market::new(config.coins, config.seed))),
+        seed: config.seed,
+    };
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        coins = config.coins,
+        seed = config.seed,
+        tick = %humantime::format_duration(config.tick),
+        "simulator listening"
+    );
+    let ticker = (!config.tick.is_zero()).then(|| {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(config.tick);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                sim.step();
+            }
+        })
+    });
+    let served = axum::serve(listener, router(sim))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    served
+}

@@ -1,0 +1,275 @@
+//! A provider's HTTP client: timeouts, retries for what is transient, `Retry-After`, metrics.
+//!
+//! Transient means: no connection, a timeout, a 5xx, or a 429. Those are retried with full
+//! jitter exponential backoff (`base · 2^attempt`, capped), or after `Retry-After` when the
+//! provider says how long to wait and that is within the cap. Everything else comes back to
+//! the provider module at once with its status and body, because only it knows what the body
+//! means (CoinMarketCap's `status.error_code`, CryptoCompare's errors inside HTTP 200).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+
+use crate::{UpstreamError, UpstreamErrorKind, UpstreamMetrics};
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_RETRIES: u32 = 3;
+pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(250);
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// A provider body larger than this is refused rather than buffered.
+pub const MAX_BODY_BYTES: usize = 64 << 20;
+
+/// How hard to try.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Whole-request timeout, connect to last byte.
+    pub timeout: Duration,
+    /// Retries after the first attempt.
+    pub retries: u32,
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_TIMEOUT,
+            retries: DEFAULT_RETRIES,
+            backoff: DEFAULT_BACKOFF,
+            backoff_max: DEFAULT_BACKOFF_MAX,
+        }
+    }
+}
+
+/// A response that was not transient: its status and whole body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Clone)]
+pub struct Upstream {
+    client: reqwest::Client,
+    provider: &'static str,
+    config: HttpConfig,
+    metrics: UpstreamMetrics,
+}
+
+/// One failed attempt: the error and, for a 429, how long the provider asked us to wait.
+struct Attempt {
+    error: UpstreamError,
+    retry_after: Option<Duration>,
+}
+
+impl Upstream {
+    pub fn new(provider: &'static str, config: HttpConfig, metrics: UpstreamMetrics) -> Self {
+        crate::init_tls();
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("topcoins/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("http client builds");
+        Self {
+            client,
+            provider,
+            config,
+            metrics,
+        }
+    }
+
+    pub fn provider(&self) -> &'static str {
+        self.provider
+    }
+
+    pub fn metrics(&self) -> &UpstreamMetrics {
+        &self.metrics
+    }
+
+    /// GETs `url` with `query` and `headers`, retrying what is transient. Header values
+    /// (keys) are marked sensitive and appear in no error or log.
+    pub async fn get(
+        &self,
+        url: &str,
+        query: &[(&str, String)],
+        headers: &[(HeaderName, String)],
+    ) -> Result<Reply, UpstreamError> {
+        let mut header_map = HeaderMap::new();
+        for (name, value) in headers {
+            let mut value = HeaderValue::from_str(value).map_err(|_| {
+                UpstreamError::new(
+                    self.provider,
+                    UpstreamErrorKind::Auth,
+                    format!("invalid characters in header {name}"),
+                )
+            })?;
+            value.set_sensitive(true);
+            header_map.insert(name.clone(), value);
+        }
+        let mut attempt = 0;
+        loop {
+            let failed = match self.once(url, query, &header_map).await {
+                Ok(reply) => return Ok(reply),
+                Err(failed) => failed,
+            };
+            if !failed.error.is_transient() || attempt >= self.config.retries {
+                return Err(failed.error);
+            }
+            let wait = match failed.retry_after {
+                Some(asked) if asked > self.config.backoff_max => return Err(failed.error),
+                Some(asked) => asked,
+                None => self.backoff(attempt),
+            };
+            self.metrics
+                .retries
+                .with_label_values(&[self.provider])
+                .inc();
+            tracing::warn!(provider = self.provider, attempt, wait = ?wait, error = %failed.error, "upstream call failed, retrying");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .config
+            .backoff
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.config.backoff_max);
+        let ms = ceiling.as_millis() as u64;
+        Duration::from_millis(rand::rng().random_range(ms / 2..=ms.max(1)))
+    }
+
+    async fn once(
+        &self,
+        url: &str,
+        query: &[(&str, String)],
+        headers: &HeaderMap,
+    ) -> Result<Reply, Attempt> {
+        let started = Instant::now();
+        let result = self.fetch(url, query, headers).await;
+        self.metrics
+            .request_timer(self.provider)
+            .observe(started.elapsed().as_secs_f64());
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(a) => a.error.reason(),
+        };
+        self.metrics
+            .requests
+            .with_label_values(&[self.provider, outcome])
+            .inc();
+        result
+    }
+
+    async fn fetch(
+        &self,
+        url: &str,
+        query: &[(&str, String)],
+        headers: &HeaderMap,
+    ) -> Result<Reply, Attempt> {
+        let fail = |kind, message: String| Attempt {
+            error: UpstreamError::new(self.provider, kind, message),
+            retry_after: None,
+        };
+        let transport = |e: reqwest::Error| {
+            let kind = if e.is_timeout() {
+                UpstreamErrorKind::Timeout
+            } else {
+                UpstreamErrorKind::Transport
+            };
+            // `without_url`: the query may hold a key.
+            fail(kind, e.without_url().to_string())
+        };
+        let mut response = self
+            .client
+            .get(url)
+            .query(query)
+            .headers(headers.clone())
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status().as_u16();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(fail(
+                    UpstreamErrorKind::Rejected {
+                        reason: "too_large",
+                    },
+                    format!("body larger than {MAX_BODY_BYTES} bytes"),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let headers = response.headers().clone();
+        if status == 429 {
+            let retry_after = retry_after(&headers);
+            return Err(Attempt {
+                error: UpstreamError::new(
+                    self.provider,
+                    UpstreamErrorKind::RateLimited { retry_after },
+                    format!("HTTP 429 (retry after {retry_after:?})"),
+                ),
+                retry_after,
+            });
+        }
+        if status >= 500 {
+            return Err(fail(
+                UpstreamErrorKind::Status(status),
+                format!("HTTP {status}"),
+            ));
+        }
+        Ok(Reply {
+            status,
+            headers,
+            body: Bytes::from(body),
+        })
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate_parse(value)?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
+fn httpdate_parse(value: &str) -> Option<std::time::SystemTime> {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let t = time::PrimitiveDateTime::parse(value, format)
+        .ok()?
+        .assume_utc();
+    Some(t.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO)); // in the past
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+}

@@ -1,0 +1,26 @@
+//! What the price and ranking services share about talking to providers.
+//!
+//! - [`http`]: [`Upstream`], a provider's HTTP client with timeouts, retries with jittered
+//!   exponential backoff, `Retry-After`, metrics, and errors that never carry a key.
+//! - [`error`]: [`UpstreamError`] and its matchable [`UpstreamErrorKind`].
+//! - [`json`]: decoding a provider body into types, with the JSON path that broke.
+//! - [`poller`]: [`Poller`], the ractor actor that polls a [`Source`] on an interval, hashes
+//!   the snapshot, and stores and announces it only when the hash changed.
+//! - [`metrics`]: the Prometheus metrics of all of the above.
+
+pub mod error;
+pub mod http;
+pub mod json;
+pub mod metrics;
+pub mod poller;
+
+pub use error::{RunError, UpstreamError, UpstreamErrorKind};
+pub use http::{HttpConfig, Upstream};
+pub use metrics::UpstreamMetrics;
+pub use poller::{Poller, PollerArgs, PollerMsg, Source};
+
+/// Installs the process-wide TLS provider once (reqwest is built without one, to share
+/// async-nats's `ring`). Idempotent.
+pub fn init_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,356 @@
+//! The poll → hash → store → announce actor, generic over its [`Source`].
+//!
+//! Each cycle fetches a snapshot from the source, encodes it canonically and hashes it. Only
+//! when the hash differs from the last announced one is the snapshot stored under its hash
+//! and a notice published; an unchanged upstream costs the bus nothing. On start the actor
+//! resumes from the last notice in the store (and the snapshot it names), so a restart does
+//! not republish data that has not changed.
+//!
+//! A body that shrinks the universe to less than half of the last one is held back: providers
+//! do that when they are having a bad day. If the same smaller snapshot keeps coming for
+//! [`SHRINK_CONFIRMATIONS`] cycles it is taken as the new truth.
+//!
+//! Cycles never overlap: the next one is scheduled when this one ends, `interval` after it
+//! started (or at once if it overran, which is counted and logged).
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use time::OffsetDateTime;
+use topcoins_bus::SnapshotStore;
+use topcoins_schemas::{HashNotice, Kind, Snapshot, SnapshotHash};
+
+use crate::{UpstreamError, UpstreamMetrics};
+
+/// How many cycles in a row a shrunken universe must be seen before it is believed.
+pub const SHRINK_CONFIRMATIONS: u32 = 3;
+
+/// Where snapshots come from.
+pub trait Source: Send + Sync + 'static {
+    type Snapshot: Snapshot + Clone;
+
+    /// Provider name, for metrics and logs.
+    fn provider(&self) -> &'static str;
+
+    /// Fetches and normalises one snapshot.
+    fn fetch(&mut self) -> impl Future<Output = Result<Self::Snapshot, UpstreamError>> + Send;
+
+    /// Called once a new snapshot has been stored and announced.
+    fn announced(
+        &mut self,
+        _previous: Option<&Self::Snapshot>,
+        _current: &Self::Snapshot,
+        _notice: &HashNotice,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+pub struct PollerArgs<S> {
+    pub source: S,
+    pub store: SnapshotStore,
+    pub interval: Duration,
+    pub metrics: UpstreamMetrics,
+    /// Snapshots older than this, and not current, are deleted from the store.
+    pub retention: Duration,
+}
+
+pub enum PollerMsg {
+    /// Run one cycle now.
+    Poll,
+}
+
+pub struct PollerState<S: Source> {
+    args: PollerArgs<S>,
+    resumed: bool,
+    last: Option<(HashNotice, Arc<S::Snapshot>)>,
+    shrink: Option<(SnapshotHash, u32)>,
+}
+
+/// The actor; see the module docs.
+pub struct Poller<S>(PhantomData<fn() -> S>);
+
+impl<S> Default for Poller<S> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+/// What one cycle came to, as the `outcome` label of `topcoins_poll_cycles_total`.
+enum Outcome {
+    Changed,
+    Unchanged,
+    Failed(&'static str),
+}
+
+impl<S: Source> PollerState<S> {
+    fn kind(&self) -> &'static str {
+        S::Snapshot::KIND.as_str()
+    }
+
+    /// Picks up the last announced notice and snapshot, if any.
+    async fn resume(&mut self) -> Result<(), String> {
+        let store = &self.args.store;
+        let Some(notice) = store
+            .latest(S::Snapshot::KIND)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(());
+        };
+        match store.fetch(notice.hash).await {
+            Ok(bytes) => match S::Snapshot::decode(&bytes) {
+                Ok(snapshot) => {
+                    tracing::info!(kind = self.kind(), hash = %notice.hash, "resumed from stored snapshot");
+                    self.last = Some((notice, Arc::new(snapshot)));
+                }
+                Err(e) => {
+                    tracing::warn!(kind = self.kind(), error = %e, "stored snapshot does not decode; starting afresh")
+                }
+            },
+            Err(e) => {
+                tracing::warn!(kind = self.kind(), error = %e, "stored snapshot unavailable; starting afresh")
+            }
+        }
+        Ok(())
+    }
+
+    async fn cycle(&mut self) -> Outcome {
+        if !self.resumed {
+            if let Err(e) = self.resume().await {
+                tracing::warn!(kind = self.kind(), error = %e, "snapshot store unavailable");
+                return Outcome::Failed("store_unavailable");
+            }
+            self.resumed = true;
+        }
+        let provider = self.args.source.provider();
+        let snapshot = match self.args.source.fetch().await {
+            Ok(s) => s,
+            Err(e) => {
+                self.args
+                    .metrics
+                    .rejected
+                    .with_label_values(&[provider, e.reason()])
+                    .inc();
+                tracing::warn!(kind = self.kind(), provider, reason = e.reason(), error = %e, "fetch failed; last good snapshot stays");
+                return Outcome::Failed(e.reason());
+            }
+        };
+        let (bytes, hash) = snapshot.encode();
+        let previous = self.last.as_ref().map(|(n, s)| (n.hash, s.clone()));
+        if previous.as_ref().is_some_and(|(h, _)| *h == hash) {
+            self.shrink = None;
+            return Outcome::Unchanged;
+        }
+        if let Some((_, prev)) = &previous
+            && snapshot.len() * 2 < prev.len()
+        {
+            let seen = match self.shrink {
+                Some((h, n)) if h == hash => n + 1,
+                _ => 1,
+            };
+            self.shrink = Some((hash, seen));
+            if seen < SHRINK_CONFIRMATIONS {
+                self.args
+                    .metrics
+                    .rejected
+                    .with_label_values(&[provider, "shrunk"])
+                    .inc();
+                tracing::warn!(
+                    kind = self.kind(),
+                    provider,
+                    coins = snapshot.len(),
+                    before = prev.len(),
+                    "universe shrank by more than half; holding back"
+                );
+                return Outcome::Failed("shrunk");
+            }
+        }
+        self.shrink = None;
+        let store = &self.args.store;
+        if let Err(e) = store.put(hash, &bytes).await {
+            tracing::warn!(kind = self.kind(), error = %e, "snapshot store failed; will retry next cycle");
+            return Outcome::Failed("store_unavailable");
+        }
+        let notice = HashNotice {
+            hash,
+            as_of: OffsetDateTime::now_utc(),
+            count: snapshot.len() as u64,
+            source: snapshot.source().to_owned(),
+        };
+        if let Err(e) = store.announce(S::Snapshot::KIND, &notice).await {
+            tracing::warn!(kind = self.kind(), error = %e, "notice publish failed; will retry next cycle");
+            return Outcome::Failed("bus_unavailable");
+        }
+        let kind = self.kind();
+        self.args
+            .metrics
+            .notices_published
+            .with_label_values(&[kind])
+            .inc();
+        self.args
+            .metrics
+            .snapshot_coins
+            .with_label_values(&[kind])
+            .set(snapshot.len() as i64);
+        self.args
+            .metrics
+            .snapshot_bytes
+            .with_label_values(&[kind])
+            .set(bytes.len() as i64);
+        tracing::info!(kind, %hash, coins = snapshot.len(), bytes = bytes.len(), "snapshot changed; announced");
+        self.args
+            .source
+            .announced(
+                previous.as_ref().map(|(_, s)| s.as_ref()),
+                &snapshot,
+                &notice,
+            )
+            .await;
+        self.last = Some((notice, Arc::new(snapshot)));
+        self.prune(hash, previous.map(|(h, _)| h)).await;
+        Outcome::Changed
+    }
+
+    /// Drops old snapshots, never one that either kind currently announces.
+    async fn prune(&self, current: SnapshotHash, previous: Option<SnapshotHash>) {
+        let store = &self.args.store;
+        let mut keep = vec![current];
+        keep.extend(previous);
+        for kind in Kind::ALL {
+            match store.latest(kind).await {
+                Ok(Some(n)) => keep.push(n.hash),
+                Ok(None) => {}
+                Err(_) => return, // not knowing what is current, delete nothing
+            }
+        }
+        match store.prune(&keep, self.args.retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(kind = self.kind(), deleted = n, "pruned old snapshots"),
+            Err(e) => tracing::debug!(error = %e, "prune failed"),
+        }
+    }
+}
+
+impl<S: Source> Actor for Poller<S> {
+    type Msg = PollerMsg;
+    type State = PollerState<S>;
+    type Arguments = PollerArgs<S>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.send_message(PollerMsg::Poll)?;
+        Ok(PollerState {
+            args,
+            resumed: false,
+            last: None,
+            shrink: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            PollerMsg::Poll => {
+                let started = Instant::now();
+                let outcome = state.cycle().await;
+                let elapsed = started.elapsed();
+                let kind = state.kind();
+                let m = &state.args.metrics;
+                let label = match outcome {
+                    Outcome::Changed => "changed",
+                    Outcome::Unchanged => "unchanged",
+                    Outcome::Failed(reason) => reason,
+                };
+                m.cycles.with_label_values(&[kind, label]).inc();
+                m.cycle_seconds
+                    .with_label_values(&[kind])
+                    .observe(elapsed.as_secs_f64());
+                let interval = state.args.interval;
+                if elapsed > interval / 2 {
+                    m.slow_cycles.with_label_values(&[kind]).inc();
+                    tracing::warn!(kind, elapsed = ?elapsed, interval = ?interval, "poll cycle took more than half its interval");
+                }
+                myself.send_after(interval.saturating_sub(elapsed), || PollerMsg::Poll);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens the snapshot store, retrying until NATS answers or `shutdown` fires.
+pub async fn open_store(
+    client: &async_nats::Client,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> Option<SnapshotStore> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match SnapshotStore::open(client.clone()).await {
+            Ok(store) => return Some(store),
+            Err(e) => tracing::warn!(error = %e, "snapshot store not available yet; retrying"),
+        }
+        tokio::select! {
+            _ = &mut *shutdown => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Runs a poller for `source` until `shutdown`, then stops it and waits for it to end.
+pub async fn run_poller<S: Source>(
+    source: S,
+    store: SnapshotStore,
+    interval: Duration,
+    retention: Duration,
+    metrics: UpstreamMetrics,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ractor::SpawnErr> {
+    let kind = S::Snapshot::KIND.as_str();
+    let args = PollerArgs {
+        source,
+        store,
+        interval,
+        metrics,
+        retention,
+    };
+    let (actor, handle) = Actor::spawn(None, Poller::<S>::default(), args).await?;
+    tracing::info!(kind, interval = %humantime::format_duration(interval), "poller started");
+    shutdown.await;
+    actor.stop(Some("shutdown".into()));
+    let _ = handle.await;
+    tracing::info!(kind, "poller stopped");
+    Ok(())
+}
+
+/// A whole polling service: connects to NATS, opens the store (waiting for it if need be),
+/// builds the source with the NATS client, and polls until `shutdown`.
+pub async fn serve<S: Source>(
+    nats: &topcoins_bus::NatsConfig,
+    make_source: impl FnOnce(async_nats::Client) -> S,
+    interval: Duration,
+    retention: Duration,
+    metrics: UpstreamMetrics,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), crate::RunError> {
+    let mut shutdown = Box::pin(shutdown);
+    let (client, _link) = topcoins_bus::connect(nats).await?;
+    let Some(store) = open_store(&client, &mut shutdown).await else {
+        return Ok(());
+    };
+    let source = make_source(client.clone());
+    run_poller(source, store, interval, retention, metrics, shutdown).await?;
+    // Let queued events reach the server before the connection goes.
+    let _ = client.flush().await;
+    Ok(())
+}
