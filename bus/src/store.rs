@@ -114,6 +114,26 @@ impl SnapshotStore {
         })
     }
 
+    /// Opens the store, retrying with backoff until NATS answers; `None` if `shutdown` fires
+    /// first. Services start before NATS is reachable and wait here.
+    pub async fn open_when_ready(
+        client: &Client,
+        shutdown: &mut (impl std::future::Future<Output = ()> + Unpin),
+    ) -> Option<Self> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match Self::open(client.clone()).await {
+                Ok(store) => return Some(store),
+                Err(e) => tracing::warn!(error = %e, "snapshot store not available yet; retrying"),
+            }
+            tokio::select! {
+                _ = &mut *shutdown => return None,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
     /// Stores `bytes` under `hash` unless already there. The caller made `hash` from `bytes`.
     pub async fn put(&self, hash: SnapshotHash, bytes: &[u8]) -> Result<(), StoreError> {
         let name = hash.to_hex();

@@ -288,25 +288,6 @@ impl<S: Source> Actor for Poller<S> {
     }
 }
 
-/// Opens the snapshot store, retrying until NATS answers or `shutdown` fires.
-pub async fn open_store(
-    client: &async_nats::Client,
-    shutdown: &mut (impl Future<Output = ()> + Unpin),
-) -> Option<SnapshotStore> {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match SnapshotStore::open(client.clone()).await {
-            Ok(store) => return Some(store),
-            Err(e) => tracing::warn!(error = %e, "snapshot store not available yet; retrying"),
-        }
-        tokio::select! {
-            _ = &mut *shutdown => return None,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(2));
-    }
-}
-
 /// Runs a poller for `source` until `shutdown`, then stops it and waits for it to end.
 pub async fn run_poller<S: Source>(
     source: S,
@@ -345,7 +326,7 @@ pub async fn serve<S: Source>(
 ) -> Result<(), crate::RunError> {
     let mut shutdown = Box::pin(shutdown);
     let (client, _link) = topcoins_bus::connect(nats).await?;
-    let Some(store) = open_store(&client, &mut shutdown).await else {
+    let Some(store) = SnapshotStore::open_when_ready(&client, &mut shutdown).await else {
         return Ok(());
     };
     let source = make_source(client.clone());

@@ -33,10 +33,10 @@ pub struct PriceConfig {
     pub cmc_api_key: Option<String>,
     /// How often prices are polled.
     #[arg(long = "price-interval", env = "TOPCOINS_PRICE_INTERVAL", default_value = DEFAULT_INTERVAL, value_parser = humantime::parse_duration)]
-    pub interval: Duration,
+    pub price_interval: Duration,
     /// How many coins (by market cap) to price.
     #[arg(long = "price-universe", env = "TOPCOINS_PRICE_UNIVERSE", default_value_t = DEFAULT_UNIVERSE)]
-    pub universe: usize,
+    pub price_universe: usize,
 }
 
 /// Prices from CoinMarketCap, with per-coin events after each change.
@@ -80,21 +80,21 @@ pub async fn run(
     tracing::info!(
         cmc_url = %config.cmc_url,
         cmc_api_key = if config.cmc_api_key.is_some() { "<set>" } else { "<unset>" },
-        interval = %humantime::format_duration(config.interval),
-        universe = config.universe,
+        interval = %humantime::format_duration(config.price_interval),
+        universe = config.price_universe,
         nats = %nats.url,
         "price service starting"
     );
     let http = Upstream::new(cmc::PROVIDER, HttpConfig::default(), metrics.clone());
     let make_source = |client| CmcSource {
         client: CmcClient::new(http, &config.cmc_url, config.cmc_api_key.clone()),
-        universe: config.universe,
+        universe: config.price_universe,
         events: PriceEvents::new(client, metrics.clone()),
     };
     serve(
         &nats,
         make_source,
-        config.interval,
+        config.price_interval,
         retention,
         metrics.clone(),
         shutdown,

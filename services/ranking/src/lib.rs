@@ -25,20 +25,20 @@ pub const DEFAULT_UNIVERSE: usize = 2000;
 pub struct RankingConfig {
     /// CryptoCompare base URL (the simulator's root in development).
     #[arg(long = "cryptocompare-url", env = "TOPCOINS_CRYPTOCOMPARE_URL", default_value = cryptocompare::DEFAULT_URL)]
-    pub url: String,
+    pub cryptocompare_url: String,
     /// CryptoCompare API key (sent as `authorization: Apikey …`; never logged).
     #[arg(
         long = "cryptocompare-api-key",
         env = "CRYPTOCOMPARE_API_KEY",
         hide_env_values = true
     )]
-    pub api_key: Option<String>,
+    pub cryptocompare_api_key: Option<String>,
     /// How often the ranking is polled.
     #[arg(long = "ranking-interval", env = "TOPCOINS_RANKING_INTERVAL", default_value = DEFAULT_INTERVAL, value_parser = humantime::parse_duration)]
-    pub interval: Duration,
+    pub ranking_interval: Duration,
     /// How many coins (by 24h volume) to rank; read in pages of 100.
     #[arg(long = "ranking-universe", env = "TOPCOINS_RANKING_UNIVERSE", default_value_t = DEFAULT_UNIVERSE)]
-    pub universe: usize,
+    pub ranking_universe: usize,
 }
 
 pub struct CryptoCompareSource {
@@ -67,10 +67,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     tracing::info!(
-        url = %config.url,
-        api_key = if config.api_key.is_some() { "<set>" } else { "<unset>" },
-        interval = %humantime::format_duration(config.interval),
-        universe = config.universe,
+        url = %config.cryptocompare_url,
+        api_key = if config.cryptocompare_api_key.is_some() { "<set>" } else { "<unset>" },
+        interval = %humantime::format_duration(config.ranking_interval),
+        universe = config.ranking_universe,
         nats = %nats.url,
         "ranking service starting"
     );
@@ -80,13 +80,17 @@ pub async fn run(
         metrics.clone(),
     );
     let source = CryptoCompareSource {
-        client: CryptoCompareClient::new(http, &config.url, config.api_key.clone()),
-        universe: config.universe,
+        client: CryptoCompareClient::new(
+            http,
+            &config.cryptocompare_url,
+            config.cryptocompare_api_key.clone(),
+        ),
+        universe: config.ranking_universe,
     };
     serve(
         &nats,
         |_| source,
-        config.interval,
+        config.ranking_interval,
         retention,
         metrics,
         shutdown,

@@ -38,21 +38,21 @@ pub const DEFAULT_TICK: &str = "10s";
 pub struct SimConfig {
     /// Number of coins in the simulated universe.
     #[arg(long = "sim-coins", env = "TOPCOINS_SIM_COINS", default_value_t = DEFAULT_COINS)]
-    pub coins: usize,
+    pub sim_coins: usize,
     /// Seed of the market's random walk; the same seed gives the same market.
     #[arg(long = "sim-seed", env = "TOPCOINS_SIM_SEED", default_value_t = DEFAULT_SEED)]
-    pub seed: u64,
+    pub sim_seed: u64,
     /// How often the market moves by itself; `0s` moves it only on `POST /sim/tick`.
     #[arg(long = "sim-tick", env = "TOPCOINS_SIM_TICK", default_value = DEFAULT_TICK, value_parser = humantime::parse_duration)]
-    pub tick: Duration,
+    pub sim_tick: Duration,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
-            coins: DEFAULT_COINS,
-            seed: DEFAULT_SEED,
-            tick: humantime::parse_duration(DEFAULT_TICK).expect("valid default"),
+            sim_coins: DEFAULT_COINS,
+            sim_seed: DEFAULT_SEED,
+            sim_tick: humantime::parse_duration(DEFAULT_TICK).expect("valid default"),
         }
     }
 }
@@ -155,20 +155,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sim = Sim {
-        market: Arc::new(RwLock::new(Market::new(config.coins, config.seed))),
-        seed: config.seed,
+        market: Arc::new(RwLock::new(Market::new(config.sim_coins, config.sim_seed))),
+        seed: config.sim_seed,
     };
     tracing::info!(
         addr = %listener.local_addr()?,
-        coins = config.coins,
-        seed = config.seed,
-        tick = %humantime::format_duration(config.tick),
+        coins = config.sim_coins,
+        seed = config.sim_seed,
+        tick = %humantime::format_duration(config.sim_tick),
         "simulator listening"
     );
-    let ticker = (!config.tick.is_zero()).then(|| {
+    let ticker = (!config.sim_tick.is_zero()).then(|| {
         let sim = sim.clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(config.tick);
+            let mut every = tokio::time::interval(config.sim_tick);
             every.tick().await;
             loop {
                 every.tick().await;

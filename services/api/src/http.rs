@@ -1,0 +1,182 @@
+//! The HTTP surface: `GET /` (top list, JSON or CSV, ETag/304), `/healthz`, `/readyz`,
+//! `/metrics`, and JSON errors for everything else.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use axum::extract::{MatchedPath, RawQuery, Request, State};
+use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prometheus::{Encoder, Registry, TextEncoder};
+use serde_json::json;
+use time::OffsetDateTime;
+use topcoins_bus::Link;
+
+use crate::error::ApiError;
+use crate::metrics::ApiMetrics;
+use crate::node::View;
+use crate::query::{self, Format};
+use crate::render::rfc3339;
+
+const STALE_HEADER: HeaderName = HeaderName::from_static("x-topcoins-stale");
+const AS_OF_HEADER: HeaderName = HeaderName::from_static("x-topcoins-as-of");
+
+#[derive(Clone)]
+pub struct AppState {
+    pub view: Arc<ArcSwapOption<View>>,
+    pub link: Link,
+    pub metrics: ApiMetrics,
+    pub registry: Registry,
+    pub default_limit: usize,
+    pub max_limit: usize,
+    pub stale_after: Duration,
+}
+
+impl AppState {
+    /// Stale: the bus is away (we cannot know of changes), or the data is older than
+    /// `stale_after`.
+    fn is_stale(&self, view: &View) -> bool {
+        let age = OffsetDateTime::now_utc() - view.as_of();
+        !self.link.is_up() || age > self.stale_after
+    }
+}
+
+/// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110 says for this header).
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers.get_all(IF_NONE_MATCH).iter().any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
+        })
+    })
+}
+
+async fn top(State(app): State<AppState>, RawQuery(raw): RawQuery, headers: HeaderMap) -> Response {
+    let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+    let query = match query::parse(raw.as_deref(), accept, app.default_limit, app.max_limit) {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
+    };
+    let Some(view) = app.view.load_full() else {
+        return ApiError::no_data().into_response();
+    };
+    let n = query.limit.min(view.prepared.count);
+    let stale = app.is_stale(&view);
+    let (format_tag, content_type) = match query.format {
+        Format::Json => (if stale { "js" } else { "j" }, "application/json"),
+        Format::Csv => ("c", "text/csv; charset=utf-8"),
+    };
+    let etag = format!("\"{}-{n}-{format_tag}\"", view.meta.tag);
+    let mut response = if not_modified(&headers, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let body = match query.format {
+            Format::Json => view.prepared.json_body(n, &view.meta, stale),
+            Format::Csv => view.prepared.csv_body(n),
+        };
+        let mut r = body.into_response();
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        r
+    };
+    let h = response.headers_mut();
+    h.insert(ETAG, HeaderValue::from_str(&etag).expect("etag is ascii"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        STALE_HEADER,
+        HeaderValue::from_static(if stale { "true" } else { "false" }),
+    );
+    if let Ok(v) = HeaderValue::from_str(&rfc3339(view.as_of())) {
+        h.insert(AS_OF_HEADER, v);
+    }
+    response
+}
+
+async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+async fn readyz(State(app): State<AppState>) -> Response {
+    match app.view.load_full() {
+        Some(view) => Json(json!({
+            "status": "ready",
+            "coins": view.prepared.count,
+            "stale": app.is_stale(&view),
+            "nats_connected": app.link.is_up(),
+        }))
+        .into_response(),
+        None => ApiError::no_data().into_response(),
+    }
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    if let Some(view) = app.view.load_full() {
+        let now = OffsetDateTime::now_utc();
+        for (kind, notice) in [("prices", &view.prices), ("ranking", &view.ranking)] {
+            let age = (now - notice.as_of).as_seconds_f64().max(0.0);
+            app.metrics
+                .snapshot_age_seconds
+                .with_label_values(&[kind])
+                .set(age);
+        }
+        app.metrics.stale.set(i64::from(app.is_stale(&view)));
+    }
+    let mut buffer = Vec::new();
+    let encoder = TextEncoder::new();
+    if let Err(e) = encoder.encode(&app.registry.gather(), &mut buffer) {
+        tracing::error!(error = %e, "metrics encoding failed");
+    }
+    ([(CONTENT_TYPE, encoder.format_type().to_owned())], buffer).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+/// Counts and times every request by route and status.
+async fn observe(State(metrics): State<ApiMetrics>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| match p.as_str() {
+            "/" => "/",
+            "/healthz" => "/healthz",
+            "/readyz" => "/readyz",
+            "/metrics" => "/metrics",
+            _ => "other",
+        });
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics
+        .http_seconds
+        .with_label_values(&[route])
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .http_requests
+        .with_label_values(&[route, response.status().as_str()])
+        .inc();
+    response
+}
+
+pub fn router(app: AppState) -> Router {
+    let metrics = app.metrics.clone();
+    Router::new()
+        .route("/", get(top))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(self::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(app)
+        .layer(middleware::from_fn_with_state(metrics, observe))
+}

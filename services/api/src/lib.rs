@@ -1,0 +1,124 @@
+//! A topcoins API node: stateless, answers every request from memory.
+//!
+//! - [`sync`]: follows hash notices on NATS (and the store on start and on reconnect).
+//! - [`node`]: snapshot and merge caches, and the [`node::View`] requests read.
+//! - [`merge`]: ranking × prices, and the rules for shared symbols and missing prices.
+//! - [`render`]: response bytes prepared once per merge; a request slices them.
+//! - [`query`]: strict parsing of `limit` and `format`.
+//! - [`http`]: routes, ETag/304, errors; [`error`]: the error body; [`metrics`].
+
+pub mod error;
+pub mod http;
+pub mod merge;
+pub mod metrics;
+pub mod node;
+pub mod query;
+pub mod render;
+pub mod sync;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use topcoins_bus::{NatsConfig, connect};
+
+use crate::http::AppState;
+use crate::metrics::ApiMetrics;
+
+pub const DEFAULT_LIMIT: usize = 200;
+pub const MAX_LIMIT: usize = 5000;
+pub const DEFAULT_STALE_AFTER: &str = "10m";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiConfig {
+    /// `limit` when a request gives none.
+    #[arg(long = "default-limit", env = "TOPCOINS_DEFAULT_LIMIT", default_value_t = DEFAULT_LIMIT)]
+    pub default_limit: usize,
+    /// Largest `limit` accepted; larger ones get a 400.
+    #[arg(long = "max-limit", env = "TOPCOINS_MAX_LIMIT", default_value_t = MAX_LIMIT)]
+    pub max_limit: usize,
+    /// Data older than this is served with `"stale": true` (so is any data while NATS is away).
+    #[arg(long = "stale-after", env = "TOPCOINS_STALE_AFTER", default_value = DEFAULT_STALE_AFTER, value_parser = humantime::parse_duration)]
+    pub stale_after: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            default_limit: DEFAULT_LIMIT,
+            max_limit: MAX_LIMIT,
+            stale_after: humantime::parse_duration(DEFAULT_STALE_AFTER).expect("valid default"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiRunError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("nats: {0}")]
+    Connect(#[from] async_nats::ConnectError),
+    #[error("http server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves the API on `listener` until `shutdown`, then drains in-flight requests and the NATS
+/// connection. Metrics go into `registry` (served on `/metrics` with whatever else is in it).
+pub async fn run(
+    config: ApiConfig,
+    nats: NatsConfig,
+    registry: Registry,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ApiRunError> {
+    if config.max_limit == 0 || config.default_limit == 0 || config.default_limit > config.max_limit
+    {
+        return Err(ApiRunError::Config(format!(
+            "need 1 <= default limit ({}) <= max limit ({})",
+            config.default_limit, config.max_limit
+        )));
+    }
+    let metrics = ApiMetrics::register(&registry)?;
+    let (client, link) = connect(&nats).await?;
+    let view = Arc::new(ArcSwapOption::empty());
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        nats = %nats.url,
+        default_limit = config.default_limit,
+        max_limit = config.max_limit,
+        stale_after = %humantime::format_duration(config.stale_after),
+        "api node listening"
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let follower = tokio::spawn(sync::follow(
+        client.clone(),
+        link.clone(),
+        metrics.clone(),
+        view.clone(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let app = AppState {
+        view,
+        link,
+        metrics,
+        registry,
+        default_limit: config.default_limit,
+        max_limit: config.max_limit,
+        stale_after: config.stale_after,
+    };
+    let served = axum::serve(listener, http::router(app))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = stop_tx.send(());
+    let _ = follower.await;
+    let _ = client.drain().await;
+    served?;
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! What an API node knows: the snapshots it holds, the notices in force, and the prepared
+//! view every request reads.
+//!
+//! Snapshots live in moka caches keyed by hash, so a hash seen before (prices often flip
+//! back) is never fetched again; moka's `try_get_with` also makes concurrent asks for one
+//! hash share a single fetch. The caches use plain LRU eviction: under the default TinyLFU
+//! admission a brand-new key — and every new snapshot is one — can be refused when the cache
+//! is full. The merge is cached per (prices hash, ranking hash) pair. The view a request
+//! reads is one `ArcSwap` load: no lock on the request path.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use moka::future::Cache;
+use moka::policy::EvictionPolicy;
+use time::OffsetDateTime;
+use topcoins_bus::{SnapshotStore, StoreErrorKind};
+use topcoins_schemas::{HashNotice, Kind, PriceSnapshot, RankingSnapshot, Snapshot, SnapshotHash};
+
+use crate::merge::merge;
+use crate::metrics::ApiMetrics;
+use crate::render::{Meta, Prepared};
+
+/// Snapshots of each kind kept in memory.
+const SNAPSHOTS_KEPT: u64 = 8;
+/// Merged and prepared lists kept in memory.
+const MERGES_KEPT: u64 = 4;
+
+/// What a request serves.
+pub struct View {
+    pub prepared: Arc<Prepared>,
+    pub meta: Meta,
+    pub prices: HashNotice,
+    pub ranking: HashNotice,
+}
+
+impl View {
+    /// The older of the two snapshot times: how old the data is, at most.
+    pub fn as_of(&self) -> OffsetDateTime {
+        self.prices.as_of.min(self.ranking.as_of)
+    }
+}
+
+/// Why a notice did not change what is served.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("snapshot fetch failed: {0}")]
+    Fetch(String),
+    #[error("snapshot {0} does not match its hash")]
+    HashMismatch(SnapshotHash),
+    #[error("snapshot does not decode: {0}")]
+    Decode(String),
+}
+
+fn cache<K, V>(capacity: u64) -> Cache<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    Cache::builder()
+        .max_capacity(capacity)
+        .eviction_policy(EvictionPolicy::lru())
+        .build()
+}
+
+pub struct Node {
+    store: SnapshotStore,
+    metrics: ApiMetrics,
+    prices: Cache<SnapshotHash, Arc<PriceSnapshot>>,
+    ranking: Cache<SnapshotHash, Arc<RankingSnapshot>>,
+    merged: Cache<(SnapshotHash, SnapshotHash), Arc<Prepared>>,
+    current_prices: Option<(HashNotice, Arc<PriceSnapshot>)>,
+    current_ranking: Option<(HashNotice, Arc<RankingSnapshot>)>,
+    view: Arc<ArcSwapOption<View>>,
+}
+
+impl Node {
+    pub fn new(store: SnapshotStore, metrics: ApiMetrics, view: Arc<ArcSwapOption<View>>) -> Self {
+        Self {
+            store,
+            metrics,
+            prices: cache(SNAPSHOTS_KEPT),
+            ranking: cache(SNAPSHOTS_KEPT),
+            merged: cache(MERGES_KEPT),
+            current_prices: None,
+            current_ranking: None,
+            view,
+        }
+    }
+
+    pub fn store(&self) -> &SnapshotStore {
+        &self.store
+    }
+
+    fn current(&self, kind: Kind) -> Option<&HashNotice> {
+        match kind {
+            Kind::Prices => self.current_prices.as_ref().map(|(n, _)| n),
+            Kind::Ranking => self.current_ranking.as_ref().map(|(n, _)| n),
+        }
+    }
+
+    /// Takes a notice into account: fetches its snapshot if new to this node, and rebuilds
+    /// the view. Returns whether what is served changed. A notice older than the one in force
+    /// (a late warm-up read racing a live notice) is ignored.
+    pub async fn apply(&mut self, kind: Kind, notice: HashNotice) -> Result<bool, ApplyError> {
+        if let Some(current) = self.current(kind)
+            && (current.hash == notice.hash || current.as_of > notice.as_of)
+        {
+            return Ok(false);
+        }
+        match kind {
+            Kind::Prices => {
+                let snapshot = self.snapshot(&self.prices, kind, notice.hash).await?;
+                self.current_prices = Some((notice, snapshot));
+            }
+            Kind::Ranking => {
+                let snapshot = self.snapshot(&self.ranking, kind, notice.hash).await?;
+                self.current_ranking = Some((notice, snapshot));
+            }
+        }
+        self.rebuild().await;
+        Ok(true)
+    }
+
+    /// The snapshot named `hash`, from the cache or fetched (and verified) once.
+    async fn snapshot<S: Snapshot>(
+        &self,
+        cache: &Cache<SnapshotHash, Arc<S>>,
+        kind: Kind,
+        hash: SnapshotHash,
+    ) -> Result<Arc<S>, ApplyError> {
+        let label = kind.as_str();
+        let mut fetched = false;
+        let result = cache
+            .try_get_with(hash, async {
+                fetched = true;
+                self.metrics
+                    .snapshot_fetches
+                    .with_label_values(&[label])
+                    .inc();
+                let bytes = self.store.fetch(hash).await.map_err(|e| match e.kind() {
+                    StoreErrorKind::HashMismatch => ApplyError::HashMismatch(hash),
+                    _ => ApplyError::Fetch(e.to_string()),
+                })?;
+                let snapshot = S::decode(&bytes).map_err(|e| ApplyError::Decode(e.to_string()))?;
+                Ok::<_, ApplyError>(Arc::new(snapshot))
+            })
+            .await;
+        let cache_label = match kind {
+            Kind::Prices => "prices_snapshot",
+            Kind::Ranking => "ranking_snapshot",
+        };
+        if fetched {
+            self.metrics
+                .cache_misses
+                .with_label_values(&[cache_label])
+                .inc();
+        } else {
+            self.metrics
+                .cache_hits
+                .with_label_values(&[cache_label])
+                .inc();
+        }
+        result.map_err(|e| {
+            let e = Arc::try_unwrap(e).unwrap_or_else(|shared| match &*shared {
+                ApplyError::Fetch(m) => ApplyError::Fetch(m.clone()),
+                ApplyError::HashMismatch(h) => ApplyError::HashMismatch(*h),
+                ApplyError::Decode(m) => ApplyError::Decode(m.clone()),
+            });
+            let reason = match &e {
+                ApplyError::Fetch(_) => "unavailable",
+                ApplyError::HashMismatch(_) => {
+                    self.metrics
+                        .hash_mismatches
+                        .with_label_values(&[label])
+                        .inc();
+                    "hash_mismatch"
+                }
+                ApplyError::Decode(_) => "decode",
+            };
+            self.metrics
+                .snapshot_fetch_errors
+                .with_label_values(&[label, reason])
+                .inc();
+            e
+        })
+    }
+
+    /// Re-points the view at the current pair, merging only if this pair is new.
+    async fn rebuild(&self) {
+        let (Some((pn, prices)), Some((rn, ranking))) =
+            (&self.current_prices, &self.current_ranking)
+        else {
+            return;
+        };
+        let key = (pn.hash, rn.hash);
+        let hit = self.merged.contains_key(&key);
+        let prepared = self
+            .merged
+            .get_with(key, async {
+                self.metrics.merges.inc();
+                let (prices, ranking) = (prices.clone(), ranking.clone());
+                // Merging 10,000 × 10,000 takes milliseconds: off the async workers.
+                let prepared =
+                    tokio::task::spawn_blocking(move || Prepared::new(&merge(&ranking, &prices)))
+                        .await
+                        .expect("merge does not panic");
+                Arc::new(prepared)
+            })
+            .await;
+        let cache_label = "merge";
+        if hit {
+            self.metrics
+                .cache_hits
+                .with_label_values(&[cache_label])
+                .inc();
+        } else {
+            self.metrics
+                .cache_misses
+                .with_label_values(&[cache_label])
+                .inc();
+        }
+        self.metrics.coins_served.set(prepared.count as i64);
+        self.view.store(Some(Arc::new(View {
+            meta: Meta::new(pn, rn),
+            prepared,
+            prices: pn.clone(),
+            ranking: rn.clone(),
+        })));
+    }
+}

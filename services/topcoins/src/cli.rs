@@ -1,0 +1,180 @@
+//! The command line. Every flag can also be given as the environment variable shown in
+//! `--help`; names follow the contract in DESIGN.md.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use topcoins_api::ApiConfig;
+use topcoins_bus::NatsConfig;
+use topcoins_price::PriceConfig;
+use topcoins_ranking::RankingConfig;
+use topcoins_sim::SimConfig;
+
+use crate::telemetry::LogFormat;
+
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_SIM_LISTEN: &str = "127.0.0.1:9000";
+pub const DEFAULT_RETENTION: &str = "1h";
+pub const DEFAULT_DATA_DIR: &str = ".topcoins";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "topcoins",
+    version,
+    about = "Top crypto coins by 24h volume, priced in USD, served from memory"
+)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(
+        long,
+        env = "TOPCOINS_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Everything in one process: simulator (unless API keys are set), both actors, one API node,
+    /// and a private nats-server unless NATS_URL is set.
+    Up(UpArgs),
+    /// An API node.
+    Api(ApiArgs),
+    /// The price actor.
+    Price(PriceArgs),
+    /// The ranking actor.
+    Ranking(RankingArgs),
+    /// The simulated market.
+    Sim(SimArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NatsArgs {
+    /// NATS server URL(s), comma-separated.
+    #[arg(long = "nats-url", env = "NATS_URL")]
+    pub nats_url: Option<String>,
+}
+
+impl NatsArgs {
+    pub fn config(&self, url: &str, name: &str) -> NatsConfig {
+        NatsConfig {
+            url: url.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn required(&self, name: &str) -> anyhow::Result<NatsConfig> {
+        let url = self.nats_url.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("NATS_URL (or --nats-url) is required for `topcoins {name}`")
+        })?;
+        Ok(self.config(url, &format!("topcoins-{name}")))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RetentionArgs {
+    /// Stored snapshots older than this, and not current, are deleted.
+    #[arg(long = "snapshot-retention", env = "TOPCOINS_SNAPSHOT_RETENTION", default_value = DEFAULT_RETENTION, value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Address the API listens on.
+    #[arg(long, env = "TOPCOINS_LISTEN", default_value = DEFAULT_API_LISTEN)]
+    pub listen: SocketAddr,
+    /// Address the simulator listens on (when it runs).
+    #[arg(long = "sim-listen", env = "TOPCOINS_SIM_LISTEN", default_value = DEFAULT_SIM_LISTEN)]
+    pub sim_listen: SocketAddr,
+    /// Where the private nats-server keeps its data, so a restart resumes from it.
+    #[arg(long, env = "TOPCOINS_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: std::path::PathBuf,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub api: ApiConfig,
+    #[command(flatten)]
+    pub price: PriceConfig,
+    #[command(flatten)]
+    pub ranking: RankingConfig,
+    #[command(flatten)]
+    pub sim: SimConfig,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Address the API listens on.
+    #[arg(long, env = "TOPCOINS_LISTEN", default_value = DEFAULT_API_LISTEN)]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub api: ApiConfig,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PriceArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub price: PriceConfig,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RankingArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub ranking: RankingConfig,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimArgs {
+    /// Address the simulator listens on.
+    #[arg(long, env = "TOPCOINS_LISTEN", default_value = DEFAULT_SIM_LISTEN)]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub sim: SimConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_has_an_environment_variable() {
+        fn walk(cmd: &clap::Command) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if ["help", "version"].contains(&id) {
+                    continue;
+                }
+                assert!(
+                    arg.get_env().is_some(),
+                    "`{}` flag {id} has no env",
+                    cmd.get_name()
+                );
+            }
+            cmd.get_subcommands().for_each(walk);
+        }
+        walk(&Cli::command());
+    }
+}

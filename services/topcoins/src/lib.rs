@@ -1,0 +1,12 @@
+//! The `topcoins` command: one binary that runs any service (`api`, `price`, `ranking`,
+//! `sim`) or all of them in one process (`up`).
+//!
+//! - [`cli`]: the command line; every flag also reads an environment variable.
+//! - [`shutdown`]: one shutdown signal (Ctrl-C or SIGTERM) fanned out to every component.
+//! - [`up`]: everything at once, with a private nats-server and the simulator when needed.
+//! - [`telemetry`]: logging set-up.
+
+pub mod cli;
+pub mod shutdown;
+pub mod telemetry;
+pub mod up;

