@@ -13,6 +13,8 @@ pub mod http;
 pub mod json;
 pub mod metrics;
 pub mod poller;
+#[doc(hidden)]
+pub mod testing;
 
 pub use error::{RunError, UpstreamError, UpstreamErrorKind};
 pub use http::{HttpConfig, Upstream};

@@ -38,24 +38,16 @@ pub fn parse(
     let mut limit = None;
     let mut format = None;
     for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        match key.as_ref() {
-            "limit" => {
-                if limit.replace(value.clone()).is_some() {
-                    return Err(ApiError::bad_request(
-                        "duplicate_parameter",
-                        "limit is given more than once",
-                    ));
-                }
-            }
-            "format" => {
-                if format.replace(value.clone()).is_some() {
-                    return Err(ApiError::bad_request(
-                        "duplicate_parameter",
-                        "format is given more than once",
-                    ));
-                }
-            }
-            _ => {}
+        let slot = match key.as_ref() {
+            "limit" => &mut limit,
+            "format" => &mut format,
+            _ => continue,
+        };
+        if slot.replace(value).is_some() {
+            return Err(ApiError::bad_request(
+                "duplicate_parameter",
+                format!("{key} is given more than once"),
+            ));
         }
     }
     let limit = match limit {

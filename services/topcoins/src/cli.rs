@@ -42,7 +42,7 @@ pub struct Cli {
 pub enum Command {
     /// Everything in one process: simulator (unless API keys are set), both actors, one API node,
     /// and a private nats-server unless NATS_URL is set.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// An API node.
     Api(ApiArgs),
     /// The price actor.

@@ -27,7 +27,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     shutdown.on_signals();
     match command {
         Command::Up(args) => {
-            up::run(args, shutdown, |started| {
+            up::run(*args, shutdown, |started| {
                 println!("{}", up::banner(started))
             })
             .await

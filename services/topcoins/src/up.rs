@@ -68,32 +68,30 @@ pub async fn run(
             args.ranking.cryptocompare_url = url;
         }
         sim_addr = Some(addr);
-        tasks.spawn(topcoins_sim::run(args.sim.clone(), listener, shutdown.wait()).map_ok_anyhow());
+        tasks.spawn(component(topcoins_sim::run(
+            args.sim.clone(),
+            listener,
+            shutdown.wait(),
+        )));
     }
 
     let retention = args.retention.retention;
     let price_nats = args.nats.config(&nats_url, "topcoins-price");
-    tasks.spawn(
-        topcoins_price::run(
-            args.price.clone(),
-            price_nats,
-            retention,
-            upstream_metrics.clone(),
-            shutdown.wait(),
-        )
-        .map_ok_anyhow(),
-    );
+    tasks.spawn(component(topcoins_price::run(
+        args.price.clone(),
+        price_nats,
+        retention,
+        upstream_metrics.clone(),
+        shutdown.wait(),
+    )));
     let ranking_nats = args.nats.config(&nats_url, "topcoins-ranking");
-    tasks.spawn(
-        topcoins_ranking::run(
-            args.ranking.clone(),
-            ranking_nats,
-            retention,
-            upstream_metrics,
-            shutdown.wait(),
-        )
-        .map_ok_anyhow(),
-    );
+    tasks.spawn(component(topcoins_ranking::run(
+        args.ranking.clone(),
+        ranking_nats,
+        retention,
+        upstream_metrics,
+        shutdown.wait(),
+    )));
 
     let listener = TcpListener::bind(args.listen)
         .await
@@ -104,16 +102,13 @@ pub async fn run(
         nats_url: nats_url.clone(),
     };
     let api_nats = args.nats.config(&nats_url, "topcoins-api");
-    tasks.spawn(
-        topcoins_api::run(
-            args.api.clone(),
-            api_nats,
-            registry,
-            listener,
-            shutdown.wait(),
-        )
-        .map_ok_anyhow(),
-    );
+    tasks.spawn(component(topcoins_api::run(
+        args.api.clone(),
+        api_nats,
+        registry,
+        listener,
+        shutdown.wait(),
+    )));
     on_started(&started);
 
     // The first component to fail takes the others down with it.
@@ -130,19 +125,12 @@ pub async fn run(
     result
 }
 
-/// Turns a component's own error type into `anyhow` for the join set.
-trait MapOkAnyhow {
-    fn map_ok_anyhow(self) -> impl Future<Output = anyhow::Result<()>> + Send + 'static;
-}
-
-impl<F, E> MapOkAnyhow for F
+/// A component's run, with its own error type turned into `anyhow` for the join set.
+async fn component<E>(run: impl Future<Output = Result<(), E>>) -> anyhow::Result<()>
 where
-    F: Future<Output = Result<(), E>> + Send + 'static,
     E: std::error::Error + Send + Sync + 'static,
 {
-    fn map_ok_anyhow(self) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
-        async move { self.await.map_err(anyhow::Error::from) }
-    }
+    run.await.map_err(anyhow::Error::from)
 }
 
 /// The banner `topcoins up` prints once everything is listening.
