@@ -20,8 +20,13 @@ use topcoins_upstream::{RunError, Source, Upstream, UpstreamError, UpstreamMetri
 use crate::cmc::CmcClient;
 use crate::events::PriceEvents;
 
-pub const DEFAULT_INTERVAL: &str = "60s";
-pub const DEFAULT_UNIVERSE: usize = 5000;
+/// Defaults against the real CoinMarketCap: 200 coins cost 1 credit, every 5 minutes is
+/// 8,640 credits a month, inside the free plan's 10,000.
+pub const PROVIDER_INTERVAL: Duration = Duration::from_secs(300);
+pub const PROVIDER_UNIVERSE: usize = 200;
+/// Defaults against any other base URL (the simulator, a proxy).
+pub const SIM_INTERVAL: Duration = Duration::from_secs(10);
+pub const SIM_UNIVERSE: usize = 5000;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PriceConfig {
@@ -31,12 +36,36 @@ pub struct PriceConfig {
     /// CoinMarketCap API key (sent as `X-CMC_PRO_API_KEY`; never logged).
     #[arg(long = "cmc-api-key", env = "CMC_API_KEY", hide_env_values = true)]
     pub cmc_api_key: Option<String>,
-    /// How often prices are polled.
-    #[arg(long = "price-interval", env = "TOPCOINS_PRICE_INTERVAL", default_value = DEFAULT_INTERVAL, value_parser = humantime::parse_duration)]
-    pub price_interval: Duration,
-    /// How many coins (by market cap) to price.
-    #[arg(long = "price-universe", env = "TOPCOINS_PRICE_UNIVERSE", default_value_t = DEFAULT_UNIVERSE)]
-    pub price_universe: usize,
+    /// How often prices are polled [default: 5m against CoinMarketCap, 10s against another URL].
+    #[arg(long = "price-interval", env = "TOPCOINS_PRICE_INTERVAL", value_parser = humantime::parse_duration)]
+    pub price_interval: Option<Duration>,
+    /// How many coins (by market cap) to price [default: 200 against CoinMarketCap, 5000 against another URL].
+    #[arg(long = "price-universe", env = "TOPCOINS_PRICE_UNIVERSE")]
+    pub price_universe: Option<usize>,
+}
+
+impl PriceConfig {
+    fn is_real_provider(&self) -> bool {
+        self.cmc_url.trim_end_matches('/') == cmc::DEFAULT_URL
+    }
+
+    /// The polling interval in force.
+    pub fn interval(&self) -> Duration {
+        self.price_interval.unwrap_or(if self.is_real_provider() {
+            PROVIDER_INTERVAL
+        } else {
+            SIM_INTERVAL
+        })
+    }
+
+    /// The number of coins priced.
+    pub fn universe(&self) -> usize {
+        self.price_universe.unwrap_or(if self.is_real_provider() {
+            PROVIDER_UNIVERSE
+        } else {
+            SIM_UNIVERSE
+        })
+    }
 }
 
 /// Prices from CoinMarketCap, with per-coin events after each change.
@@ -80,24 +109,51 @@ pub async fn run(
     tracing::info!(
         cmc_url = %config.cmc_url,
         cmc_api_key = if config.cmc_api_key.is_some() { "<set>" } else { "<unset>" },
-        interval = %humantime::format_duration(config.price_interval),
-        universe = config.price_universe,
+        interval = %humantime::format_duration(config.interval()),
+        universe = config.universe(),
         nats = %nats.url,
         "price service starting"
     );
     let http = Upstream::new(cmc::PROVIDER, HttpConfig::default(), metrics.clone());
     let make_source = |client| CmcSource {
         client: CmcClient::new(http, &config.cmc_url, config.cmc_api_key.clone()),
-        universe: config.price_universe,
+        universe: config.universe(),
         events: PriceEvents::new(client, metrics.clone()),
     };
     serve(
         &nats,
         make_source,
-        config.price_interval,
+        config.interval(),
         retention,
         metrics.clone(),
         shutdown,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_target() {
+        let mut c = PriceConfig {
+            cmc_url: format!("{}/", cmc::DEFAULT_URL),
+            cmc_api_key: None,
+            price_interval: None,
+            price_universe: None,
+        };
+        assert_eq!(
+            (c.interval(), c.universe()),
+            (PROVIDER_INTERVAL, PROVIDER_UNIVERSE)
+        );
+        // 200 coins is one credit; a month of polls stays inside the free 10,000 credits.
+        let polls_per_month = 30 * 24 * 3600 / PROVIDER_INTERVAL.as_secs() as usize;
+        assert!(polls_per_month * PROVIDER_UNIVERSE.div_ceil(200) <= 10_000);
+        c.cmc_url = "http://127.0.0.1:9000".into();
+        assert_eq!((c.interval(), c.universe()), (SIM_INTERVAL, SIM_UNIVERSE));
+        c.price_universe = Some(7);
+        c.price_interval = Some(Duration::from_secs(1));
+        assert_eq!((c.interval(), c.universe()), (Duration::from_secs(1), 7));
+    }
 }

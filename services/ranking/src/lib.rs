@@ -17,9 +17,13 @@ use topcoins_upstream::{RunError, Source, Upstream, UpstreamError, UpstreamMetri
 
 use crate::cryptocompare::CryptoCompareClient;
 
-/// CryptoCompare caches the toplist for 120 s; polling faster buys nothing.
-pub const DEFAULT_INTERVAL: &str = "120s";
-pub const DEFAULT_UNIVERSE: usize = 2000;
+/// Defaults against the real CryptoCompare: 500 coins are 5 calls, every 5 minutes is 43,200
+/// calls a month, inside the free tier's ~100,000 (and the toplist is cached 120 s anyway).
+pub const PROVIDER_INTERVAL: Duration = Duration::from_secs(300);
+pub const PROVIDER_UNIVERSE: usize = 500;
+/// Defaults against any other base URL (the simulator, a proxy).
+pub const SIM_INTERVAL: Duration = Duration::from_secs(10);
+pub const SIM_UNIVERSE: usize = 2000;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RankingConfig {
@@ -33,12 +37,36 @@ pub struct RankingConfig {
         hide_env_values = true
     )]
     pub cryptocompare_api_key: Option<String>,
-    /// How often the ranking is polled.
-    #[arg(long = "ranking-interval", env = "TOPCOINS_RANKING_INTERVAL", default_value = DEFAULT_INTERVAL, value_parser = humantime::parse_duration)]
-    pub ranking_interval: Duration,
-    /// How many coins (by 24h volume) to rank; read in pages of 100.
-    #[arg(long = "ranking-universe", env = "TOPCOINS_RANKING_UNIVERSE", default_value_t = DEFAULT_UNIVERSE)]
-    pub ranking_universe: usize,
+    /// How often the ranking is polled [default: 5m against CryptoCompare, 10s against another URL].
+    #[arg(long = "ranking-interval", env = "TOPCOINS_RANKING_INTERVAL", value_parser = humantime::parse_duration)]
+    pub ranking_interval: Option<Duration>,
+    /// How many coins (by 24h volume) to rank, read in pages of 100 [default: 500 against CryptoCompare, 2000 against another URL].
+    #[arg(long = "ranking-universe", env = "TOPCOINS_RANKING_UNIVERSE")]
+    pub ranking_universe: Option<usize>,
+}
+
+impl RankingConfig {
+    fn is_real_provider(&self) -> bool {
+        self.cryptocompare_url.trim_end_matches('/') == cryptocompare::DEFAULT_URL
+    }
+
+    /// The polling interval in force.
+    pub fn interval(&self) -> Duration {
+        self.ranking_interval.unwrap_or(if self.is_real_provider() {
+            PROVIDER_INTERVAL
+        } else {
+            SIM_INTERVAL
+        })
+    }
+
+    /// The number of coins ranked.
+    pub fn universe(&self) -> usize {
+        self.ranking_universe.unwrap_or(if self.is_real_provider() {
+            PROVIDER_UNIVERSE
+        } else {
+            SIM_UNIVERSE
+        })
+    }
 }
 
 pub struct CryptoCompareSource {
@@ -69,8 +97,8 @@ pub async fn run(
     tracing::info!(
         url = %config.cryptocompare_url,
         api_key = if config.cryptocompare_api_key.is_some() { "<set>" } else { "<unset>" },
-        interval = %humantime::format_duration(config.ranking_interval),
-        universe = config.ranking_universe,
+        interval = %humantime::format_duration(config.interval()),
+        universe = config.universe(),
         nats = %nats.url,
         "ranking service starting"
     );
@@ -85,15 +113,38 @@ pub async fn run(
             &config.cryptocompare_url,
             config.cryptocompare_api_key.clone(),
         ),
-        universe: config.ranking_universe,
+        universe: config.universe(),
     };
     serve(
         &nats,
         |_| source,
-        config.ranking_interval,
+        config.interval(),
         retention,
         metrics,
         shutdown,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_target() {
+        let mut c = RankingConfig {
+            cryptocompare_url: cryptocompare::DEFAULT_URL.into(),
+            cryptocompare_api_key: None,
+            ranking_interval: None,
+            ranking_universe: None,
+        };
+        assert_eq!(
+            (c.interval(), c.universe()),
+            (PROVIDER_INTERVAL, PROVIDER_UNIVERSE)
+        );
+        let polls_per_month = 30 * 24 * 3600 / PROVIDER_INTERVAL.as_secs() as usize;
+        assert!(polls_per_month * PROVIDER_UNIVERSE.div_ceil(cryptocompare::PAGE_SIZE) <= 100_000);
+        c.cryptocompare_url = "http://sim:9000".into();
+        assert_eq!((c.interval(), c.universe()), (SIM_INTERVAL, SIM_UNIVERSE));
+    }
 }

@@ -180,8 +180,8 @@ impl Harness {
         let config = PriceConfig {
             cmc_url: self.sim_url(),
             cmc_api_key: Some("test-key".into()),
-            price_interval: interval,
-            price_universe: self.coins,
+            price_interval: Some(interval),
+            price_universe: Some(self.coins),
         };
         let nats = self.nats_config("price");
         let metrics = self.actor_metrics.clone();
@@ -200,8 +200,8 @@ impl Harness {
         let config = RankingConfig {
             cryptocompare_url: self.sim_url(),
             cryptocompare_api_key: None,
-            ranking_interval: interval,
-            ranking_universe: self.coins,
+            ranking_interval: Some(interval),
+            ranking_universe: Some(self.coins),
         };
         let nats = self.nats_config("ranking");
         let metrics = self.actor_metrics.clone();
