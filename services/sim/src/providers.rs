@@ -337,6 +337,35 @@ mod tests {
     }
 
     #[test]
+    fn ten_thousand_coins_page_through_every_provider() {
+        let m = Market::new(10_000, 3);
+        let q = CmcQuery {
+            start: Some("5001".into()),
+            limit: Some("5000".into()),
+            convert: Some("USD".into()),
+        };
+        let body = cmc_listings(&m, &q).unwrap();
+        assert_eq!(body["data"].as_array().unwrap().len(), 5000);
+        assert_eq!(body["data"][4999]["cmc_rank"], 10_000);
+        assert_eq!(body["status"]["credit_count"], 25);
+        let q = CcQuery {
+            limit: Some("100".into()),
+            page: Some("99".into()),
+            tsym: Some("USD".into()),
+        };
+        assert_eq!(cc_toplist(&m, &q)["Data"].as_array().unwrap().len(), 100);
+        let q = GeckoQuery {
+            vs_currency: Some("usd".into()),
+            per_page: Some("250".into()),
+            page: Some("40".into()),
+        };
+        assert_eq!(
+            gecko_markets(&m, &q).unwrap().as_array().unwrap().len(),
+            250
+        );
+    }
+
+    #[test]
     fn cc_errors_are_http_200_shaped() {
         let m = Market::new(300, 1);
         let q = |tsym: Option<&str>| CcQuery {
