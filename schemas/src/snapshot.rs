@@ -54,6 +54,19 @@ pub enum SnapshotError {
     Decode(String),
 }
 
+impl SnapshotError {
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SnapshotError::Empty => "empty",
+            SnapshotError::EmptyField { .. } => "missing_field",
+            SnapshotError::BadNumber { .. } => "bad_number",
+            SnapshotError::DuplicateId(_) => "duplicate",
+            SnapshotError::Decode(_) => "undecodable",
+        }
+    }
+}
+
 /// Behaviour common to both snapshot kinds.
 pub trait Snapshot: Serialize + DeserializeOwned + Send + Sync + 'static {
     const KIND: Kind;

@@ -47,6 +47,15 @@ impl UpstreamError {
         }
     }
 
+    /// Data that parsed but cannot become a snapshot.
+    pub fn rejected(provider: &'static str, e: &topcoins_schemas::SnapshotError) -> Self {
+        Self::new(
+            provider,
+            UpstreamErrorKind::Rejected { reason: e.reason() },
+            e.to_string(),
+        )
+    }
+
     /// Worth trying again soon: the failure is about the moment, not the request.
     pub fn is_transient(&self) -> bool {
         match &self.kind {

@@ -21,14 +21,20 @@ pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(8);
 /// A provider body larger than this is refused rather than buffered.
 pub const MAX_BODY_BYTES: usize = 64 << 20;
 
-/// How hard to try.
-#[derive(Debug, Clone)]
+/// How hard to try, for every provider call.
+#[derive(Debug, Clone, clap::Args)]
 pub struct HttpConfig {
-    /// Whole-request timeout, connect to last byte.
+    /// Whole-request timeout of a provider call, connect to last byte.
+    #[arg(long = "upstream-timeout", env = "TOPCOINS_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-    /// Retries after the first attempt.
+    /// Retries of a provider call after a transient failure (connection, timeout, 5xx, 429).
+    #[arg(long = "upstream-retries", env = "TOPCOINS_UPSTREAM_RETRIES", default_value_t = DEFAULT_RETRIES)]
     pub retries: u32,
+    /// First backoff between retries; doubles each time, with full jitter.
+    #[arg(long = "upstream-backoff", env = "TOPCOINS_UPSTREAM_BACKOFF", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub backoff: Duration,
+    /// Longest wait between retries; a `Retry-After` longer than this ends the retries.
+    #[arg(long = "upstream-backoff-max", env = "TOPCOINS_UPSTREAM_BACKOFF_MAX", default_value = "8s", value_parser = humantime::parse_duration)]
     pub backoff_max: Duration,
 }
 

@@ -19,7 +19,7 @@ pub mod testing;
 pub use error::{RunError, UpstreamError, UpstreamErrorKind};
 pub use http::{HttpConfig, Upstream};
 pub use metrics::UpstreamMetrics;
-pub use poller::{Poller, PollerArgs, PollerMsg, Source};
+pub use poller::{Poller, PollerArgs, PollerMsg, ServiceContext, Source};
 
 /// Installs the process-wide TLS provider once (reqwest is built without one, to share
 /// async-nats's `ring`). Idempotent.

@@ -20,6 +20,14 @@ pub struct UpstreamMetrics {
     pub slow_cycles: IntCounterVec,
     /// Bodies rejected, by provider and reason; the last good snapshot stays.
     pub rejected: IntCounterVec,
+    /// Bodies that stopped matching the expected shape, by provider and the JSON path that
+    /// broke (array indices folded: `data[].quote`).
+    pub shape_errors: IntCounterVec,
+    /// What the provider says is left of its allowance, by provider and period.
+    pub calls_left: IntGaugeVec,
+    /// The price source in force (1) and the others (0).
+    pub active_source: IntGaugeVec,
+    pub failovers: IntCounterVec,
     pub notices_published: IntCounterVec,
     pub price_events_published: IntCounterVec,
     pub snapshot_coins: IntGaugeVec,
@@ -112,6 +120,30 @@ impl UpstreamMetrics {
                 "topcoins_upstream_rejected_total",
                 "Upstream bodies rejected, by provider and reason",
                 &["provider", "reason"],
+            )?,
+            shape_errors: counter(
+                registry,
+                "topcoins_upstream_shape_errors_total",
+                "Provider bodies not matching the expected shape, by provider and JSON path",
+                &["provider", "path"],
+            )?,
+            calls_left: gauge(
+                registry,
+                "topcoins_upstream_calls_left",
+                "Provider allowance left, by provider and period",
+                &["provider", "period"],
+            )?,
+            active_source: gauge(
+                registry,
+                "topcoins_price_source_active",
+                "1 for the price source in use, 0 for the others",
+                &["source"],
+            )?,
+            failovers: counter(
+                registry,
+                "topcoins_price_failovers_total",
+                "Switches of the price source, by the source switched to",
+                &["to"],
             )?,
             notices_published: counter(
                 registry,

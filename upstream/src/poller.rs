@@ -36,6 +36,8 @@ pub trait Source: Send + Sync + 'static {
     fn provider(&self) -> &'static str;
 
     /// Fetches and normalises one snapshot.
+    /// Fetches and normalises one snapshot. The error names the provider that failed (a
+    /// source may have several).
     fn fetch(&mut self) -> impl Future<Output = Result<Self::Snapshot, UpstreamError>> + Send;
 
     /// Called once a new snapshot has been stored and announced.
@@ -130,12 +132,24 @@ impl<S: Source> PollerState<S> {
         let snapshot = match self.args.source.fetch().await {
             Ok(s) => s,
             Err(e) => {
-                self.args
-                    .metrics
+                // The error names the provider that failed, which need not be the one in force
+                // (a failover source tries both).
+                let provider = e.provider;
+                let metrics = &self.args.metrics;
+                metrics
                     .rejected
                     .with_label_values(&[provider, e.reason()])
                     .inc();
-                tracing::warn!(kind = self.kind(), provider, reason = e.reason(), error = %e, "fetch failed; last good snapshot stays");
+                if let crate::UpstreamErrorKind::Malformed { path } = &e.kind {
+                    let path = fold_indices(path);
+                    metrics
+                        .shape_errors
+                        .with_label_values(&[provider, &path])
+                        .inc();
+                    tracing::warn!(kind = self.kind(), provider, %path, error = %e, "provider body no longer matches the expected shape");
+                } else {
+                    tracing::warn!(kind = self.kind(), provider, reason = e.reason(), error = %e, "fetch failed; last good snapshot stays");
+                }
                 return Outcome::Failed(e.reason());
             }
         };
@@ -145,7 +159,9 @@ impl<S: Source> PollerState<S> {
             self.shrink = None;
             return Outcome::Unchanged;
         }
+        // Only a shrink from the same source is suspicious; a failover may well list fewer.
         if let Some((_, prev)) = &previous
+            && prev.source() == snapshot.source()
             && snapshot.len() * 2 < prev.len()
         {
             let seen = match self.shrink {
@@ -235,6 +251,27 @@ impl<S: Source> PollerState<S> {
     }
 }
 
+/// `data[17].quote` → `data[].quote`: one label per place in the shape, not per coin.
+pub fn fold_indices(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                out.push('[');
+            }
+            ']' => {
+                in_index = false;
+                out.push(']');
+            }
+            _ if in_index => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 impl<S: Source> Actor for Poller<S> {
     type Msg = PollerMsg;
     type State = PollerState<S>;
@@ -314,23 +351,39 @@ pub async fn run_poller<S: Source>(
     Ok(())
 }
 
+/// What every polling service needs besides its own provider settings.
+#[derive(Clone)]
+pub struct ServiceContext {
+    pub nats: topcoins_bus::NatsConfig,
+    pub http: crate::HttpConfig,
+    /// Snapshots older than this, and not current, are deleted from the store.
+    pub retention: Duration,
+    pub metrics: UpstreamMetrics,
+}
+
 /// A whole polling service: connects to NATS, opens the store (waiting for it if need be),
 /// builds the source with the NATS client, and polls until `shutdown`.
 pub async fn serve<S: Source>(
-    nats: &topcoins_bus::NatsConfig,
+    context: ServiceContext,
     make_source: impl FnOnce(async_nats::Client) -> S,
     interval: Duration,
-    retention: Duration,
-    metrics: UpstreamMetrics,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), crate::RunError> {
     let mut shutdown = Box::pin(shutdown);
-    let (client, _link) = topcoins_bus::connect(nats).await?;
+    let (client, _link) = topcoins_bus::connect(&context.nats).await?;
     let Some(store) = SnapshotStore::open_when_ready(&client, &mut shutdown).await else {
         return Ok(());
     };
     let source = make_source(client.clone());
-    run_poller(source, store, interval, retention, metrics, shutdown).await?;
+    run_poller(
+        source,
+        store,
+        interval,
+        context.retention,
+        context.metrics,
+        shutdown,
+    )
+    .await?;
     // Let queued events reach the server before the connection goes.
     let _ = client.flush().await;
     Ok(())

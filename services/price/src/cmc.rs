@@ -47,17 +47,14 @@ impl Id {
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct Usd {
+/// One currency's quote of a listing.
+#[derive(Debug, Clone, Deserialize)]
+pub struct QuoteValue {
     pub price: Option<f64>,
     #[serde(default)]
     pub market_cap: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Quote {
-    #[serde(rename = "USD")]
-    pub usd: Option<Usd>,
+    #[serde(default)]
+    pub percent_change_24h: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,7 +62,10 @@ pub struct Listing {
     pub id: Id,
     pub name: String,
     pub symbol: String,
-    pub quote: Quote,
+    #[serde(default)]
+    pub cmc_rank: Option<u64>,
+    /// Quotes by currency code (`USD`, or whatever `convert` asked for).
+    pub quote: std::collections::HashMap<String, QuoteValue>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,10 +101,11 @@ fn error_from_status(http: u16, status: &Status) -> UpstreamError {
     UpstreamError::new(PROVIDER, kind, format!("error {code}: {message}"))
 }
 
-/// Turns one listings reply into a page or a typed error.
-pub fn parse(http: u16, body: &[u8]) -> Result<Page, UpstreamError> {
+/// The listings of a reply, or the typed error it stands for. Error bodies carry `status`
+/// (with HTTP 4xx, or now and then 200); anything else, such as an HTML page, says only its
+/// HTTP status.
+fn listings(http: u16, body: &[u8]) -> Result<(Status, Vec<Listing>), UpstreamError> {
     if !(200..300).contains(&http) {
-        // Error bodies carry `status`; anything else (an HTML page) says only the status.
         return Err(match json::decode::<Body>(PROVIDER, body) {
             Ok(b) => error_from_status(http, &b.status),
             Err(_) if http == 401 || http == 403 => {
@@ -130,15 +131,22 @@ pub fn parse(http: u16, body: &[u8]) -> Result<Page, UpstreamError> {
             "success body without data",
         ));
     };
+    Ok((parsed.status, data))
+}
+
+/// Turns one listings reply into a page of USD prices or a typed error.
+pub fn parse(http: u16, body: &[u8]) -> Result<Page, UpstreamError> {
+    let (status, data) = listings(http, body)?;
     let listed = data.len();
     let mut unpriced = 0;
     let coins = data
         .into_iter()
         .filter_map(|l| {
-            let Some(Usd {
+            let Some(QuoteValue {
                 price: Some(price),
                 market_cap,
-            }) = l.quote.usd
+                ..
+            }) = l.quote.get("USD").cloned()
             else {
                 unpriced += 1;
                 return None;
@@ -156,9 +164,43 @@ pub fn parse(http: u16, body: &[u8]) -> Result<Page, UpstreamError> {
         coins,
         listed,
         unpriced,
-        credits: parsed.status.credit_count.unwrap_or(0),
-        total_count: parsed.status.total_count,
+        credits: status.credit_count.unwrap_or(0),
+        total_count: status.total_count,
     })
+}
+
+/// One listing as the `topcoins cmc` command shows it, in the requested currency.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Row {
+    pub rank: Option<u64>,
+    pub id: String,
+    pub symbol: String,
+    pub name: String,
+    pub currency: String,
+    pub price: Option<f64>,
+    pub market_cap: Option<f64>,
+    pub percent_change_24h: Option<f64>,
+}
+
+/// Turns one listings reply into rows quoted in `convert`.
+pub fn rows(http: u16, body: &[u8], convert: &str) -> Result<Vec<Row>, UpstreamError> {
+    let (_, data) = listings(http, body)?;
+    Ok(data
+        .into_iter()
+        .map(|l| {
+            let quote = l.quote.get(convert).cloned();
+            Row {
+                rank: l.cmc_rank,
+                id: l.id.into_string(),
+                symbol: l.symbol,
+                name: l.name,
+                currency: convert.to_owned(),
+                price: quote.as_ref().and_then(|q| q.price),
+                market_cap: quote.as_ref().and_then(|q| q.market_cap),
+                percent_change_24h: quote.and_then(|q| q.percent_change_24h),
+            }
+        })
+        .collect())
 }
 
 /// CoinMarketCap listings client.
@@ -178,13 +220,12 @@ impl CmcClient {
         }
     }
 
-    /// One listings call: `limit` coins from rank `start` (1-based).
-    pub async fn listings(
+    async fn call(
         &self,
         start: usize,
         limit: usize,
         convert: &str,
-    ) -> Result<Page, UpstreamError> {
+    ) -> Result<Reply, UpstreamError> {
         let url = format!("{}{LISTINGS_PATH}", self.base_url);
         let query = [
             ("start", start.to_string()),
@@ -196,7 +237,12 @@ impl CmcClient {
             .iter()
             .map(|k| (KEY_HEADER, k.clone()))
             .collect();
-        let Reply { status, body, .. } = self.http.get(&url, &query, &headers).await?;
+        self.http.get(&url, &query, &headers).await
+    }
+
+    /// One listings call in USD: `limit` coins from rank `start` (1-based).
+    pub async fn listings(&self, start: usize, limit: usize) -> Result<Page, UpstreamError> {
+        let Reply { status, body, .. } = self.call(start, limit, "USD").await?;
         let page = parse(status, &body)?;
         self.http
             .metrics()
@@ -206,13 +252,24 @@ impl CmcClient {
         Ok(page)
     }
 
+    /// One listings call quoted in `convert`, as rows for display.
+    pub async fn rows(
+        &self,
+        start: usize,
+        limit: usize,
+        convert: &str,
+    ) -> Result<Vec<Row>, UpstreamError> {
+        let Reply { status, body, .. } = self.call(start, limit, convert).await?;
+        rows(status, &body, convert)
+    }
+
     /// The top `universe` coins by market cap, in as few calls as the provider allows.
     pub async fn snapshot(&self, universe: usize) -> Result<PriceSnapshot, UpstreamError> {
         let mut coins = Vec::with_capacity(universe);
         let mut start = 1;
         while start <= universe {
             let limit = (universe + 1 - start).min(MAX_PAGE);
-            let page = self.listings(start, limit, "USD").await?;
+            let page = self.listings(start, limit).await?;
             if page.unpriced > 0 {
                 self.http
                     .metrics()
@@ -226,15 +283,7 @@ impl CmcClient {
             }
             start += limit;
         }
-        PriceSnapshot::new(PROVIDER, coins).map_err(|e| {
-            UpstreamError::new(
-                PROVIDER,
-                UpstreamErrorKind::Rejected {
-                    reason: "invalid_data",
-                },
-                e.to_string(),
-            )
-        })
+        PriceSnapshot::new(PROVIDER, coins).map_err(|e| UpstreamError::rejected(PROVIDER, &e))
     }
 }
 

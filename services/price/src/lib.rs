@@ -2,23 +2,27 @@
 //! per-coin price events whenever prices change.
 //!
 //! - [`cmc`]: the CoinMarketCap listings client and parser.
+//! - [`coingecko`]: the CoinGecko markets client and parser (the keyless source).
+//! - [`failover`]: which of the two is in force.
 //! - [`events`]: per-coin price events on `topcoins.v1.price.<SYMBOL>`.
 //! - this file: [`PriceConfig`], the [`Source`] the generic poller drives, and [`run`].
 
 pub mod cmc;
+pub mod coingecko;
 pub mod events;
+pub mod failover;
 
 use std::future::Future;
 use std::time::Duration;
 
-use topcoins_bus::NatsConfig;
 use topcoins_schemas::{HashNotice, PriceSnapshot};
-use topcoins_upstream::http::HttpConfig;
 use topcoins_upstream::poller::serve;
-use topcoins_upstream::{RunError, Source, Upstream, UpstreamError, UpstreamMetrics};
+use topcoins_upstream::{RunError, ServiceContext, Source, Upstream, UpstreamError};
 
 use crate::cmc::CmcClient;
+use crate::coingecko::CoinGeckoClient;
 use crate::events::PriceEvents;
+use crate::failover::FailoverPrices;
 
 /// Defaults against the real CoinMarketCap: 200 coins cost 1 credit, every 5 minutes is
 /// 8,640 credits a month, inside the free plan's 10,000.
@@ -27,6 +31,8 @@ pub const PROVIDER_UNIVERSE: usize = 200;
 /// Defaults against any other base URL (the simulator, a proxy).
 pub const SIM_INTERVAL: Duration = Duration::from_secs(10);
 pub const SIM_UNIVERSE: usize = 5000;
+/// CoinGecko without a key allows a few calls a minute: one page of 250 per cycle.
+pub const COINGECKO_UNIVERSE: usize = 250;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PriceConfig {
@@ -36,6 +42,16 @@ pub struct PriceConfig {
     /// CoinMarketCap API key (sent as `X-CMC_PRO_API_KEY`; never logged).
     #[arg(long = "cmc-api-key", env = "CMC_API_KEY", hide_env_values = true)]
     pub cmc_api_key: Option<String>,
+    /// CoinGecko base URL: the keyless price source, used when CoinMarketCap is not configured or keeps failing.
+    #[arg(long = "coingecko-url", env = "TOPCOINS_COINGECKO_URL", default_value = coingecko::DEFAULT_URL)]
+    pub coingecko_url: String,
+    /// Optional CoinGecko API key (never logged).
+    #[arg(
+        long = "coingecko-api-key",
+        env = "COINGECKO_API_KEY",
+        hide_env_values = true
+    )]
+    pub coingecko_api_key: Option<String>,
     /// How often prices are polled [default: 5m against CoinMarketCap, 10s against another URL].
     #[arg(long = "price-interval", env = "TOPCOINS_PRICE_INTERVAL", value_parser = humantime::parse_duration)]
     pub price_interval: Option<Duration>,
@@ -49,6 +65,11 @@ impl PriceConfig {
         self.cmc_url.trim_end_matches('/') == cmc::DEFAULT_URL
     }
 
+    /// CoinMarketCap is usable with a key, or at any other base URL (the simulator, a proxy).
+    pub fn has_cmc(&self) -> bool {
+        self.cmc_api_key.is_some() || !self.is_real_provider()
+    }
+
     /// The polling interval in force.
     pub fn interval(&self) -> Duration {
         self.price_interval.unwrap_or(if self.is_real_provider() {
@@ -58,7 +79,7 @@ impl PriceConfig {
         })
     }
 
-    /// The number of coins priced.
+    /// The number of coins priced by CoinMarketCap.
     pub fn universe(&self) -> usize {
         self.price_universe.unwrap_or(if self.is_real_provider() {
             PROVIDER_UNIVERSE
@@ -66,24 +87,34 @@ impl PriceConfig {
             SIM_UNIVERSE
         })
     }
+
+    /// The number of coins priced by CoinGecko: one keyless page against the real one.
+    pub fn coingecko_universe(&self) -> usize {
+        if self.coingecko_url.trim_end_matches('/') == coingecko::DEFAULT_URL
+            && self.coingecko_api_key.is_none()
+        {
+            self.universe().min(COINGECKO_UNIVERSE)
+        } else {
+            self.universe()
+        }
+    }
 }
 
-/// Prices from CoinMarketCap, with per-coin events after each change.
-pub struct CmcSource {
-    client: CmcClient,
-    universe: usize,
+/// Prices from the source in force, with per-coin events after each change.
+pub struct PriceSource {
+    prices: FailoverPrices,
     events: PriceEvents,
 }
 
-impl Source for CmcSource {
+impl Source for PriceSource {
     type Snapshot = PriceSnapshot;
 
     fn provider(&self) -> &'static str {
-        cmc::PROVIDER
+        self.prices.active()
     }
 
     async fn fetch(&mut self) -> Result<PriceSnapshot, UpstreamError> {
-        self.client.snapshot(self.universe).await
+        self.prices.fetch().await
     }
 
     async fn announced(
@@ -101,34 +132,43 @@ impl Source for CmcSource {
 /// Runs the price service until `shutdown`.
 pub async fn run(
     config: PriceConfig,
-    nats: NatsConfig,
-    retention: Duration,
-    metrics: UpstreamMetrics,
+    context: ServiceContext,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     tracing::info!(
         cmc_url = %config.cmc_url,
         cmc_api_key = if config.cmc_api_key.is_some() { "<set>" } else { "<unset>" },
+        coingecko_url = %config.coingecko_url,
+        coingecko_api_key = if config.coingecko_api_key.is_some() { "<set>" } else { "<unset>" },
+        primary = if config.has_cmc() { cmc::PROVIDER } else { coingecko::PROVIDER },
         interval = %humantime::format_duration(config.interval()),
         universe = config.universe(),
-        nats = %nats.url,
+        nats = %context.nats.url,
         "price service starting"
     );
-    let http = Upstream::new(cmc::PROVIDER, HttpConfig::default(), metrics.clone());
-    let make_source = |client| CmcSource {
-        client: CmcClient::new(http, &config.cmc_url, config.cmc_api_key.clone()),
-        universe: config.universe(),
+    let metrics = context.metrics.clone();
+    let primary = config.has_cmc().then(|| {
+        let http = Upstream::new(cmc::PROVIDER, context.http.clone(), metrics.clone());
+        (
+            CmcClient::new(http, &config.cmc_url, config.cmc_api_key.clone()),
+            config.universe(),
+        )
+    });
+    let gecko_http = Upstream::new(coingecko::PROVIDER, context.http.clone(), metrics.clone());
+    let fallback = (
+        CoinGeckoClient::new(
+            gecko_http,
+            &config.coingecko_url,
+            config.coingecko_api_key.clone(),
+        ),
+        config.coingecko_universe(),
+    );
+    let make_source = |client| PriceSource {
+        prices: FailoverPrices::new(primary, fallback, metrics.clone()),
         events: PriceEvents::new(client, metrics.clone()),
     };
-    serve(
-        &nats,
-        make_source,
-        config.interval(),
-        retention,
-        metrics.clone(),
-        shutdown,
-    )
-    .await
+    let interval = config.interval();
+    serve(context, make_source, interval, shutdown).await
 }
 
 #[cfg(test)]
@@ -140,6 +180,8 @@ mod tests {
         let mut c = PriceConfig {
             cmc_url: format!("{}/", cmc::DEFAULT_URL),
             cmc_api_key: None,
+            coingecko_url: coingecko::DEFAULT_URL.into(),
+            coingecko_api_key: None,
             price_interval: None,
             price_universe: None,
         };
@@ -152,6 +194,14 @@ mod tests {
         assert!(polls_per_month * PROVIDER_UNIVERSE.div_ceil(200) <= 10_000);
         c.cmc_url = "http://127.0.0.1:9000".into();
         assert_eq!((c.interval(), c.universe()), (SIM_INTERVAL, SIM_UNIVERSE));
+        assert!(c.has_cmc());
+        assert_eq!(
+            c.coingecko_universe(),
+            COINGECKO_UNIVERSE,
+            "keyless real coingecko: one page"
+        );
+        c.coingecko_url = "http://127.0.0.1:9000".into();
+        assert_eq!(c.coingecko_universe(), SIM_UNIVERSE);
         c.price_universe = Some(7);
         c.price_interval = Some(Duration::from_secs(1));
         assert_eq!((c.interval(), c.universe()), (Duration::from_secs(1), 7));

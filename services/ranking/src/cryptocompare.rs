@@ -89,9 +89,9 @@ pub fn parse(http: u16, body: &[u8]) -> Result<Vec<RankedCoin>, UpstreamError> {
     if envelope.response.as_deref() == Some("Error") {
         let code = envelope.kind.unwrap_or(-1);
         let message = envelope.message.unwrap_or_default();
-        let kind = match code {
-            1 => UpstreamErrorKind::Auth,
-            99 => UpstreamErrorKind::RateLimited { retry_after: None },
+        let kind = match (http, code) {
+            (401 | 403, _) | (_, 1) => UpstreamErrorKind::Auth,
+            (429, _) | (_, 99) => UpstreamErrorKind::RateLimited { retry_after: None },
             _ => UpstreamErrorKind::Provider { code },
         };
         return Err(UpstreamError::new(
@@ -138,6 +138,32 @@ pub fn parse(http: u16, body: &[u8]) -> Result<Vec<RankedCoin>, UpstreamError> {
         .collect())
 }
 
+/// Calls left per period, from a `RateLimit` block (`calls_left`, or `max_calls` minus
+/// `calls_made`, as rate-limit errors give it) or from a `/stats/rate/limit` body's `Data`.
+pub fn calls_left(body: &[u8]) -> Vec<(String, i64)> {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for block in [&value["RateLimit"], &value["Data"]] {
+        if let Some(left) = block["calls_left"].as_object() {
+            out.extend(
+                left.iter()
+                    .filter_map(|(p, v)| Some((p.clone(), v.as_i64()?))),
+            );
+        } else if let (Some(max), Some(made)) = (
+            block["max_calls"].as_object(),
+            block["calls_made"].as_object(),
+        ) {
+            out.extend(
+                max.iter()
+                    .filter_map(|(p, m)| Some((p.clone(), m.as_i64()? - made.get(p)?.as_i64()?))),
+            );
+        }
+    }
+    out
+}
+
 fn status_kind(http: u16) -> UpstreamErrorKind {
     match http {
         401 | 403 => UpstreamErrorKind::Auth,
@@ -162,7 +188,8 @@ impl CryptoCompareClient {
         }
     }
 
-    /// One toplist page (`page` from 0).
+    /// One toplist page (`page` from 0). A coin listed twice within one page means the body
+    /// is broken, and the page is refused (across pages it is normal: see [`Self::snapshot`]).
     pub async fn page(&self, page: usize, limit: usize) -> Result<Vec<RankedCoin>, UpstreamError> {
         let url = format!("{}{TOPLIST_PATH}", self.base_url);
         let query = [
@@ -176,12 +203,26 @@ impl CryptoCompareClient {
             .map(|k| (AUTHORIZATION, format!("Apikey {k}")))
             .collect();
         let reply = self.http.get(&url, &query, &headers).await?;
-        self.http
-            .metrics()
-            .credits
-            .with_label_values(&[PROVIDER])
-            .inc();
-        parse(reply.status, &reply.body)
+        let metrics = self.http.metrics();
+        metrics.credits.with_label_values(&[PROVIDER]).inc();
+        for (period, left) in calls_left(&reply.body) {
+            metrics
+                .calls_left
+                .with_label_values(&[PROVIDER, &period])
+                .set(left);
+        }
+        let coins = parse(reply.status, &reply.body)?;
+        let mut ids = HashSet::with_capacity(coins.len());
+        if let Some(dup) = coins.iter().find(|c| !ids.insert(c.id.as_str())) {
+            return Err(UpstreamError::new(
+                PROVIDER,
+                UpstreamErrorKind::Rejected {
+                    reason: "duplicate",
+                },
+                format!("coin {} listed twice in page {page}", dup.symbol),
+            ));
+        }
+        Ok(coins)
     }
 
     /// The top `universe` coins by 24h total volume. Pages are read one after another, and
@@ -212,15 +253,7 @@ impl CryptoCompareClient {
                 .inc_by(duplicates);
         }
         coins.truncate(universe);
-        RankingSnapshot::new(PROVIDER, coins).map_err(|e| {
-            UpstreamError::new(
-                PROVIDER,
-                UpstreamErrorKind::Rejected {
-                    reason: "invalid_data",
-                },
-                e.to_string(),
-            )
-        })
+        RankingSnapshot::new(PROVIDER, coins).map_err(|e| UpstreamError::rejected(PROVIDER, &e))
     }
 }
 

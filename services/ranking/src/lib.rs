@@ -9,11 +9,9 @@ pub mod cryptocompare;
 use std::future::Future;
 use std::time::Duration;
 
-use topcoins_bus::NatsConfig;
 use topcoins_schemas::RankingSnapshot;
-use topcoins_upstream::http::HttpConfig;
 use topcoins_upstream::poller::serve;
-use topcoins_upstream::{RunError, Source, Upstream, UpstreamError, UpstreamMetrics};
+use topcoins_upstream::{RunError, ServiceContext, Source, Upstream, UpstreamError};
 
 use crate::cryptocompare::CryptoCompareClient;
 
@@ -89,9 +87,7 @@ impl Source for CryptoCompareSource {
 /// Runs the ranking service until `shutdown`.
 pub async fn run(
     config: RankingConfig,
-    nats: NatsConfig,
-    retention: Duration,
-    metrics: UpstreamMetrics,
+    context: ServiceContext,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     tracing::info!(
@@ -99,13 +95,13 @@ pub async fn run(
         api_key = if config.cryptocompare_api_key.is_some() { "<set>" } else { "<unset>" },
         interval = %humantime::format_duration(config.interval()),
         universe = config.universe(),
-        nats = %nats.url,
+        nats = %context.nats.url,
         "ranking service starting"
     );
     let http = Upstream::new(
         cryptocompare::PROVIDER,
-        HttpConfig::default(),
-        metrics.clone(),
+        context.http.clone(),
+        context.metrics.clone(),
     );
     let source = CryptoCompareSource {
         client: CryptoCompareClient::new(
@@ -115,15 +111,8 @@ pub async fn run(
         ),
         universe: config.universe(),
     };
-    serve(
-        &nats,
-        |_| source,
-        config.interval(),
-        retention,
-        metrics,
-        shutdown,
-    )
-    .await
+    let interval = config.interval();
+    serve(context, |_| source, interval, shutdown).await
 }
 
 #[cfg(test)]

@@ -90,6 +90,36 @@ async fn toplist_through_the_client_is_ranked_by_volume() -> Result<()> {
 }
 
 #[test]
+fn allowance_is_read_from_rate_limit_blocks() {
+    let mut left =
+        cryptocompare::calls_left(&fixture("cryptocompare/stats_rate_limit_withkey.json"));
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            ("day".to_owned(), 49967),
+            ("hour".into(), 24979),
+            ("minute".into(), 2498),
+            ("month".into(), 99967),
+            ("second".into(), 48)
+        ]
+    );
+    assert!(
+        !cryptocompare::calls_left(&fixture("cryptocompare/stats_rate_limit_nokey.json"))
+            .is_empty()
+    );
+    let limited = br#"{"Response":"Error","Type":99,"RateLimit":{"calls_made":{"month":100001},"max_calls":{"month":100000}}}"#;
+    assert_eq!(
+        cryptocompare::calls_left(limited),
+        [("month".to_owned(), -1)]
+    );
+    assert!(
+        cryptocompare::calls_left(&fixture(TOP10)).is_empty(),
+        "an empty RateLimit says nothing"
+    );
+}
+
+#[test]
 fn errors_in_http_200_are_typed() {
     let cases = [
         (

@@ -8,8 +8,10 @@
 //! - this file: configuration, the HTTP routes, and [`run`].
 //!
 //! Besides the providers' paths the simulator answers `POST /sim/tick` (move the market one
-//! step now; how tests make things change) and `GET /sim/status`.
+//! step now; how tests make things change), `GET /sim/status`, and `POST`/`DELETE
+//! /sim/faults` (see [`faults`]).
 
+pub mod faults;
 pub mod market;
 pub mod providers;
 
@@ -26,6 +28,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::faults::{Endpoint, Fault, FaultRequest, Faults};
 use crate::market::Market;
 use crate::providers::{CcQuery, CmcQuery, GeckoQuery, ProviderError};
 
@@ -60,6 +63,7 @@ impl Default for SimConfig {
 #[derive(Clone)]
 struct Sim {
     market: Arc<RwLock<Market>>,
+    faults: Arc<Faults>,
     seed: u64,
 }
 
@@ -71,9 +75,53 @@ impl Sim {
     }
 }
 
-fn reply(result: Result<serde_json::Value, ProviderError>) -> Response {
+fn bytes_response(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, content_type)],
+        body,
+    )
+        .into_response()
+}
+
+/// Answers one provider request: the fault in force for the endpoint, if any, else `render`.
+async fn answer(
+    sim: &Sim,
+    endpoint: Endpoint,
+    render: impl FnOnce(&Market) -> Result<serde_json::Value, ProviderError>,
+) -> Response {
+    let fault = sim.faults.take(endpoint);
+    match &fault {
+        Some(Fault::Status {
+            status,
+            retry_after,
+        }) => {
+            let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let (content_type, body) = faults::status_body(endpoint, *status);
+            let mut response = bytes_response(code, content_type, body);
+            if let Some(secs) = retry_after {
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    secs.to_string().parse().expect("digits"),
+                );
+            }
+            return response;
+        }
+        Some(Fault::Delay { ms }) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+        _ => {}
+    }
+    let result = {
+        let market = sim.market.read().unwrap_or_else(|e| e.into_inner());
+        render(&market)
+    };
     match result {
-        Ok(body) => Json(body).into_response(),
+        Ok(body) => {
+            let (content_type, bytes) = match &fault {
+                Some(f) => faults::apply(endpoint, f, body),
+                None => ("application/json", serde_json::to_vec(&body).expect("json")),
+            };
+            bytes_response(StatusCode::OK, content_type, bytes)
+        }
         Err(e) => {
             let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
             (status, Json(e.body)).into_response()
@@ -90,8 +138,10 @@ async fn cmc_listings(
         limit: q.get("limit").cloned(),
         convert: q.get("convert").cloned(),
     };
-    let market = sim.market.read().unwrap_or_else(|e| e.into_inner());
-    reply(providers::cmc_listings(&market, &q))
+    answer(&sim, Endpoint::Coinmarketcap, |m| {
+        providers::cmc_listings(m, &q)
+    })
+    .await
 }
 
 async fn cc_toplist(State(sim): State<Sim>, Query(q): Query<HashMap<String, String>>) -> Response {
@@ -100,8 +150,10 @@ async fn cc_toplist(State(sim): State<Sim>, Query(q): Query<HashMap<String, Stri
         page: q.get("page").cloned(),
         tsym: q.get("tsym").cloned(),
     };
-    let market = sim.market.read().unwrap_or_else(|e| e.into_inner());
-    Json(providers::cc_toplist(&market, &q)).into_response()
+    answer(&sim, Endpoint::Cryptocompare, |m| {
+        Ok(providers::cc_toplist(m, &q))
+    })
+    .await
 }
 
 async fn gecko_markets(
@@ -113,8 +165,30 @@ async fn gecko_markets(
         per_page: q.get("per_page").cloned(),
         page: q.get("page").cloned(),
     };
-    let market = sim.market.read().unwrap_or_else(|e| e.into_inner());
-    reply(providers::gecko_markets(&market, &q))
+    answer(&sim, Endpoint::Coingecko, |m| {
+        providers::gecko_markets(m, &q)
+    })
+    .await
+}
+
+async fn set_fault(State(sim): State<Sim>, body: axum::body::Bytes) -> Response {
+    match serde_json::from_slice::<FaultRequest>(&body) {
+        Ok(request) => {
+            tracing::info!(endpoint = ?request.endpoint, fault = ?request.fault, times = ?request.times, "fault set");
+            sim.faults.set(request);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn clear_faults(State(sim): State<Sim>) -> Response {
+    sim.faults.clear();
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn tick(State(sim): State<Sim>) -> Response {
@@ -144,6 +218,7 @@ fn router(sim: Sim) -> Router {
         .route("/api/v3/coins/markets", get(gecko_markets))
         .route("/sim/tick", post(tick))
         .route("/sim/status", get(status))
+        .route("/sim/faults", post(set_fault).delete(clear_faults))
         .fallback(not_found)
         .with_state(sim)
 }
@@ -156,6 +231,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let sim = Sim {
         market: Arc::new(RwLock::new(Market::new(config.sim_coins, config.sim_seed))),
+        faults: Arc::new(Faults::default()),
         seed: config.sim_seed,
     };
     tracing::info!(

@@ -10,6 +10,7 @@ use topcoins_bus::NatsConfig;
 use topcoins_price::PriceConfig;
 use topcoins_ranking::RankingConfig;
 use topcoins_sim::SimConfig;
+use topcoins_upstream::HttpConfig;
 
 use crate::telemetry::LogFormat;
 
@@ -51,6 +52,8 @@ pub enum Command {
     Ranking(RankingArgs),
     /// The simulated market.
     Sim(SimArgs),
+    /// CoinMarketCap listings on the command line.
+    Cmc(crate::cmc::CmcArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -87,6 +90,8 @@ pub struct RetentionArgs {
 pub struct UpArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
+    #[command(flatten)]
+    pub http: HttpConfig,
     /// Address the API listens on.
     #[arg(long, env = "TOPCOINS_LISTEN", default_value = DEFAULT_API_LISTEN)]
     pub listen: SocketAddr,
@@ -124,6 +129,8 @@ pub struct PriceArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
     #[command(flatten)]
+    pub http: HttpConfig,
+    #[command(flatten)]
     pub retention: RetentionArgs,
     #[command(flatten)]
     pub price: PriceConfig,
@@ -133,6 +140,8 @@ pub struct PriceArgs {
 pub struct RankingArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
+    #[command(flatten)]
+    pub http: HttpConfig,
     #[command(flatten)]
     pub retention: RetentionArgs,
     #[command(flatten)]

@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 use topcoins::cli::{Cli, Command};
 use topcoins::shutdown::Shutdown;
 use topcoins::{telemetry, up};
-use topcoins_upstream::UpstreamMetrics;
+use topcoins_upstream::{ServiceContext, UpstreamMetrics};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -41,29 +41,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Price(args) => {
-            let nats = args.nats.required("price")?;
-            let metrics = UpstreamMetrics::register(&Registry::new())?;
-            topcoins_price::run(
-                args.price,
-                nats,
-                args.retention.retention,
-                metrics,
-                shutdown.wait(),
-            )
-            .await?;
+            let context = ServiceContext {
+                nats: args.nats.required("price")?,
+                http: args.http,
+                retention: args.retention.retention,
+                metrics: UpstreamMetrics::register(&Registry::new())?,
+            };
+            topcoins_price::run(args.price, context, shutdown.wait()).await?;
             Ok(())
         }
         Command::Ranking(args) => {
-            let nats = args.nats.required("ranking")?;
-            let metrics = UpstreamMetrics::register(&Registry::new())?;
-            topcoins_ranking::run(
-                args.ranking,
-                nats,
-                args.retention.retention,
-                metrics,
-                shutdown.wait(),
-            )
-            .await?;
+            let context = ServiceContext {
+                nats: args.nats.required("ranking")?,
+                http: args.http,
+                retention: args.retention.retention,
+                metrics: UpstreamMetrics::register(&Registry::new())?,
+            };
+            topcoins_ranking::run(args.ranking, context, shutdown.wait()).await?;
+            Ok(())
+        }
+        Command::Cmc(args) => {
+            print!("{}", topcoins::cmc::run(args).await?);
             Ok(())
         }
         Command::Sim(args) => {

@@ -13,7 +13,7 @@ use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use topcoins_bus::LocalServer;
-use topcoins_upstream::UpstreamMetrics;
+use topcoins_upstream::{ServiceContext, UpstreamMetrics};
 
 use crate::cli::UpArgs;
 use crate::shutdown::Shutdown;
@@ -75,21 +75,20 @@ pub async fn run(
         )));
     }
 
-    let retention = args.retention.retention;
-    let price_nats = args.nats.config(&nats_url, "topcoins-price");
+    let context = |name: &str| ServiceContext {
+        nats: args.nats.config(&nats_url, name),
+        http: args.http.clone(),
+        retention: args.retention.retention,
+        metrics: upstream_metrics.clone(),
+    };
     tasks.spawn(component(topcoins_price::run(
         args.price.clone(),
-        price_nats,
-        retention,
-        upstream_metrics.clone(),
+        context("topcoins-price"),
         shutdown.wait(),
     )));
-    let ranking_nats = args.nats.config(&nats_url, "topcoins-ranking");
     tasks.spawn(component(topcoins_ranking::run(
         args.ranking.clone(),
-        ranking_nats,
-        retention,
-        upstream_metrics,
+        context("topcoins-ranking"),
         shutdown.wait(),
     )));
 

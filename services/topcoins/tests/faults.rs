@@ -1,0 +1,353 @@
+//! Every fault the simulator can inject, driven into a running actor: the snapshot is not
+//! published, API nodes keep serving the last good data, and the right counter moves. Unknown
+//! extra fields are the exception: they must break nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use common::{ApiNode, Harness, POLL, eventually};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use topcoins_bus::subjects;
+use topcoins_schemas::api::TopResponse;
+
+const COINS: usize = 300;
+
+/// A fault, the counter reason it must produce, and whether the poller retries it.
+struct Case {
+    fault: Value,
+    reason: &'static str,
+}
+
+fn case(fault: Value, reason: &'static str) -> Case {
+    Case { fault, reason }
+}
+
+/// Faults every provider answers the same way.
+fn common_cases() -> Vec<Case> {
+    vec![
+        case(json!({"fault": "status", "status": 500}), "http_status"),
+        case(json!({"fault": "status", "status": 502}), "http_status"),
+        case(json!({"fault": "status", "status": 401}), "auth"),
+        case(
+            json!({"fault": "status", "status": 429, "retry_after": 1}),
+            "rate_limited",
+        ),
+        case(json!({"fault": "delay", "ms": 2000}), "timeout"),
+        case(json!({"fault": "malformed_json"}), "malformed"),
+        case(json!({"fault": "truncated_json"}), "malformed"),
+        case(json!({"fault": "html_page"}), "malformed"),
+        case(json!({"fault": "missing_fields"}), "malformed"),
+        case(json!({"fault": "nan_price"}), "malformed"),
+        case(json!({"fault": "duplicate_entries"}), "duplicate"),
+    ]
+}
+
+async fn hash_of(h: &Harness, node: &ApiNode, kind: &str) -> Result<String> {
+    let body = h.get(&node.url("/?limit=20")).await?.text().await?;
+    let top: TopResponse = serde_json::from_str(&body)?;
+    Ok(match kind {
+        "prices" => top.meta.prices_hash.to_hex(),
+        _ => top.meta.ranking_hash.to_hex(),
+    })
+}
+
+/// Runs every case against one endpoint whose snapshots are announced on `subject`.
+async fn run_cases(
+    h: &Harness,
+    node: &ApiNode,
+    endpoint: &str,
+    provider: &str,
+    subject: &str,
+    kind: &str,
+    cases: Vec<Case>,
+) -> Result<()> {
+    let client = async_nats::connect(h.nats.url()).await?;
+    let mut notices = client.subscribe(subject.to_owned()).await?;
+    client.flush().await?;
+    for case in cases {
+        let label = case.fault.to_string();
+        let before = hash_of(h, node, kind).await?;
+        let counter = |reason| {
+            h.actor_metric(
+                "topcoins_upstream_rejected_total",
+                &[("provider", provider), ("reason", reason)],
+            )
+        };
+        let count_before = counter(case.reason);
+        let mut spec = case.fault.clone();
+        spec["endpoint"] = json!(endpoint);
+        h.fault(spec).await?;
+        // Drain what was announced before the fault took hold, then move the market: without
+        // the fault this would be announced.
+        tokio::time::sleep(POLL * 3).await;
+        while tokio::time::timeout(Duration::from_millis(50), notices.next())
+            .await
+            .is_ok()
+        {}
+        h.tick().await?;
+        eventually(
+            &format!("{label}: counter {provider}/{}", case.reason),
+            || async { Ok((counter(case.reason) > count_before).then_some(())) },
+        )
+        .await?;
+        tokio::time::sleep(POLL * 3).await;
+        let leaked = tokio::time::timeout(Duration::from_millis(100), notices.next()).await;
+        ensure!(
+            leaked.is_err(),
+            "{label}: a notice was published during the fault: {leaked:?}"
+        );
+        let r = h.get(&node.url("/?limit=20")).await?;
+        ensure!(r.status() == 200, "{label}: API answered {}", r.status());
+        ensure!(
+            hash_of(h, node, kind).await? == before,
+            "{label}: the served {kind} snapshot changed"
+        );
+
+        // Recovery: the change made during the fault is announced once the fault is gone.
+        h.clear_faults().await?;
+        tokio::time::timeout(common::WAIT, notices.next())
+            .await
+            .map_err(|_| anyhow::anyhow!("{label}: no notice after the fault was cleared"))?;
+        eventually(
+            &format!("{label}: node to serve the recovered data"),
+            || async { Ok((hash_of(h, node, kind).await? != before).then_some(())) },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Extra fields break nothing: a change is announced as usual, and the snapshot is the same
+/// as without them.
+async fn extra_fields_break_nothing(
+    h: &Harness,
+    node: &ApiNode,
+    endpoint: &str,
+    subject: &str,
+    kind: &str,
+) -> Result<()> {
+    let client = async_nats::connect(h.nats.url()).await?;
+    let mut notices = client.subscribe(subject.to_owned()).await?;
+    client.flush().await?;
+    h.fault(json!({"endpoint": endpoint, "fault": "extra_fields"}))
+        .await?;
+    tokio::time::sleep(POLL * 3).await;
+    while tokio::time::timeout(Duration::from_millis(50), notices.next())
+        .await
+        .is_ok()
+    {}
+    h.tick().await?;
+    let message = tokio::time::timeout(common::WAIT, notices.next())
+        .await?
+        .expect("notice");
+    let with_extras = topcoins_schemas::HashNotice::decode(&message.payload)?
+        .hash
+        .to_hex();
+    eventually(
+        "node to serve the data announced with extra fields",
+        || async { Ok((hash_of(h, node, kind).await? == with_extras).then_some(())) },
+    )
+    .await?;
+    h.clear_faults().await?;
+    tokio::time::sleep(POLL * 5).await;
+    let again = tokio::time::timeout(Duration::from_millis(200), notices.next()).await;
+    ensure!(
+        again.is_err(),
+        "the same data without the extra fields was announced again"
+    );
+    ensure!(hash_of(h, node, kind).await? == with_extras);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coinmarketcap_faults() -> Result<()> {
+    let h = Harness::start(COINS).await?;
+    let node = h.start_api().await?;
+    // No reachable fallback: this test is about CoinMarketCap alone (failover has its own).
+    let mut config = h.price_config(POLL);
+    config.coingecko_url = "http://127.0.0.1:1".into();
+    let price = h.start_price_with(config);
+    let ranking = h.start_ranking(POLL);
+    h.ready(&node, "/").await?;
+    let mut cases = common_cases();
+    cases.extend([
+        case(json!({"fault": "error_in_200"}), "auth"),
+        case(json!({"fault": "empty_data"}), "empty"),
+        case(json!({"fault": "negative_price"}), "bad_number"),
+    ]);
+    run_cases(
+        &h,
+        &node,
+        "coinmarketcap",
+        "coinmarketcap",
+        subjects::PRICES_HASH,
+        "prices",
+        cases,
+    )
+    .await?;
+    extra_fields_break_nothing(&h, &node, "coinmarketcap", subjects::PRICES_HASH, "prices").await?;
+    let shape = h.actor_metric(
+        "topcoins_upstream_shape_errors_total",
+        &[("provider", "coinmarketcap"), ("path", "data[].symbol")],
+    );
+    assert!(shape >= 1.0, "the missing field's path is counted");
+    assert!(
+        h.actor_metric(
+            "topcoins_upstream_retries_total",
+            &[("provider", "coinmarketcap")]
+        ) >= 3.0
+    );
+    for c in [node.component, price, ranking, h.sim] {
+        c.stop().await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cryptocompare_faults() -> Result<()> {
+    let h = Harness::start(COINS).await?;
+    let node = h.start_api().await?;
+    let price = h.start_price(POLL);
+    let ranking = h.start_ranking(POLL);
+    h.ready(&node, "/").await?;
+    let mut cases = common_cases();
+    cases.extend([
+        case(json!({"fault": "error_in_200"}), "rate_limited"),
+        case(json!({"fault": "empty_data"}), "empty"),
+        case(json!({"fault": "negative_price"}), "bad_number"),
+    ]);
+    run_cases(
+        &h,
+        &node,
+        "cryptocompare",
+        "cryptocompare",
+        subjects::RANKING_HASH,
+        "ranking",
+        cases,
+    )
+    .await?;
+    extra_fields_break_nothing(
+        &h,
+        &node,
+        "cryptocompare",
+        subjects::RANKING_HASH,
+        "ranking",
+    )
+    .await?;
+    // The rate-limit error carried its allowance.
+    assert_eq!(
+        h.actor_metric(
+            "topcoins_upstream_calls_left",
+            &[("provider", "cryptocompare"), ("period", "month")]
+        ),
+        -1.0
+    );
+    for c in [node.component, price, ranking, h.sim] {
+        c.stop().await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coingecko_faults() -> Result<()> {
+    let h = Harness::start(COINS).await?;
+    let node = h.start_api().await?;
+    // No CoinMarketCap configured: CoinGecko is the price source.
+    let mut config = h.price_config(POLL);
+    config.cmc_url = topcoins_price::cmc::DEFAULT_URL.into();
+    config.cmc_api_key = None;
+    let price = h.start_price_with(config);
+    let ranking = h.start_ranking(POLL);
+    h.ready(&node, "/").await?;
+    let body = h.get(&node.url("/?limit=5")).await?.text().await?;
+    let top: TopResponse = serde_json::from_str(&body)?;
+    assert_eq!(top.data[0].price_source.as_deref(), Some("coingecko"));
+    let mut cases = common_cases();
+    cases.extend([
+        case(json!({"fault": "error_in_200"}), "rate_limited"),
+        case(json!({"fault": "empty_data"}), "empty"),
+        case(json!({"fault": "negative_price"}), "bad_number"),
+    ]);
+    run_cases(
+        &h,
+        &node,
+        "coingecko",
+        "coingecko",
+        subjects::PRICES_HASH,
+        "prices",
+        cases,
+    )
+    .await?;
+    extra_fields_break_nothing(&h, &node, "coingecko", subjects::PRICES_HASH, "prices").await?;
+    for c in [node.component, price, ranking, h.sim] {
+        c.stop().await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn price_side_falls_over_to_coingecko_and_back() -> Result<()> {
+    let h = Harness::start(COINS).await?;
+    let node = h.start_api().await?;
+    let price = h.start_price(POLL);
+    let ranking = h.start_ranking(POLL);
+    h.ready(&node, "/").await?;
+    let source = || async {
+        let body = h.get(&node.url("/?limit=10")).await?.text().await?;
+        let top: TopResponse = serde_json::from_str(&body)?;
+        Ok::<_, anyhow::Error>(
+            top.data
+                .iter()
+                .filter_map(|e| e.price_source.clone())
+                .collect::<Vec<_>>(),
+        )
+    };
+    assert!(source().await?.iter().all(|s| s == "coinmarketcap"));
+
+    h.fault(json!({"endpoint": "coinmarketcap", "fault": "status", "status": 500}))
+        .await?;
+    eventually("prices from coingecko", || async {
+        Ok(source()
+            .await?
+            .iter()
+            .all(|s| s == "coingecko")
+            .then_some(()))
+    })
+    .await?;
+    assert_eq!(
+        h.actor_metric("topcoins_price_failovers_total", &[("to", "coingecko")]),
+        1.0
+    );
+    assert_eq!(
+        h.actor_metric("topcoins_price_source_active", &[("source", "coingecko")]),
+        1.0
+    );
+
+    h.clear_faults().await?;
+    eventually("prices from coinmarketcap again", || async {
+        Ok(source()
+            .await?
+            .iter()
+            .all(|s| s == "coinmarketcap")
+            .then_some(()))
+    })
+    .await?;
+    assert_eq!(
+        h.actor_metric("topcoins_price_failovers_total", &[("to", "coinmarketcap")]),
+        1.0
+    );
+    assert_eq!(
+        h.actor_metric(
+            "topcoins_price_source_active",
+            &[("source", "coinmarketcap")]
+        ),
+        1.0
+    );
+    for c in [node.component, price, ranking, h.sim] {
+        c.stop().await;
+    }
+    Ok(())
+}
