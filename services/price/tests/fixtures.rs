@@ -110,3 +110,50 @@ fn other_providers_bodies_are_the_wrong_shape() {
         );
     }
 }
+
+#[test]
+fn coingecko_markets_parse_every_coin_and_number() -> Result<()> {
+    use topcoins_price::coingecko;
+    let body = fixture("coingecko/coins_markets_usd_100_2022-10-04.json");
+    let page = coingecko::parse(200, &body)?;
+    let raw: Value = serde_json::from_slice(&body)?;
+    let markets = raw.as_array().unwrap();
+    assert_eq!(page.listed, 100);
+    let priced: Vec<&Value> = markets
+        .iter()
+        .filter(|m| !m["current_price"].is_null())
+        .collect();
+    assert_eq!(page.coins.len(), priced.len());
+    assert_eq!(page.unpriced, 100 - priced.len());
+    for (coin, expected) in page.coins.iter().zip(priced) {
+        assert_eq!(coin.id, expected["id"].as_str().unwrap());
+        assert_eq!(
+            coin.symbol,
+            expected["symbol"].as_str().unwrap().to_uppercase()
+        );
+        assert_eq!(coin.name, expected["name"].as_str().unwrap());
+        assert_eq!(
+            coin.price_usd,
+            expected["current_price"].as_f64().unwrap(),
+            "{}",
+            coin.id
+        );
+        assert_eq!(
+            coin.market_cap_usd,
+            expected["market_cap"].as_f64(),
+            "{}",
+            coin.id
+        );
+    }
+    let snapshot = topcoins_schemas::PriceSnapshot::new(coingecko::PROVIDER, page.coins)?;
+    assert_eq!(snapshot.by_symbol()["BTC"].id, "bitcoin");
+    // Other providers' bodies are not CoinGecko's shape.
+    for other in [
+        LISTINGS,
+        BAD_KEY,
+        "cryptocompare/top_totalvolfull_USD_limit10_2020-05-04.json",
+    ] {
+        assert!(coingecko::parse(200, &fixture(other)).is_err(), "{other}");
+    }
+    Ok(())
+}

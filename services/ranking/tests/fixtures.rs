@@ -151,6 +151,14 @@ fn other_endpoints_bodies_are_the_wrong_shape() {
             "cryptocompare/v2_histoday_BTC_USD_limit7_2021-11-21.json",
             "Data",
         ),
+        (
+            "cryptocompare/v2_histohour_BTC_USD_limit24_2021-11-21.json",
+            "Data",
+        ),
+        (
+            "cryptocompare/v2_histominute_BTC_USD_limit60_2021-11-21.json",
+            "Data",
+        ),
         ("coinmarketcap/listings_latest_100_2020-10-24.json", "Data"),
     ] {
         let err = cryptocompare::parse(200, &fixture(file)).unwrap_err();

@@ -351,3 +351,33 @@ async fn price_side_falls_over_to_coingecko_and_back() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_cycles_are_signalled() -> Result<()> {
+    let h = Harness::start(COINS).await?;
+    // A 400 ms interval and an upstream that answers in 250 ms: each cycle takes more than
+    // half its interval, which is counted (and logged as a warning).
+    h.fault(json!({"endpoint": "cryptocompare", "fault": "delay", "ms": 250}))
+        .await?;
+    let config = topcoins_ranking::RankingConfig {
+        cryptocompare_url: h.sim_url(),
+        cryptocompare_api_key: None,
+        ranking_interval: Some(Duration::from_millis(400)),
+        ranking_universe: Some(100),
+    };
+    let context = h.context("ranking");
+    let ranking = common::Component::spawn(move |s| {
+        Box::pin(topcoins_ranking::run(config, context, s.wait()))
+    });
+    eventually("a slow cycle to be counted", || async {
+        Ok(
+            (h.actor_metric("topcoins_poll_slow_cycles_total", &[("kind", "ranking")]) >= 1.0)
+                .then_some(()),
+        )
+    })
+    .await?;
+    for c in [ranking, h.sim] {
+        c.stop().await;
+    }
+    Ok(())
+}

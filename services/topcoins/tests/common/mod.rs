@@ -78,7 +78,7 @@ pub struct Component {
 }
 
 impl Component {
-    fn spawn<E: std::fmt::Debug + Send + 'static>(
+    pub fn spawn<E: std::fmt::Debug + Send + 'static>(
         f: impl FnOnce(Shutdown) -> std::pin::Pin<Box<dyn Future<Output = Result<(), E>> + Send>>,
     ) -> Self {
         let shutdown = Shutdown::new();
