@@ -23,6 +23,20 @@ pub struct NatsConfig {
     pub name: String,
 }
 
+/// Longest a closing service waits for the server to take what it still has to send.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Drains `client` (pending publishes flushed, subscriptions ended) — but never waits more than
+/// [`CLOSE_TIMEOUT`]: with the server gone, a drain would wait for a reconnect forever and a
+/// Ctrl-C would never finish.
+pub async fn close(client: &Client) {
+    match tokio::time::timeout(CLOSE_TIMEOUT, client.drain()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "nats drain failed"),
+        Err(_) => tracing::warn!("nats did not take the last messages in time; closing anyway"),
+    }
+}
+
 /// Whether the connection is up right now, and a signal each time it (re)connects.
 #[derive(Clone)]
 pub struct Link {

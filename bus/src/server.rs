@@ -103,6 +103,9 @@ impl LocalServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
+            // Its own process group: a Ctrl-C in the terminal reaches us, not the server, so
+            // services can drain before we stop it.
+            .process_group(0)
             .spawn()
             .map_err(|e| ServerError::Start(format!("{}: {e}", binary.display())))?;
         // The server writes `<exe>_<pid>.ports` once it listens; the directory is ours alone.

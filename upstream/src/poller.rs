@@ -384,7 +384,7 @@ pub async fn serve<S: Source>(
         shutdown,
     )
     .await?;
-    // Let queued events reach the server before the connection goes.
-    let _ = client.flush().await;
+    // Let queued events reach the server before the connection goes, within bounds.
+    topcoins_bus::close(&client).await;
     Ok(())
 }

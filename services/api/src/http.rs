@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
+use axum::body::Body;
 use axum::extract::{MatchedPath, RawQuery, Request, State};
 use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -21,13 +22,14 @@ use crate::error::ApiError;
 use crate::metrics::ApiMetrics;
 use crate::node::View;
 use crate::query::{self, Format};
-use crate::render::rfc3339;
 
 const STALE_HEADER: HeaderName = HeaderName::from_static("x-topcoins-stale");
 const AS_OF_HEADER: HeaderName = HeaderName::from_static("x-topcoins-as-of");
 
-#[derive(Clone)]
-pub struct AppState {
+/// What every handler shares. Handlers get it as one `Arc`: axum clones the state for each
+/// request, and a clone of this struct itself (a dozen metric handles) costs more than the
+/// rest of the request.
+pub struct App {
     pub view: Arc<ArcSwapOption<View>>,
     pub link: Link,
     pub metrics: ApiMetrics,
@@ -37,7 +39,9 @@ pub struct AppState {
     pub stale_after: Duration,
 }
 
-impl AppState {
+type AppState = Arc<App>;
+
+impl App {
     /// Stale: the bus is away (we cannot know of changes), or the data is older than
     /// `stale_after`.
     fn is_stale(&self, view: &View) -> bool {
@@ -47,12 +51,12 @@ impl AppState {
 }
 
 /// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110 says for this header).
-fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+fn not_modified(headers: &HeaderMap, etag: &[u8]) -> bool {
     headers.get_all(IF_NONE_MATCH).iter().any(|value| {
         value.to_str().is_ok_and(|v| {
             v.split(',')
                 .map(str::trim)
-                .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
+                .any(|t| t == "*" || t.trim_start_matches("W/").as_bytes() == etag)
         })
     })
 }
@@ -68,33 +72,28 @@ async fn top(State(app): State<AppState>, RawQuery(raw): RawQuery, headers: Head
     };
     let n = query.limit.min(view.prepared.count);
     let stale = app.is_stale(&view);
-    let (format_tag, content_type) = match query.format {
-        Format::Json => (if stale { "js" } else { "j" }, "application/json"),
-        Format::Csv => ("c", "text/csv; charset=utf-8"),
-    };
-    let etag = format!("\"{}-{n}-{format_tag}\"", view.meta.tag);
-    let mut response = if not_modified(&headers, &etag) {
+    // Only the JSON body says whether it is stale; CSV is the same bytes either way.
+    let ready = view.response(n, query.format, stale && query.format == Format::Json);
+    let mut response = if not_modified(&headers, ready.etag.as_bytes()) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let body = match query.format {
-            Format::Json => view.prepared.json_body(n, &view.meta, stale),
-            Format::Csv => view.prepared.csv_body(n),
+        let content_type = match query.format {
+            Format::Json => "application/json",
+            Format::Csv => "text/csv; charset=utf-8",
         };
-        let mut r = body.into_response();
+        let mut r = Body::from(ready.body.clone()).into_response();
         r.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         r
     };
     let h = response.headers_mut();
-    h.insert(ETAG, HeaderValue::from_str(&etag).expect("etag is ascii"));
+    h.insert(ETAG, ready.etag.clone());
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(
         STALE_HEADER,
         HeaderValue::from_static(if stale { "true" } else { "false" }),
     );
-    if let Ok(v) = HeaderValue::from_str(&rfc3339(view.as_of())) {
-        h.insert(AS_OF_HEADER, v);
-    }
+    h.insert(AS_OF_HEADER, view.as_of_header.clone());
     response
 }
 
@@ -144,7 +143,7 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Counts and times every request by route and status.
-async fn observe(State(metrics): State<ApiMetrics>, request: Request, next: Next) -> Response {
+async fn observe(State(metrics): State<Arc<ApiMetrics>>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -168,8 +167,9 @@ async fn observe(State(metrics): State<ApiMetrics>, request: Request, next: Next
     response
 }
 
-pub fn router(app: AppState) -> Router {
-    let metrics = app.metrics.clone();
+pub fn router(app: App) -> Router {
+    let metrics = Arc::new(app.metrics.clone());
+    let app = Arc::new(app);
     Router::new()
         .route("/", get(top))
         .route("/healthz", get(healthz))

@@ -25,7 +25,7 @@ use prometheus::Registry;
 use tokio::net::TcpListener;
 use topcoins_bus::{NatsConfig, connect};
 
-use crate::http::AppState;
+use crate::http::App;
 use crate::metrics::ApiMetrics;
 
 pub const DEFAULT_LIMIT: usize = 200;
@@ -104,7 +104,7 @@ pub async fn run(
             let _ = stop_rx.await;
         },
     ));
-    let app = AppState {
+    let app = App {
         view,
         link,
         metrics,
@@ -118,7 +118,7 @@ pub async fn run(
         .await;
     let _ = stop_tx.send(());
     let _ = follower.await;
-    let _ = client.drain().await;
+    topcoins_bus::close(&client).await;
     served?;
     Ok(())
 }

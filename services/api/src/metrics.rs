@@ -9,6 +9,9 @@ use prometheus::{
 pub struct ApiMetrics {
     pub http_requests: IntCounterVec,
     pub http_seconds: HistogramVec,
+    /// `http_requests{route="/",status="200"}` and `http_seconds{route="/"}`, resolved once.
+    pub top_ok: IntCounter,
+    pub top_seconds: prometheus::Histogram,
     /// Hash notices received, by kind.
     pub notices_received: IntCounterVec,
     /// Messages on topcoins subjects dropped as unusable, by reason.
@@ -38,28 +41,32 @@ impl ApiMetrics {
         let buckets = vec![
             0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
         ];
+        let http_requests = reg(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "topcoins_http_requests_total",
+                    "HTTP requests by route and status",
+                ),
+                &["route", "status"],
+            )?,
+        )?;
+        let http_seconds = reg(
+            registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "topcoins_http_request_duration_seconds",
+                    "HTTP request latency by route",
+                )
+                .buckets(buckets),
+                &["route"],
+            )?,
+        )?;
         Ok(Self {
-            http_requests: reg(
-                registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "topcoins_http_requests_total",
-                        "HTTP requests by route and status",
-                    ),
-                    &["route", "status"],
-                )?,
-            )?,
-            http_seconds: reg(
-                registry,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        "topcoins_http_request_duration_seconds",
-                        "HTTP request latency by route",
-                    )
-                    .buckets(buckets),
-                    &["route"],
-                )?,
-            )?,
+            top_ok: http_requests.with_label_values(&["/", "200"]),
+            top_seconds: http_seconds.with_label_values(&["/"]),
+            http_requests,
+            http_seconds,
             notices_received: reg(
                 registry,
                 IntCounterVec::new(

@@ -11,6 +11,8 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
+use axum::http::HeaderValue;
+use bytes::Bytes;
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 use time::OffsetDateTime;
@@ -19,12 +21,22 @@ use topcoins_schemas::{HashNotice, Kind, PriceSnapshot, RankingSnapshot, Snapsho
 
 use crate::merge::merge;
 use crate::metrics::ApiMetrics;
-use crate::render::{Meta, Prepared};
+use crate::query::Format;
+use crate::render::{Meta, Prepared, rfc3339};
 
 /// Snapshots of each kind kept in memory.
 const SNAPSHOTS_KEPT: u64 = 8;
 /// Merged and prepared lists kept in memory.
 const MERGES_KEPT: u64 = 4;
+
+/// Bytes of prepared responses a view keeps, across limits and formats.
+const RESPONSE_BYTES_KEPT: u64 = 16 << 20;
+
+/// One response, ready to send: the body and its ETag.
+pub struct Ready {
+    pub body: Bytes,
+    pub etag: HeaderValue,
+}
 
 /// What a request serves.
 pub struct View {
@@ -32,12 +44,51 @@ pub struct View {
     pub meta: Meta,
     pub prices: HashNotice,
     pub ranking: HashNotice,
+    /// `x-topcoins-as-of`, formatted once.
+    pub as_of_header: HeaderValue,
+    /// Responses already built for this view, by (entries, format, stale): the common request
+    /// is a cache hit and a reference-counted clone, no copy.
+    responses: moka::sync::Cache<(usize, Format, bool), Arc<Ready>>,
 }
 
 impl View {
+    fn new(prepared: Arc<Prepared>, prices: &HashNotice, ranking: &HashNotice) -> Self {
+        let as_of = prices.as_of.min(ranking.as_of);
+        Self {
+            meta: Meta::new(prices, ranking),
+            prepared,
+            prices: prices.clone(),
+            ranking: ranking.clone(),
+            as_of_header: HeaderValue::from_str(&rfc3339(as_of)).expect("rfc 3339 is ascii"),
+            responses: moka::sync::Cache::builder()
+                .max_capacity(RESPONSE_BYTES_KEPT)
+                .weigher(|_, ready: &Arc<Ready>| ready.body.len().try_into().unwrap_or(u32::MAX))
+                .eviction_policy(EvictionPolicy::lru())
+                .build(),
+        }
+    }
+
     /// The older of the two snapshot times: how old the data is, at most.
     pub fn as_of(&self) -> OffsetDateTime {
         self.prices.as_of.min(self.ranking.as_of)
+    }
+
+    /// The response for the first `n` entries (`n` ≤ the count) in `format`.
+    pub fn response(&self, n: usize, format: Format, stale: bool) -> Arc<Ready> {
+        self.responses.get_with((n, format, stale), || {
+            let (body, tag) = match format {
+                Format::Json => (
+                    self.prepared.json_body(n, &self.meta, stale),
+                    if stale { "js" } else { "j" },
+                ),
+                Format::Csv => (self.prepared.csv_body(n), "c"),
+            };
+            let etag = format!("\"{}-{n}-{tag}\"", self.meta.tag);
+            Arc::new(Ready {
+                body: Bytes::from(body),
+                etag: HeaderValue::from_str(&etag).expect("etag is ascii"),
+            })
+        })
     }
 }
 
@@ -221,11 +272,6 @@ impl Node {
                 .inc();
         }
         self.metrics.coins_served.set(prepared.count as i64);
-        self.view.store(Some(Arc::new(View {
-            meta: Meta::new(pn, rn),
-            prepared,
-            prices: pn.clone(),
-            ranking: rn.clone(),
-        })));
+        self.view.store(Some(Arc::new(View::new(prepared, pn, rn))));
     }
 }

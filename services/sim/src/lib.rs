@@ -17,6 +17,7 @@ pub mod providers;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -64,7 +65,18 @@ impl Default for SimConfig {
 struct Sim {
     market: Arc<RwLock<Market>>,
     faults: Arc<Faults>,
+    /// Requests served per provider endpoint, for `GET /sim/status` (how benchmarks count
+    /// upstream calls).
+    requests: Arc<[AtomicU64; 3]>,
     seed: u64,
+}
+
+fn endpoint_index(endpoint: Endpoint) -> usize {
+    match endpoint {
+        Endpoint::Coinmarketcap => 0,
+        Endpoint::Cryptocompare => 1,
+        Endpoint::Coingecko => 2,
+    }
 }
 
 impl Sim {
@@ -90,6 +102,7 @@ async fn answer(
     endpoint: Endpoint,
     render: impl FnOnce(&Market) -> Result<serde_json::Value, ProviderError>,
 ) -> Response {
+    sim.requests[endpoint_index(endpoint)].fetch_add(1, Ordering::Relaxed);
     let fault = sim.faults.take(endpoint);
     match &fault {
         Some(Fault::Status {
@@ -197,8 +210,18 @@ async fn tick(State(sim): State<Sim>) -> Response {
 
 async fn status(State(sim): State<Sim>) -> Response {
     let market = sim.market.read().unwrap_or_else(|e| e.into_inner());
-    Json(json!({ "coins": market.coins.len(), "step": market.step, "seed": sim.seed }))
-        .into_response()
+    let count = |e| sim.requests[endpoint_index(e)].load(Ordering::Relaxed);
+    Json(json!({
+        "coins": market.coins.len(),
+        "step": market.step,
+        "seed": sim.seed,
+        "requests": {
+            "coinmarketcap": count(Endpoint::Coinmarketcap),
+            "cryptocompare": count(Endpoint::Cryptocompare),
+            "coingecko": count(Endpoint::Coingecko),
+        },
+    }))
+    .into_response()
 }
 
 async fn not_found() -> Response {
@@ -232,6 +255,7 @@ pub async fn run(
     let sim = Sim {
         market: Arc::new(RwLock::new(Market::new(config.sim_coins, config.sim_seed))),
         faults: Arc::new(Faults::default()),
+        requests: Arc::new(Default::default()),
         seed: config.sim_seed,
     };
     tracing::info!(

@@ -80,6 +80,13 @@ impl NatsArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct MetricsArgs {
+    /// Address to serve `/metrics` and `/healthz` on (none when unset).
+    #[arg(long = "metrics-listen", env = "TOPCOINS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct RetentionArgs {
     /// Stored snapshots older than this, and not current, are deleted.
     #[arg(long = "snapshot-retention", env = "TOPCOINS_SNAPSHOT_RETENTION", default_value = DEFAULT_RETENTION, value_parser = humantime::parse_duration)]
@@ -129,6 +136,8 @@ pub struct PriceArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
     #[command(flatten)]
+    pub metrics: MetricsArgs,
+    #[command(flatten)]
     pub http: HttpConfig,
     #[command(flatten)]
     pub retention: RetentionArgs,
@@ -140,6 +149,8 @@ pub struct PriceArgs {
 pub struct RankingArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     #[command(flatten)]
     pub http: HttpConfig,
     #[command(flatten)]

@@ -5,10 +5,12 @@
 //! - [`shutdown`]: one shutdown signal (Ctrl-C or SIGTERM) fanned out to every component.
 //! - [`up`]: everything at once, with a private nats-server and the simulator when needed.
 //! - [`cmc`]: the CoinMarketCap command-line client.
+//! - [`metrics_http`]: `/metrics` for the actor processes.
 //! - [`telemetry`]: logging set-up.
 
 pub mod cli;
 pub mod cmc;
+pub mod metrics_http;
 pub mod shutdown;
 pub mod telemetry;
 pub mod up;

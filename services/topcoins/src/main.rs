@@ -4,10 +4,10 @@ use anyhow::Context;
 use clap::Parser;
 use prometheus::Registry;
 use tokio::net::TcpListener;
-use topcoins::cli::{Cli, Command};
+use topcoins::cli::{Cli, Command, MetricsArgs, NatsArgs};
 use topcoins::shutdown::Shutdown;
 use topcoins::{telemetry, up};
-use topcoins_upstream::{ServiceContext, UpstreamMetrics};
+use topcoins_upstream::{HttpConfig, ServiceContext, UpstreamMetrics};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -41,22 +41,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Price(args) => {
-            let context = ServiceContext {
-                nats: args.nats.required("price")?,
-                http: args.http,
-                retention: args.retention.retention,
-                metrics: UpstreamMetrics::register(&Registry::new())?,
-            };
+            let context = actor_context(
+                &args.nats,
+                "price",
+                args.http,
+                args.retention.retention,
+                args.metrics,
+                &shutdown,
+            )?;
             topcoins_price::run(args.price, context, shutdown.wait()).await?;
             Ok(())
         }
         Command::Ranking(args) => {
-            let context = ServiceContext {
-                nats: args.nats.required("ranking")?,
-                http: args.http,
-                retention: args.retention.retention,
-                metrics: UpstreamMetrics::register(&Registry::new())?,
-            };
+            let context = actor_context(
+                &args.nats,
+                "ranking",
+                args.http,
+                args.retention.retention,
+                args.metrics,
+                &shutdown,
+            )?;
             topcoins_ranking::run(args.ranking, context, shutdown.wait()).await?;
             Ok(())
         }
@@ -72,4 +76,31 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The context of an actor process, with its metrics served if asked for.
+fn actor_context(
+    nats: &NatsArgs,
+    name: &str,
+    http: HttpConfig,
+    retention: std::time::Duration,
+    metrics: MetricsArgs,
+    shutdown: &Shutdown,
+) -> anyhow::Result<ServiceContext> {
+    let registry = Registry::new();
+    let context = ServiceContext {
+        nats: nats.required(name)?,
+        http,
+        retention,
+        metrics: UpstreamMetrics::register(&registry)?,
+    };
+    if let Some(addr) = metrics.metrics_listen {
+        let wait = shutdown.wait();
+        tokio::spawn(async move {
+            if let Err(e) = topcoins::metrics_http::serve(addr, registry, wait).await {
+                tracing::error!(%addr, error = %e, "metrics server failed");
+            }
+        });
+    }
+    Ok(context)
 }

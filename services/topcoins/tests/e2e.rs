@@ -409,3 +409,24 @@ async fn fresh_node_warms_from_store_and_restarted_actor_stays_quiet() -> Result
     let _ = Kind::ALL;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_stop_promptly_even_with_nats_gone() -> Result<()> {
+    let mut h = Harness::start(COINS).await?;
+    let node = h.start_api().await?;
+    let price = h.start_price(POLL);
+    let ranking = h.start_ranking(POLL);
+    h.ready(&node, "/").await?;
+    // The server goes first (as when a terminal's Ctrl-C reaches it too): draining must not
+    // wait for a reconnect that will never come.
+    h.nats.stop().await;
+    tokio::time::sleep(POLL * 2).await;
+    for c in [node.component, price, ranking] {
+        c.shutdown.trigger();
+        tokio::time::timeout(Duration::from_secs(5), c.task)
+            .await
+            .expect("stopped within 5 s")?;
+    }
+    h.sim.stop().await;
+    Ok(())
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Serving: GET / on one API node under wrk, alternated with a baseline axum server returning
+# a static body of the same size from memory. Target: >= 0.9x the baseline's requests/s and
+# p99 latency <= 1.5x the baseline's.
+#   bench/serve.sh            (DURATION=5 ROUNDS=3 CONNECTIONS="16 64 256" to change)
+source "$(dirname "$0")/lib.sh"
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-16 64 256}
+build
+machine
+
+# compare <label> <topcoins-url> <body-file> <content-type> <connections> [header]
+compare() {
+  local label=$1 url=$2 body=$3 ctype=$4 c=$5 header=${6:-}
+  local bport
+  bport=$(free_port)
+  bg "baseline-$bport" "$BIN/examples/static_baseline" "127.0.0.1:$bport" "$body" "$ctype"
+  local bpid=$LAST_PID
+  wait_http "http://127.0.0.1:$bport/"
+  : >"$WORK/t" ; : >"$WORK/b"
+  for _ in $(seq "$ROUNDS"); do
+    wrk_run "$url" "$c" "$DURATION" "$header" >>"$WORK/t"
+    wrk_run "http://127.0.0.1:$bport/" "$c" "$DURATION" >>"$WORK/b"
+  done
+  kill "$bpid"
+  local trps tp99 brps bp99
+  trps=$(cut -d' ' -f1 "$WORK/t" | median); tp99=$(cut -d' ' -f2 "$WORK/t" | median)
+  brps=$(cut -d' ' -f1 "$WORK/b" | median); bp99=$(cut -d' ' -f2 "$WORK/b" | median)
+  local rr pr
+  rr=$(ratio "$trps" "$brps"); pr=$(ratio "$tp99" "$bp99")
+  local verdict=met
+  awk -v r="$rr" -v p="$pr" 'BEGIN { exit !(r >= 0.9 && p <= 1.5) }' || verdict=MISSED
+  printf '| %s | %s | %s B | %s | %s | **%s** | %s | %s | **%s** | %s |\n' \
+    "$label" "$c" "$(stat -c %s "$body")" "$trps" "$brps" "$rr" "$tp99" "$bp99" "$pr" "$verdict"
+}
+
+echo
+echo "| request | connections | body | topcoins req/s | baseline req/s | ratio | topcoins p99 ms | baseline p99 ms | ratio | target |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+
+start_nats
+start_sim 2000 0s
+start_actors 1s 2000
+API=$(start_api api)
+wait_http "$API/readyz"
+curl -s "$API/?limit=200" -o "$WORK/json200"
+for c in $CONNECTIONS; do
+  compare "JSON limit=200, 2,000 coins" "$API/?limit=200" "$WORK/json200" application/json "$c"
+done
+curl -s "$API/?limit=200&format=csv" -o "$WORK/csv200"
+compare "CSV limit=200" "$API/?limit=200&format=csv" "$WORK/csv200" "text/csv; charset=utf-8" 64
+
+# A 10,000-coin universe, limit=5000.
+for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+PIDS=()
+rm -rf "$WORK/js"
+start_nats
+start_sim 10000 0s
+start_actors 2s 10000
+API=$(start_api api10k)
+wait_http "$API/readyz" 120
+until [ "$(curl -s "$API/?limit=5000" | grep -o '"rank":' | wc -l)" -ge 5000 ]; do sleep 0.5; done
+curl -s "$API/?limit=5000" -o "$WORK/json5000"
+compare "JSON limit=5000, 10,000 coins" "$API/?limit=5000" "$WORK/json5000" application/json 64
+curl -s "$API/?limit=5000&format=csv" -o "$WORK/csv5000"
+compare "CSV limit=5000, 10,000 coins" "$API/?limit=5000&format=csv" "$WORK/csv5000" "text/csv; charset=utf-8" 64
+echo
+echo "wrk -t1 -c<connections> -d${DURATION}s --latency, $ROUNDS alternating rounds each, medians shown."

@@ -1,0 +1,156 @@
+//! Measurements the `bench/` scripts cannot make precisely from a shell.
+//!
+//! - `benchtool propagation <nats-url> <rounds> <node-url>...`: for each round, store a changed
+//!   price snapshot, then publish its notice as the price actor would, and time until every
+//!   node serves the new ETag. Baseline in the same run: a bare NATS publish → subscribe.
+//! - `benchtool first-ok <url> <command> [args...]`: start the command and time until `url`
+//!   answers 200; prints the child's pid and the time, and leaves the child running.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use time::OffsetDateTime;
+use topcoins_bus::{NatsConfig, SnapshotStore, connect};
+use topcoins_schemas::{HashNotice, Kind, PriceSnapshot, Snapshot};
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn summary(name: &str, mut ms: Vec<f64>) -> f64 {
+    ms.sort_by(f64::total_cmp);
+    let p99 = percentile(&ms, 0.99);
+    println!(
+        "{name}: n={} p50={:.3} ms p99={:.3} ms max={:.3} ms",
+        ms.len(),
+        percentile(&ms, 0.5),
+        p99,
+        ms[ms.len() - 1]
+    );
+    p99
+}
+
+async fn etag(client: &reqwest::Client, url: &str) -> Result<String> {
+    let r = client.get(url).send().await?;
+    Ok(r.headers()
+        .get("etag")
+        .context("no etag")?
+        .to_str()?
+        .to_owned())
+}
+
+async fn propagation(nats_url: &str, rounds: usize, nodes: &[String]) -> Result<()> {
+    topcoins_upstream::init_tls();
+    let config = NatsConfig {
+        url: nats_url.to_owned(),
+        name: "benchtool".into(),
+    };
+    let (client, _) = connect(&config).await?;
+    client.flush().await?;
+    let store = SnapshotStore::open(client.clone()).await?;
+    let latest = store
+        .latest(Kind::Prices)
+        .await?
+        .context("no prices notice yet: run the actors first")?;
+    let mut snapshot = PriceSnapshot::decode(&store.fetch(latest.hash).await?)?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(4)
+        .build()?;
+    let urls: Vec<String> = nodes.iter().map(|n| format!("{n}/?limit=1")).collect();
+
+    // Baseline: NATS publish → subscribe of a notice-sized message, same connection setup.
+    let mut sub = client.subscribe("bench.baseline").await?;
+    client.flush().await?;
+    let mut base = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t0 = Instant::now();
+        client
+            .publish("bench.baseline", latest.to_bytes().into())
+            .await?;
+        client.flush().await?;
+        sub.next().await.context("baseline message")?;
+        base.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+
+    let mut times = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let before: Vec<String> =
+            futures::future::try_join_all(urls.iter().map(|u| etag(&http, u))).await?;
+        snapshot.coins[0].price_usd *= 1.0 + 1e-6 * (round as f64 + 1.0);
+        let snapshot = PriceSnapshot::new(snapshot.source.clone(), snapshot.coins.clone())?;
+        let (bytes, hash) = snapshot.encode();
+        store.put(hash, &bytes).await?;
+        let notice = HashNotice {
+            hash,
+            as_of: OffsetDateTime::now_utc(),
+            count: snapshot.len() as u64,
+            source: snapshot.source.clone(),
+        };
+        let t0 = Instant::now();
+        store.announce(Kind::Prices, &notice).await?;
+        let waits = urls.iter().zip(&before).map(|(url, old)| {
+            let http = http.clone();
+            async move {
+                loop {
+                    if etag(&http, url).await? != *old {
+                        return Ok::<_, anyhow::Error>(t0.elapsed());
+                    }
+                    if t0.elapsed() > Duration::from_secs(10) {
+                        bail!("{url} did not change within 10 s");
+                    }
+                }
+            }
+        });
+        let all = futures::future::try_join_all(waits).await?;
+        times.push(all.iter().max().unwrap().as_secs_f64() * 1e3);
+    }
+    let base_p99 = summary("nats publish->subscribe (baseline)", base);
+    let p99 = summary(
+        &format!("notice -> all {} nodes serve the new ETag", nodes.len()),
+        times,
+    );
+    println!(
+        "propagation p99 = {:.1} x baseline p99; target p99 <= 5 ms: {}",
+        p99 / base_p99,
+        if p99 <= 5.0 { "met" } else { "MISSED" }
+    );
+    Ok(())
+}
+
+async fn first_ok(url: &str, command: &[String]) -> Result<()> {
+    let http = reqwest::Client::new();
+    let t0 = Instant::now();
+    let child = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .spawn()
+        .context("spawn")?;
+    loop {
+        if let Ok(r) = http.get(url).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            bail!("no 200 from {url} within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    println!("{} {:.1}", child.id(), t0.elapsed().as_secs_f64() * 1e3);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("propagation") if args.len() >= 4 => {
+            propagation(&args[1], args[2].parse()?, &args[3..]).await
+        }
+        Some("first-ok") if args.len() >= 3 => first_ok(&args[1], &args[2..]).await,
+        _ => bail!(
+            "usage: benchtool propagation <nats-url> <rounds> <node-url>... | benchtool first-ok <url> <command> [args...]"
+        ),
+    }
+}
