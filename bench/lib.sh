@@ -5,6 +5,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN="$ROOT/target/release"
 WORK=$(mktemp -d -t topcoins-bench.XXXXXX)
+export RUST_LOG=${RUST_LOG:-warn}
 PIDS=()
 
 cleanup() {
@@ -95,11 +96,13 @@ start_actors() {
 }
 
 start_api() {
-  # start_api <name>: an API node; prints its base URL.
+  # start_api <name>: an API node; sets API (its base URL) and API_PID. (Not called in $(…):
+  # a subshell's bookkeeping would be lost and the node never stopped.)
   local port
   port=$(free_port)
   bg "$1" "$BIN/topcoins" api --listen "127.0.0.1:$port"
-  echo "http://127.0.0.1:$port"
+  API="http://127.0.0.1:$port"
+  API_PID=$LAST_PID
 }
 
 # metric <url> <name> [label-filter-regex]: sum of the samples of a metric.

@@ -42,7 +42,7 @@ echo "|---|---|---|---|---|---|---|---|---|---|"
 start_nats
 start_sim 2000 0s
 start_actors 1s 2000
-API=$(start_api api)
+start_api api
 wait_http "$API/readyz"
 curl -s "$API/?limit=200" -o "$WORK/json200"
 for c in $CONNECTIONS; do
@@ -59,7 +59,7 @@ rm -rf "$WORK/js"
 start_nats
 start_sim 10000 0s
 start_actors 2s 10000
-API=$(start_api api10k)
+start_api api10k
 wait_http "$API/readyz" 120
 until [ "$(curl -s "$API/?limit=5000" | grep -o '"rank":' | wc -l)" -ge 5000 ]; do sleep 0.5; done
 curl -s "$API/?limit=5000" -o "$WORK/json5000"

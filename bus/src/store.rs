@@ -1,27 +1,43 @@
 //! The snapshot store: where a snapshot lives so that any node can fetch it by its hash, also
 //! after the actor that made it restarted, and where the latest notice of each kind is kept.
 //!
-//! **Why this shape.** Snapshots go into a JetStream *object store* under their blake3 hash:
-//! content addressing makes a put idempotent and lets every reader verify what it got;
-//! the object store chunks, so a 10,000-coin snapshot (about 1 MB) fits whatever the server's
-//! `max_payload`. Notices are published through JetStream into a small stream that keeps the
-//! last few per subject, so the notice *is* the record of what is current: a fresh API node
-//! or a restarted actor reads the last notice of each kind instead of waiting for the next
-//! change, and there is no second "latest" key that could disagree with what was announced.
-//! Core NATS subscribers receive the same publish as a plain message, so the live path costs
-//! one small message per change.
+//! **Why this shape.** Snapshots are messages in a JetStream stream, one subject per hash
+//! (`topcoins-snapshots.<hash>.<chunk>`, the last message per subject kept), read back with a
+//! *direct get*: one request-reply, served by the stream without creating a consumer, so the
+//! path from a notice to a node serving the new data stays short and cheap for the server
+//! however many nodes fetch at once. A snapshot larger than [`CHUNK_BYTES`] (a 10,000-coin one
+//! is about 1 MB) is split into chunks, so it fits any server's `max_payload`; chunk 0 is
+//! written last and says how many there are, so a snapshot is visible only when whole.
+//! Content addressing makes a put idempotent and lets every reader verify what it got.
+//! (A JetStream object store was the first version: it does the chunking itself, but every
+//! get creates an ordered consumer — several round trips and server work per node per change,
+//! which measured as most of the propagation time; see `bench/RESULTS.md`.)
+//!
+//! Notices are published through JetStream into a small stream that keeps the last few per
+//! subject, so the notice *is* the record of what is current: a fresh API node or a restarted
+//! actor reads the last notice of each kind instead of waiting for the next change, and there
+//! is no second "latest" key that could disagree with what was announced. Core NATS
+//! subscribers receive the same publish as a plain message, so the live path costs one small
+//! message per change.
 
 use std::time::Duration;
 
 use async_nats::Client;
-use async_nats::jetstream::{self, object_store, stream};
-use bytes::Bytes;
-use futures::StreamExt;
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, stream};
+use bytes::{Bytes, BytesMut};
+use futures::TryStreamExt;
 use time::OffsetDateTime;
-use tokio::io::AsyncReadExt;
 use topcoins_schemas::{HashNotice, Kind, NoticeError, SnapshotHash};
 
-use crate::subjects::{NOTICE_STREAM, SNAPSHOT_BUCKET, hash_subject};
+use crate::subjects::{
+    NOTICE_STREAM, SNAPSHOT_PREFIX, SNAPSHOT_STREAM, hash_subject, snapshot_subject,
+};
+
+/// Largest piece of a snapshot in one message; well under NATS's default 1 MiB `max_payload`.
+pub const CHUNK_BYTES: usize = 512 * 1024;
+/// Header on every chunk: how many chunks the snapshot has.
+const CHUNKS_HEADER: &str = "Topcoins-Chunks";
 
 /// Notices kept per subject in the notice stream (history for tools; readers use the last).
 pub const NOTICES_KEPT: i64 = 64;
@@ -73,12 +89,16 @@ impl From<NoticeError> for StoreError {
 #[derive(Clone)]
 pub struct SnapshotStore {
     js: jetstream::Context,
-    objects: object_store::ObjectStore,
+    snapshots: stream::Stream,
     notices: stream::Stream,
 }
 
+fn is_not_found(kind: &stream::DirectGetErrorKind) -> bool {
+    matches!(kind, stream::DirectGetErrorKind::NotFound)
+}
+
 impl SnapshotStore {
-    /// Opens the store, creating the bucket and the notice stream on first use.
+    /// Opens the store, creating the streams on first use.
     pub async fn open(client: Client) -> Result<Self, StoreError> {
         let js = jetstream::new(client);
         let notices = js
@@ -95,21 +115,21 @@ impl SnapshotStore {
             })
             .await
             .map_err(|e| StoreError::unavailable("notice stream", e))?;
-        let objects = match js.get_object_store(SNAPSHOT_BUCKET).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_object_store(object_store::Config {
-                    bucket: SNAPSHOT_BUCKET.to_owned(),
-                    description: Some("topcoins snapshots by blake3 hash".to_owned()),
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| StoreError::unavailable("snapshot bucket", e))?,
-        };
+        let snapshots = js
+            .get_or_create_stream(stream::Config {
+                name: SNAPSHOT_STREAM.to_owned(),
+                description: Some("topcoins snapshots by blake3 hash".to_owned()),
+                subjects: vec![format!("{SNAPSHOT_PREFIX}.>")],
+                max_messages_per_subject: 1,
+                storage: stream::StorageType::File,
+                allow_direct: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| StoreError::unavailable("snapshot stream", e))?;
         Ok(Self {
             js,
-            objects,
+            snapshots,
             notices,
         })
     }
@@ -136,41 +156,87 @@ impl SnapshotStore {
 
     /// Stores `bytes` under `hash` unless already there. The caller made `hash` from `bytes`.
     pub async fn put(&self, hash: SnapshotHash, bytes: &[u8]) -> Result<(), StoreError> {
-        let name = hash.to_hex();
-        if let Ok(info) = self.objects.info(&name).await
-            && !info.deleted
-        {
-            return Ok(());
-        }
-        let mut reader = bytes;
-        self.objects
-            .put(name.as_str(), &mut reader)
+        match self
+            .snapshots
+            .direct_get_last_for_subject(snapshot_subject(&hash, 0))
             .await
-            .map_err(|e| StoreError::unavailable("snapshot put", e))?;
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if is_not_found(&e.kind()) => {}
+            Err(e) => return Err(StoreError::unavailable("snapshot lookup", e)),
+        }
+        let chunks: Vec<&[u8]> = if bytes.is_empty() {
+            vec![bytes]
+        } else {
+            bytes.chunks(CHUNK_BYTES).collect()
+        };
+        // Chunk 0 last: once it is there, the whole snapshot is.
+        for (index, chunk) in chunks.iter().enumerate().rev() {
+            let mut headers = HeaderMap::new();
+            headers.insert(CHUNKS_HEADER, chunks.len().to_string().as_str());
+            let ack = self
+                .js
+                .publish_with_headers(
+                    snapshot_subject(&hash, index),
+                    headers,
+                    Bytes::copy_from_slice(chunk),
+                )
+                .await
+                .map_err(|e| StoreError::unavailable("snapshot put", e))?;
+            ack.await
+                .map_err(|e| StoreError::unavailable("snapshot put ack", e))?;
+        }
         Ok(())
+    }
+
+    async fn chunk(
+        &self,
+        hash: SnapshotHash,
+        index: usize,
+    ) -> Result<jetstream::message::StreamMessage, StoreError> {
+        self.snapshots
+            .direct_get_last_for_subject(snapshot_subject(&hash, index))
+            .await
+            .map_err(|e| {
+                if is_not_found(&e.kind()) {
+                    StoreError::new(
+                        StoreErrorKind::NotFound,
+                        format!("no snapshot {hash} (chunk {index})"),
+                    )
+                } else {
+                    StoreError::unavailable("snapshot get", e)
+                }
+            })
     }
 
     /// Fetches the snapshot named `hash` and checks that its bytes are the ones the hash names.
     pub async fn fetch(&self, hash: SnapshotHash) -> Result<Bytes, StoreError> {
-        let mut object = self.objects.get(hash.to_hex()).await.map_err(|e| {
-            if matches!(e.kind(), object_store::GetErrorKind::NotFound) {
-                StoreError::new(StoreErrorKind::NotFound, format!("no snapshot {hash}"))
-            } else {
-                StoreError::unavailable("snapshot get", e)
+        let first = self.chunk(hash, 0).await?;
+        let count: usize = first
+            .headers
+            .get(CHUNKS_HEADER)
+            .and_then(|v| v.as_str().parse().ok())
+            .filter(|n| (1..=4096).contains(n))
+            .unwrap_or(1);
+        let bytes = if count == 1 {
+            first.payload
+        } else {
+            let rest: Vec<jetstream::message::StreamMessage> =
+                futures::future::try_join_all((1..count).map(|i| self.chunk(hash, i))).await?;
+            let mut all = BytesMut::with_capacity(first.payload.len() * count);
+            all.extend_from_slice(&first.payload);
+            for chunk in rest {
+                all.extend_from_slice(&chunk.payload);
             }
-        })?;
-        let mut bytes = Vec::with_capacity(object.info().size);
-        object
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|e| StoreError::unavailable("snapshot read", e))?;
+            all.freeze()
+        };
         if !hash.matches(&bytes) {
             return Err(StoreError::new(
                 StoreErrorKind::HashMismatch,
                 format!("stored bytes do not match hash {hash}"),
             ));
         }
-        Ok(Bytes::from(bytes))
+        Ok(bytes)
     }
 
     /// Publishes a hash notice and waits for JetStream to have it, so that once this returns
@@ -206,26 +272,40 @@ impl SnapshotStore {
         retention: Duration,
     ) -> Result<usize, StoreError> {
         let cutoff = OffsetDateTime::now_utc() - retention;
-        let keep: Vec<String> = keep.iter().map(|h| h.to_hex()).collect();
-        let mut list = self
-            .objects
-            .list()
+        let subjects: Vec<(String, usize)> = self
+            .snapshots
+            .info_with_subjects(format!("{SNAPSHOT_PREFIX}.*.0"))
+            .await
+            .map_err(|e| StoreError::unavailable("snapshot list", e))?
+            .try_collect()
             .await
             .map_err(|e| StoreError::unavailable("snapshot list", e))?;
-        let mut doomed = Vec::new();
-        while let Some(info) = list.next().await {
-            let info = info.map_err(|e| StoreError::unavailable("snapshot list", e))?;
-            let old = info.modified.is_some_and(|m| m < cutoff);
-            if old && !info.deleted && !keep.contains(&info.name) {
-                doomed.push(info.name);
+        let mut deleted = 0;
+        for (subject, _) in subjects {
+            let Some(hash) = subject
+                .split('.')
+                .nth(1)
+                .and_then(|h| h.parse::<SnapshotHash>().ok())
+            else {
+                continue;
+            };
+            if keep.contains(&hash) {
+                continue;
+            }
+            let first = match self.chunk(hash, 0).await {
+                Ok(m) => m,
+                Err(e) if e.kind() == StoreErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if first.time < cutoff {
+                self.snapshots
+                    .purge()
+                    .filter(format!("{SNAPSHOT_PREFIX}.{hash}.>"))
+                    .await
+                    .map_err(|e| StoreError::unavailable("snapshot delete", e))?;
+                deleted += 1;
             }
         }
-        for name in &doomed {
-            self.objects
-                .delete(name)
-                .await
-                .map_err(|e| StoreError::unavailable("snapshot delete", e))?;
-        }
-        Ok(doomed.len())
+        Ok(deleted)
     }
 }

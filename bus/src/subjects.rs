@@ -23,8 +23,16 @@ pub const ALL: &str = "topcoins.>";
 
 /// JetStream stream that keeps the hash notices (the last few per subject).
 pub const NOTICE_STREAM: &str = "TOPCOINS_NOTICES";
-/// Object store bucket holding snapshots by hash.
-pub const SNAPSHOT_BUCKET: &str = "topcoins_snapshots";
+/// JetStream stream holding snapshots by hash (see [`crate::store`]).
+pub const SNAPSHOT_STREAM: &str = "TOPCOINS_SNAPSHOTS";
+/// Root of the snapshot subjects: `topcoins-snapshots.<hash>.<chunk>`. A root of its own, so
+/// a subscriber to `topcoins.>` gets events, not megabytes of snapshots.
+pub const SNAPSHOT_PREFIX: &str = "topcoins-snapshots";
+
+/// The subject of chunk `chunk` of the snapshot named `hash`.
+pub fn snapshot_subject(hash: &topcoins_schemas::SnapshotHash, chunk: usize) -> String {
+    format!("{SNAPSHOT_PREFIX}.{hash}.{chunk}")
+}
 
 /// The hash-notice subject of a kind.
 pub fn hash_subject(kind: Kind) -> &'static str {

@@ -27,7 +27,7 @@ async fn setup() -> Result<(LocalServer, async_nats::Client, SnapshotStore)> {
 #[tokio::test]
 async fn put_fetch_verify_and_latest_notice() -> Result<()> {
     let (_server, client, store) = setup().await?;
-    let bytes = vec![7u8; 300_000]; // several object-store chunks
+    let bytes = vec![7u8; 300_000];
     let hash = SnapshotHash::of(&bytes);
     timeout(T, store.put(hash, &bytes)).await??;
     timeout(T, store.put(hash, &bytes)).await??; // idempotent
@@ -39,13 +39,18 @@ async fn put_fetch_verify_and_latest_notice() -> Result<()> {
 
     // Bytes stored under a name that is not their hash are refused on fetch.
     let js = async_nats::jetstream::new(client.clone());
-    let bucket = js.get_object_store(subjects::SNAPSHOT_BUCKET).await?;
     let liar = SnapshotHash::of(b"the real bytes");
-    bucket
-        .put(liar.to_hex().as_str(), &mut &b"forged bytes"[..])
+    js.publish(subjects::snapshot_subject(&liar, 0), "forged bytes".into())
+        .await?
         .await?;
     let err = timeout(T, store.fetch(liar)).await?.unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::HashMismatch);
+
+    // A snapshot larger than a message travels in chunks and comes back whole.
+    let big: Vec<u8> = (0..1_300_000u32).map(|i| (i % 251) as u8).collect();
+    let big_hash = SnapshotHash::of(&big);
+    timeout(T, store.put(big_hash, &big)).await??;
+    assert_eq!(&timeout(T, store.fetch(big_hash)).await??[..], &big[..]);
 
     assert_eq!(timeout(T, store.latest(Kind::Prices)).await??, None);
     let mut live = client.subscribe(subjects::PRICES_HASH).await?;

@@ -159,6 +159,7 @@ impl Node {
         {
             return Ok(false);
         }
+        let started = std::time::Instant::now();
         match kind {
             Kind::Prices => {
                 let snapshot = self.snapshot(&self.prices, kind, notice.hash).await?;
@@ -169,7 +170,9 @@ impl Node {
                 self.current_ranking = Some((notice, snapshot));
             }
         }
+        let fetched = started.elapsed();
         self.rebuild().await;
+        tracing::debug!(kind = kind.as_str(), fetch = ?fetched, total = ?started.elapsed(), "notice applied");
         Ok(true)
     }
 
@@ -253,7 +256,7 @@ impl Node {
                 let (prices, ranking) = (prices.clone(), ranking.clone());
                 // Merging 10,000 × 10,000 takes milliseconds: off the async workers.
                 let prepared =
-                    tokio::task::spawn_blocking(move || Prepared::new(&merge(&ranking, &prices)))
+                    tokio::task::spawn_blocking(move || Prepared::new(merge(&ranking, &prices)))
                         .await
                         .expect("merge does not panic");
                 Arc::new(prepared)

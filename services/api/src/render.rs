@@ -1,11 +1,12 @@
-//! Response bytes, prepared once per merge so that a request is a lookup and a copy.
+//! Response bytes for a merged list.
 //!
-//! The merged list is rendered once as JSON objects and once as CSV rows, each into one
-//! buffer with the end offset of every entry. A response for `limit = n` is the fixed head,
-//! the first `n` entries sliced out of the buffer, and a small tail with the meta block; no
-//! per-limit cache, no serialisation on the request path.
+//! A merge keeps its entries; the bytes of a response are written the first time a (limit,
+//! format) is asked for and then kept by the view (see [`crate::node::View::response`]), so a
+//! request is a cache lookup and a reference-counted clone. Rendering lazily keeps a new
+//! snapshot's path to being served short: a change costs a fetch, a decode and a merge, and
+//! the first request for a limit writes only that many entries.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use topcoins_schemas::api::TopEntry;
@@ -13,13 +14,10 @@ use topcoins_schemas::{HashNotice, SnapshotHash};
 
 pub const CSV_HEADER: &str = "Rank,Symbol,Price USD\n";
 
-/// One merged list, rendered.
+/// One merged list, ready to render.
 pub struct Prepared {
     pub count: usize,
-    json: Bytes,
-    json_ends: Vec<usize>,
-    csv: Bytes,
-    csv_ends: Vec<usize>,
+    entries: Vec<TopEntry>,
 }
 
 /// A CSV field, quoted when it has to be (RFC 4180).
@@ -34,72 +32,50 @@ fn csv_field(out: &mut BytesMut, field: &str) {
 }
 
 impl Prepared {
-    pub fn new(entries: &[TopEntry]) -> Self {
-        let mut json = BytesMut::with_capacity(entries.len() * 140);
-        let mut json_ends = Vec::with_capacity(entries.len());
-        let mut csv = BytesMut::with_capacity(entries.len() * 24);
-        let mut csv_ends = Vec::with_capacity(entries.len());
-        for (i, entry) in entries.iter().enumerate() {
-            if i > 0 {
-                json.put_u8(b',');
-            }
-            let mut writer = (&mut json).writer();
-            serde_json::to_writer(&mut writer, entry).expect("entry serialises");
-            json_ends.push(json.len());
-
-            csv.put_slice(entry.rank.to_string().as_bytes());
-            csv.put_u8(b',');
-            csv_field(&mut csv, &entry.symbol);
-            csv.put_u8(b',');
-            if let Some(price) = entry.price_usd {
-                // The same shortest round-trip form as the JSON.
-                csv.put_slice(serde_json::to_string(&price).expect("finite").as_bytes());
-            }
-            csv.put_u8(b'\n');
-            csv_ends.push(csv.len());
-        }
+    pub fn new(entries: Vec<TopEntry>) -> Self {
         Self {
             count: entries.len(),
-            json: json.freeze(),
-            json_ends,
-            csv: csv.freeze(),
-            csv_ends,
+            entries,
         }
     }
 
     /// The JSON body for the first `n` entries (`n` ≤ `count`).
     pub fn json_body(&self, n: usize, meta: &Meta, stale: bool) -> Vec<u8> {
-        let items = if n == 0 {
-            &[][..]
-        } else {
-            &self.json[..self.json_ends[n - 1]]
-        };
         let tail = if stale {
             &meta.tail_stale
         } else {
             &meta.tail_fresh
         };
-        let count = n.to_string();
-        let mut body = Vec::with_capacity(40 + items.len() + count.len() + tail.len());
-        body.extend_from_slice(b"{\"data\":[");
-        body.extend_from_slice(items);
-        body.extend_from_slice(b"],\"meta\":{\"count\":");
-        body.extend_from_slice(count.as_bytes());
-        body.extend_from_slice(tail.as_bytes());
-        body
+        let mut body = BytesMut::with_capacity(64 + n * 150 + tail.len());
+        body.put_slice(b"{\"data\":[");
+        for (i, entry) in self.entries[..n].iter().enumerate() {
+            if i > 0 {
+                body.put_u8(b',');
+            }
+            serde_json::to_writer((&mut body).writer(), entry).expect("entry serialises");
+        }
+        body.put_slice(b"],\"meta\":{\"count\":");
+        body.put_slice(n.to_string().as_bytes());
+        body.put_slice(tail.as_bytes());
+        body.into()
     }
 
     /// The CSV body for the first `n` entries.
     pub fn csv_body(&self, n: usize) -> Vec<u8> {
-        let rows = if n == 0 {
-            &[][..]
-        } else {
-            &self.csv[..self.csv_ends[n - 1]]
-        };
-        let mut body = Vec::with_capacity(CSV_HEADER.len() + rows.len());
-        body.extend_from_slice(CSV_HEADER.as_bytes());
-        body.extend_from_slice(rows);
-        body
+        let mut body = BytesMut::with_capacity(CSV_HEADER.len() + n * 28);
+        body.put_slice(CSV_HEADER.as_bytes());
+        for entry in &self.entries[..n] {
+            body.put_slice(entry.rank.to_string().as_bytes());
+            body.put_u8(b',');
+            csv_field(&mut body, &entry.symbol);
+            body.put_u8(b',');
+            if let Some(price) = entry.price_usd {
+                // The same shortest round-trip form as the JSON.
+                body.put_slice(serde_json::to_string(&price).expect("finite").as_bytes());
+            }
+            body.put_u8(b'\n');
+        }
+        body.into()
     }
 }
 
@@ -175,7 +151,7 @@ mod tests {
 
     #[test]
     fn sliced_json_is_the_contract_shape() {
-        let p = Prepared::new(&entries());
+        let p = Prepared::new(entries());
         let meta = Meta::new(&notice(b"p"), &notice(b"r"));
         for n in 0..=3 {
             let body = p.json_body(n, &meta, n == 1);
@@ -190,7 +166,7 @@ mod tests {
 
     #[test]
     fn csv_rows_and_quoting() {
-        let p = Prepared::new(&entries());
+        let p = Prepared::new(entries());
         let body = String::from_utf8(p.csv_body(3)).unwrap();
         assert_eq!(
             body,

@@ -295,14 +295,13 @@ async fn forged_snapshot_is_rejected_and_counted() -> Result<()> {
     // Bytes stored under a hash that is not theirs, and a notice naming that hash.
     let client = async_nats::connect(h.nats.url()).await?;
     let js = async_nats::jetstream::new(client.clone());
-    let bucket = js.get_object_store(subjects::SNAPSHOT_BUCKET).await?;
     let claimed = topcoins_schemas::SnapshotHash::of(b"what the notice claims");
-    bucket
-        .put(
-            claimed.to_hex().as_str(),
-            &mut &br#"{"source":"evil","coins":[]}"#[..],
-        )
-        .await?;
+    js.publish(
+        subjects::snapshot_subject(&claimed, 0),
+        r#"{"source":"evil","coins":[]}"#.into(),
+    )
+    .await?
+    .await?;
     let notice = HashNotice {
         hash: claimed,
         as_of: time::OffsetDateTime::now_utc(),

@@ -1,0 +1,77 @@
+//! The API node's hot functions: merge of 10,000 ranked × 10,000 priced coins, and response
+//! preparation for limits 200 and 5000. Baseline in the same run: copying a body of the same
+//! size (what serving a prepared response costs at least).
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use time::OffsetDateTime;
+use topcoins_api::merge::merge;
+use topcoins_api::render::{Meta, Prepared};
+use topcoins_schemas::{
+    HashNotice, PriceSnapshot, PricedCoin, RankedCoin, RankingSnapshot, SnapshotHash,
+};
+
+fn inputs(n: usize) -> (RankingSnapshot, PriceSnapshot) {
+    let ranked = (0..n)
+        .map(|i| RankedCoin {
+            id: (1000 + i).to_string(),
+            symbol: format!("C{i:04}"),
+            name: format!("Coin number {i}"),
+            volume_24h_usd: Some(1e10 / (i as f64 + 1.0)),
+            price_usd: Some(1.5),
+        })
+        .collect();
+    let priced = (0..n)
+        .map(|i| PricedCoin {
+            id: (i * 7 + 1).to_string(),
+            // Every 10th symbol is missing at the price source, so the fallback is exercised.
+            symbol: if i % 10 == 0 {
+                format!("X{i:04}")
+            } else {
+                format!("C{i:04}")
+            },
+            name: format!("Coin number {i}"),
+            price_usd: 12345.678 / (i as f64 + 1.0),
+            market_cap_usd: Some(1e12 / (i as f64 + 1.0)),
+        })
+        .collect();
+    (
+        RankingSnapshot::new("cryptocompare", ranked).expect("valid"),
+        PriceSnapshot::new("coinmarketcap", priced).expect("valid"),
+    )
+}
+
+fn notice(b: &[u8]) -> HashNotice {
+    HashNotice {
+        hash: SnapshotHash::of(b),
+        as_of: OffsetDateTime::UNIX_EPOCH,
+        count: 1,
+        source: "s".into(),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let (ranking, prices) = inputs(10_000);
+    c.bench_function("merge 10,000 ranked x 10,000 priced", |b| {
+        b.iter(|| merge(black_box(&ranking), black_box(&prices)))
+    });
+    let prepared = Prepared::new(merge(&ranking, &prices));
+    let meta = Meta::new(&notice(b"p"), &notice(b"r"));
+    for n in [200, 5000] {
+        let body = prepared.json_body(n, &meta, false);
+        c.bench_function(
+            &format!("copy a {}-byte body (baseline)", body.len()),
+            |b| b.iter(|| black_box(&body).clone()),
+        );
+        c.bench_function(&format!("prepare JSON limit={n}"), |b| {
+            b.iter(|| prepared.json_body(black_box(n), &meta, false))
+        });
+        c.bench_function(&format!("prepare CSV limit={n}"), |b| {
+            b.iter(|| prepared.csv_body(black_box(n)))
+        });
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
