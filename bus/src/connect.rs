@@ -15,12 +15,65 @@ use tokio::sync::watch;
 pub const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(250);
 
 /// Where and as whom to connect.
-#[derive(Debug, Clone)]
+#[derive(Clone, Default)]
 pub struct NatsConfig {
     /// One or more server URLs, comma-separated.
     pub url: String,
     /// Client name shown by the server (`topcoins-api`, …).
     pub name: String,
+    pub auth: NatsAuth,
+}
+
+/// How to authenticate and secure the connection; every part optional.
+#[derive(Clone, Default)]
+pub struct NatsAuth {
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    /// An NKey seed (`SU…`).
+    pub nkey_seed: Option<String>,
+    /// A `.creds` file (JWT and NKey seed), as `nsc` writes them.
+    pub creds_file: Option<std::path::PathBuf>,
+    /// CA certificate(s) to trust, PEM; setting it requires TLS.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate and key, PEM, for mutual TLS.
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+    pub tls_required: bool,
+}
+
+impl std::fmt::Debug for NatsConfig {
+    // Never prints a secret: only which kinds of credentials are set.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = &self.auth;
+        f.debug_struct("NatsConfig")
+            .field("url", &self.redacted_url())
+            .field("name", &self.name)
+            .field("user", &a.user)
+            .field("password", &a.password.as_ref().map(|_| "<set>"))
+            .field("token", &a.token.as_ref().map(|_| "<set>"))
+            .field("nkey_seed", &a.nkey_seed.as_ref().map(|_| "<set>"))
+            .field("creds_file", &a.creds_file)
+            .field("tls", &(a.tls_required || a.tls_ca.is_some()))
+            .finish()
+    }
+}
+
+impl NatsConfig {
+    /// The server URLs with any `user:password@` replaced by `<redacted>@`, for logs.
+    pub fn redacted_url(&self) -> String {
+        self.url
+            .split(',')
+            .map(|u| match (u.find("://"), u.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    format!("{}<redacted>{}", &u[..scheme + 3], &u[at..])
+                }
+                (None, Some(at)) => format!("<redacted>{}", &u[at..]),
+                _ => u.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// Longest a closing service waits for the server to take what it still has to send.
@@ -56,6 +109,36 @@ impl Link {
     }
 }
 
+async fn apply_auth(
+    mut options: ConnectOptions,
+    auth: &NatsAuth,
+) -> Result<ConnectOptions, async_nats::ConnectError> {
+    if let (Some(user), Some(password)) = (&auth.user, &auth.password) {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(token) = &auth.token {
+        options = options.token(token.clone());
+    }
+    if let Some(seed) = &auth.nkey_seed {
+        options = options.nkey(seed.clone());
+    }
+    if let Some(path) = &auth.creds_file {
+        options = options.credentials_file(path).await.map_err(|e| {
+            async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::Io, e)
+        })?;
+    }
+    if let Some(ca) = &auth.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&auth.tls_cert, &auth.tls_key) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    if auth.tls_required {
+        options = options.require_tls(true);
+    }
+    Ok(options)
+}
+
 /// Connects (or starts connecting) and returns the client with its [`Link`].
 pub async fn connect(config: &NatsConfig) -> Result<(Client, Link), async_nats::ConnectError> {
     let up = Arc::new(AtomicBool::new(false));
@@ -81,14 +164,20 @@ pub async fn connect(config: &NatsConfig) -> Result<(Client, Link), async_nats::
                         connects_tx.send_modify(|n| *n += 1);
                         tracing::info!(client = %name, "nats connected");
                     }
-                    Event::Disconnected | Event::Closed => {
+                    Event::Disconnected => {
                         flag.store(false, Ordering::Relaxed);
-                        tracing::warn!(client = %name, %event, "nats connection lost");
+                        tracing::warn!(client = %name, "nats connection lost; reconnecting");
+                    }
+                    // Both follow our own close at shutdown.
+                    Event::Draining | Event::Closed => {
+                        flag.store(false, Ordering::Relaxed);
+                        tracing::info!(client = %name, %event, "nats connection closing");
                     }
                     other => tracing::warn!(client = %name, event = %other, "nats event"),
                 }
             }
         });
+    let options = apply_auth(options, &config.auth).await?;
     let client = options.connect(config.url.as_str()).await?;
     Ok((
         client,
@@ -97,4 +186,31 @@ pub async fn connect(config: &NatsConfig) -> Result<(Client, Link), async_nats::
             connects: connects_rx,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_printed() {
+        let config = NatsConfig {
+            url: "nats://alice:s3cret@a:4222,tls://b:4222,bob:hunter2@c:4222".into(),
+            name: "x".into(),
+            auth: NatsAuth {
+                user: Some("alice".into()),
+                password: Some("s3cret-too".into()),
+                token: Some("tok3n".into()),
+                ..Default::default()
+            },
+        };
+        assert_eq!(
+            config.redacted_url(),
+            "nats://<redacted>@a:4222,tls://b:4222,<redacted>@c:4222"
+        );
+        let printed = format!("{config:?}");
+        for secret in ["s3cret", "hunter2", "tok3n"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+    }
 }

@@ -15,6 +15,6 @@ pub mod server;
 pub mod store;
 pub mod subjects;
 
-pub use connect::{Link, NatsConfig, close, connect};
+pub use connect::{Link, NatsAuth, NatsConfig, close, connect};
 pub use server::{LocalServer, ServerError};
 pub use store::{SnapshotStore, StoreError, StoreErrorKind};

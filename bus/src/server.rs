@@ -33,6 +33,7 @@ pub struct LocalServer {
     url: String,
     port: u16,
     store_dir: PathBuf,
+    extra: Vec<String>,
     _scratch: Option<tempfile::TempDir>,
     binary: PathBuf,
 }
@@ -57,18 +58,25 @@ pub fn find_binary() -> Result<PathBuf, ServerError> {
 impl LocalServer {
     /// Starts a server with JetStream on a free port, data in a scratch directory.
     pub async fn start() -> Result<Self, ServerError> {
+        Self::start_with(&[]).await
+    }
+
+    /// Like [`LocalServer::start`], with extra `nats-server` arguments (`--user`, `--auth`, …),
+    /// kept across [`LocalServer::restart`].
+    pub async fn start_with(extra: &[&str]) -> Result<Self, ServerError> {
         let scratch = tempfile::Builder::new()
             .prefix("topcoins-nats-")
             .tempdir()?;
         let store = scratch.path().join("js");
-        let mut server = Self::spawn(&store, None).await?;
+        let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
+        let mut server = Self::spawn(&store, None, extra).await?;
         server._scratch = Some(scratch);
         Ok(server)
     }
 
     /// Starts a server keeping its JetStream data in `store_dir` (kept after exit).
     pub async fn start_in(store_dir: &Path) -> Result<Self, ServerError> {
-        Self::spawn(store_dir, None).await
+        Self::spawn(store_dir, None, Vec::new()).await
     }
 
     /// Starts again on the same port and data directory — a server that went away and came
@@ -76,7 +84,7 @@ impl LocalServer {
     pub async fn restart(&mut self) -> Result<(), ServerError> {
         self.stop().await;
         let scratch = self._scratch.take();
-        let next = Self::spawn(&self.store_dir, Some(self.port)).await?;
+        let next = Self::spawn(&self.store_dir, Some(self.port), self.extra.clone()).await?;
         let _ = std::mem::replace(self, next);
         self._scratch = scratch;
         Ok(())
@@ -87,7 +95,11 @@ impl LocalServer {
         let _ = self.child.kill().await;
     }
 
-    async fn spawn(store_dir: &Path, port: Option<u16>) -> Result<Self, ServerError> {
+    async fn spawn(
+        store_dir: &Path,
+        port: Option<u16>,
+        extra: Vec<String>,
+    ) -> Result<Self, ServerError> {
         let binary = find_binary()?;
         std::fs::create_dir_all(store_dir)?;
         let ports_dir = tempfile::Builder::new()
@@ -99,6 +111,7 @@ impl LocalServer {
             .arg(store_dir)
             .arg("--ports_file_dir")
             .arg(ports_dir.path())
+            .args(&extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -133,6 +146,7 @@ impl LocalServer {
             url,
             port,
             store_dir: store_dir.to_owned(),
+            extra,
             _scratch: None,
             binary,
         })

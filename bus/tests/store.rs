@@ -16,6 +16,7 @@ async fn setup() -> Result<(LocalServer, async_nats::Client, SnapshotStore)> {
     let config = NatsConfig {
         url: server.url().to_owned(),
         name: "test".into(),
+        ..Default::default()
     };
     let (client, link) = timeout(T, connect(&config)).await??;
     client.flush().await?;

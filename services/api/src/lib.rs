@@ -88,7 +88,7 @@ pub async fn run(
     let view = Arc::new(ArcSwapOption::empty());
     tracing::info!(
         addr = %listener.local_addr()?,
-        nats = %nats.url,
+        nats = %nats.redacted_url(),
         default_limit = config.default_limit,
         max_limit = config.max_limit,
         stale_after = %humantime::format_duration(config.stale_after),

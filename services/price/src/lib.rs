@@ -143,7 +143,7 @@ pub async fn run(
         primary = if config.has_cmc() { cmc::PROVIDER } else { coingecko::PROVIDER },
         interval = %humantime::format_duration(config.interval()),
         universe = config.universe(),
-        nats = %context.nats.url,
+        nats = %context.nats.redacted_url(),
         "price service starting"
     );
     let metrics = context.metrics.clone();

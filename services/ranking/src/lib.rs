@@ -95,7 +95,7 @@ pub async fn run(
         api_key = if config.cryptocompare_api_key.is_some() { "<set>" } else { "<unset>" },
         interval = %humantime::format_duration(config.interval()),
         universe = config.universe(),
-        nats = %context.nats.url,
+        nats = %context.nats.redacted_url(),
         "ranking service starting"
     );
     let http = Upstream::new(

@@ -47,6 +47,7 @@ async fn propagation(nats_url: &str, rounds: usize, nodes: &[String]) -> Result<
     let config = NatsConfig {
         url: nats_url.to_owned(),
         name: "benchtool".into(),
+        ..Default::default()
     };
     let (client, _) = connect(&config).await?;
     client.flush().await?;
@@ -131,6 +132,7 @@ async fn fetch_times(nats_url: &str, rounds: usize) -> Result<()> {
     let config = NatsConfig {
         url: nats_url.to_owned(),
         name: "benchtool".into(),
+        ..Default::default()
     };
     let (client, _) = connect(&config).await?;
     client.flush().await?;

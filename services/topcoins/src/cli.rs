@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use topcoins_api::ApiConfig;
-use topcoins_bus::NatsConfig;
+use topcoins_bus::{NatsAuth, NatsConfig};
 use topcoins_price::PriceConfig;
 use topcoins_ranking::RankingConfig;
 use topcoins_sim::SimConfig;
@@ -61,6 +61,33 @@ pub struct NatsArgs {
     /// NATS server URL(s), comma-separated.
     #[arg(long = "nats-url", env = "NATS_URL")]
     pub nats_url: Option<String>,
+    /// NATS user (with --nats-password).
+    #[arg(long = "nats-user", env = "NATS_USER")]
+    pub nats_user: Option<String>,
+    /// NATS password (never logged).
+    #[arg(long = "nats-password", env = "NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// NATS token (never logged).
+    #[arg(long = "nats-token", env = "NATS_TOKEN", hide_env_values = true)]
+    pub nats_token: Option<String>,
+    /// NATS NKey seed (never logged).
+    #[arg(long = "nats-nkey", env = "NATS_NKEY", hide_env_values = true)]
+    pub nats_nkey: Option<String>,
+    /// NATS credentials file (JWT + NKey seed, as written by `nsc`).
+    #[arg(long = "nats-creds", env = "NATS_CREDS")]
+    pub nats_creds: Option<std::path::PathBuf>,
+    /// CA certificate(s) for the NATS server's TLS certificate, PEM; implies TLS.
+    #[arg(long = "nats-tls-ca", env = "NATS_TLS_CA")]
+    pub nats_tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate for mutual TLS with NATS, PEM (with --nats-tls-key).
+    #[arg(long = "nats-tls-cert", env = "NATS_TLS_CERT")]
+    pub nats_tls_cert: Option<std::path::PathBuf>,
+    /// Client key for mutual TLS with NATS, PEM.
+    #[arg(long = "nats-tls-key", env = "NATS_TLS_KEY")]
+    pub nats_tls_key: Option<std::path::PathBuf>,
+    /// Refuse a NATS connection without TLS.
+    #[arg(long = "nats-tls-required", env = "NATS_TLS_REQUIRED")]
+    pub nats_tls_required: bool,
 }
 
 impl NatsArgs {
@@ -68,6 +95,17 @@ impl NatsArgs {
         NatsConfig {
             url: url.to_owned(),
             name: name.to_owned(),
+            auth: NatsAuth {
+                user: self.nats_user.clone(),
+                password: self.nats_password.clone(),
+                token: self.nats_token.clone(),
+                nkey_seed: self.nats_nkey.clone(),
+                creds_file: self.nats_creds.clone(),
+                tls_ca: self.nats_tls_ca.clone(),
+                tls_cert: self.nats_tls_cert.clone(),
+                tls_key: self.nats_tls_key.clone(),
+                tls_required: self.nats_tls_required,
+            },
         }
     }
 

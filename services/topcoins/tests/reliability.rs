@@ -1,0 +1,308 @@
+//! Reliability against a real nats-server: the bus going away under load, and shutdown.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, ensure};
+use common::{Harness, POLL, eventually};
+use topcoins_schemas::api::TopResponse;
+
+const COINS: usize = 300;
+
+#[derive(Default)]
+struct Load {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    stale: AtomicU64,
+}
+
+/// Requests `url` back to back from `clients` tasks until `stop`, counting outcomes.
+fn steady_load(
+    url: String,
+    clients: usize,
+    stop: Arc<AtomicBool>,
+    load: Arc<Load>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..clients)
+        .map(|_| {
+            let (url, stop, load) = (url.clone(), stop.clone(), load.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let outcome = async {
+                        let r = http.get(&url).send().await?;
+                        anyhow::ensure!(r.status() == 200, "status {}", r.status());
+                        Ok(serde_json::from_slice::<TopResponse>(&r.bytes().await?)?)
+                    }
+                    .await;
+                    match outcome {
+                        Ok(top) => {
+                            load.ok.fetch_add(1, Ordering::Relaxed);
+                            if top.meta.stale {
+                                load.stale.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(_) => {
+                            load.failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_outage_under_load_costs_no_request() -> Result<()> {
+    let mut h = Harness::start(COINS).await?;
+    let a = h.start_api().await?;
+    let b = h.start_api().await?;
+    let price = h.start_price(POLL);
+    let ranking = h.start_ranking(POLL);
+    h.ready(&a, "/").await?;
+    h.ready(&b, "/").await?;
+    let before: TopResponse =
+        serde_json::from_str(&h.get(&a.url("/?limit=20")).await?.text().await?)?;
+    assert!(!before.meta.stale);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = Arc::new(Load::default());
+    let mut tasks = steady_load(a.url("/?limit=20"), 4, stop.clone(), load.clone());
+    tasks.extend(steady_load(
+        b.url("/?limit=20"),
+        4,
+        stop.clone(),
+        load.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Ten seconds without NATS; the market moves meanwhile.
+    h.nats.stop().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    h.tick().await?;
+    let during: TopResponse =
+        serde_json::from_str(&h.get(&a.url("/?limit=20")).await?.text().await?)?;
+    ensure!(
+        during.meta.stale,
+        "data served during the outage says it is stale"
+    );
+    ensure!(
+        during.meta.prices_as_of == before.meta.prices_as_of,
+        "and how old it is"
+    );
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let stale_during = load.stale.load(Ordering::Relaxed);
+
+    // Back: without restarting anything, the change made during the outage is served within 1 s.
+    h.nats.restart().await?;
+    let back = Instant::now();
+    for node in [&a, &b] {
+        eventually("the change made during the outage to be served", || async {
+            let top: TopResponse =
+                serde_json::from_str(&h.get(&node.url("/?limit=20")).await?.text().await?)?;
+            Ok((top.meta.prices_hash != before.meta.prices_hash && !top.meta.stale).then_some(()))
+        })
+        .await?;
+    }
+    let caught_up = back.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await?;
+    }
+    let (ok, failed) = (
+        load.ok.load(Ordering::Relaxed),
+        load.failed.load(Ordering::Relaxed),
+    );
+    assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
+    assert!(ok > 1000, "the load was steady: {ok} requests");
+    assert!(
+        stale_during > 100,
+        "answers during the outage were marked stale: {stale_during}"
+    );
+    assert!(
+        caught_up < Duration::from_secs(1),
+        "new data {caught_up:?} after NATS came back"
+    );
+    for c in [a.component, b.component, price, ranking, h.sim] {
+        c.stop().await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_malformed_bus_messages_are_dropped_and_counted() -> Result<()> {
+    let h = Harness::start(COINS).await?;
+    let node = h.start_api().await?;
+    let price = h.start_price(POLL);
+    let ranking = h.start_ranking(POLL);
+    let (etag, _) = h.ready(&node, "/").await?;
+    let client = async_nats::connect(h.nats.url()).await?;
+    let huge = vec![b'{'; 64 * 1024];
+    for subject in [
+        topcoins_bus::subjects::PRICES_HASH,
+        topcoins_bus::subjects::RANKING_HASH,
+    ] {
+        client.publish(subject, huge.clone().into()).await?;
+        client.publish(subject, "\u{0}\u{1}binary".into()).await?;
+        client
+            .publish(
+                subject,
+                r#"{"hash":"zz","as_of":"yesterday","count":-1,"source":7}"#.into(),
+            )
+            .await?;
+    }
+    client.flush().await?;
+    eventually("bad messages to be counted", || async {
+        let too_large = node.metric(
+            "topcoins_api_notices_rejected_total",
+            &[("reason", "too_large")],
+        );
+        let malformed = node.metric(
+            "topcoins_api_notices_rejected_total",
+            &[("reason", "malformed")],
+        );
+        Ok((too_large == 2.0 && malformed == 4.0).then_some(()))
+    })
+    .await?;
+    let r = h.get(&node.url("/")).await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["etag"].to_str()?,
+        etag,
+        "still serving the same data"
+    );
+    for c in [node.component, price, ranking, h.sim] {
+        c.stop().await;
+    }
+    Ok(())
+}
+
+/// The real binary, as an operator stops it: SIGTERM while clients are busy. Every answer
+/// that arrives is whole; the process exits 0 promptly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_cleanly() -> Result<()> {
+    let h = Harness::start(COINS).await?;
+    let price = h.start_price(POLL);
+    let ranking = h.start_ranking(POLL);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_topcoins"))
+        .args(["api", "--listen", &format!("127.0.0.1:{port}")])
+        .env("NATS_URL", h.nats.url())
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()?;
+    let url = format!("http://127.0.0.1:{port}/?limit=300");
+    eventually("the node to serve", || async {
+        Ok(h.http
+            .get(&url)
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status() == 200)
+            .map(|_| ()))
+    })
+    .await?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let cut_off = Arc::new(AtomicU64::new(0));
+    let whole = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, stop, cut_off, whole) =
+                (url.clone(), stop.clone(), cut_off.clone(), whole.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match http.get(&url).send().await {
+                        // No response at all (refused, or an idle connection closed as the
+                        // request went out): nothing was cut off. The node is going away.
+                        Err(_) => break,
+                        Ok(r) => match r
+                            .bytes()
+                            .await
+                            .map(|b| serde_json::from_slice::<TopResponse>(&b))
+                        {
+                            Ok(Ok(_)) => {
+                                whole.fetch_add(1, Ordering::Relaxed);
+                            }
+                            _ => {
+                                cut_off.fetch_add(1, Ordering::Relaxed);
+                            }
+                        },
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = child.id().expect("running").to_string();
+    let status = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await?;
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(5), child.wait()).await??;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await?;
+    }
+    assert!(exit.success(), "exit status {exit}");
+    assert_eq!(cut_off.load(Ordering::Relaxed), 0, "responses were cut off");
+    assert!(whole.load(Ordering::Relaxed) > 50);
+    for c in [price, ranking, h.sim] {
+        c.stop().await;
+    }
+    Ok(())
+}
+
+/// Services authenticate to NATS with what they are given, and get nowhere without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_authentication_user_password_and_token() -> Result<()> {
+    for (server_args, good, bad) in [
+        (
+            &["--user", "topcoins", "--pass", "s3cret"][..],
+            topcoins_bus::NatsAuth {
+                user: Some("topcoins".into()),
+                password: Some("s3cret".into()),
+                ..Default::default()
+            },
+            topcoins_bus::NatsAuth {
+                user: Some("topcoins".into()),
+                password: Some("wrong".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            &["--auth", "t0ken"][..],
+            topcoins_bus::NatsAuth {
+                token: Some("t0ken".into()),
+                ..Default::default()
+            },
+            topcoins_bus::NatsAuth::default(),
+        ),
+    ] {
+        let h = Harness::start_with_server(COINS, server_args).await?;
+        // Wrong or missing credentials: the node starts, keeps trying, and has nothing to serve.
+        let refused = h.start_api_with_auth(bad).await?;
+        let price = h.start_price_with_auth(good.clone());
+        let ranking = h.start_ranking_with_auth(good.clone());
+        let accepted = h.start_api_with_auth(good).await?;
+        h.ready(&accepted, "/").await?;
+        let r = h.get(&refused.url("/readyz")).await?;
+        assert_eq!(
+            r.status(),
+            503,
+            "a node with bad credentials must not have data"
+        );
+        for c in [accepted.component, refused.component, price, ranking, h.sim] {
+            c.stop().await;
+        }
+    }
+    Ok(())
+}
