@@ -6,6 +6,7 @@
 //! - [`json`]: decoding a provider body into types, with the JSON path that broke.
 //! - [`poller`]: [`Poller`], the ractor actor that polls a [`Source`] on an interval, hashes
 //!   the snapshot, and stores and announces it only when the hash changed.
+//! - [`supervisor`]: restarts a poller that fails, with backoff.
 //! - [`metrics`]: the Prometheus metrics of all of the above.
 
 pub mod error;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod json;
 pub mod metrics;
 pub mod poller;
+pub mod supervisor;
 #[doc(hidden)]
 pub mod testing;
 

@@ -28,6 +28,8 @@ pub struct UpstreamMetrics {
     /// The price source in force (1) and the others (0).
     pub active_source: IntGaugeVec,
     pub failovers: IntCounterVec,
+    /// Pollers restarted by their supervisor after a failure, by kind.
+    pub actor_restarts: IntCounterVec,
     pub notices_published: IntCounterVec,
     pub price_events_published: IntCounterVec,
     pub snapshot_coins: IntGaugeVec,
@@ -144,6 +146,12 @@ impl UpstreamMetrics {
                 "topcoins_price_failovers_total",
                 "Switches of the price source, by the source switched to",
                 &["to"],
+            )?,
+            actor_restarts: counter(
+                registry,
+                "topcoins_actor_restarts_total",
+                "Pollers restarted after a failure, by kind",
+                &["kind"],
             )?,
             notices_published: counter(
                 registry,

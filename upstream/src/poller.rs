@@ -325,9 +325,9 @@ impl<S: Source> Actor for Poller<S> {
     }
 }
 
-/// Runs a poller for `source` until `shutdown`, then stops it and waits for it to end.
+/// Runs a supervised poller until `shutdown`, then stops it and waits for it to end.
 pub async fn run_poller<S: Source>(
-    source: S,
+    make_source: Arc<dyn Fn() -> S + Send + Sync>,
     store: SnapshotStore,
     interval: Duration,
     retention: Duration,
@@ -335,17 +335,22 @@ pub async fn run_poller<S: Source>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ractor::SpawnErr> {
     let kind = S::Snapshot::KIND.as_str();
-    let args = PollerArgs {
-        source,
+    let args = crate::supervisor::SupervisorArgs {
+        make_source,
         store,
         interval,
-        metrics,
         retention,
+        metrics,
     };
-    let (actor, handle) = Actor::spawn(None, Poller::<S>::default(), args).await?;
+    let (supervisor, handle) = Actor::spawn(
+        None,
+        crate::supervisor::PollSupervisor::<S>::default(),
+        args,
+    )
+    .await?;
     tracing::info!(kind, interval = %humantime::format_duration(interval), "poller started");
     shutdown.await;
-    actor.stop(Some("shutdown".into()));
+    supervisor.stop(Some("shutdown".into()));
     let _ = handle.await;
     tracing::info!(kind, "poller stopped");
     Ok(())
@@ -362,10 +367,10 @@ pub struct ServiceContext {
 }
 
 /// A whole polling service: connects to NATS, opens the store (waiting for it if need be),
-/// builds the source with the NATS client, and polls until `shutdown`.
+/// builds the source with the NATS client (again at each restart), and polls until `shutdown`.
 pub async fn serve<S: Source>(
     context: ServiceContext,
-    make_source: impl FnOnce(async_nats::Client) -> S,
+    make_source: impl Fn(async_nats::Client) -> S + Send + Sync + 'static,
     interval: Duration,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), crate::RunError> {
@@ -374,9 +379,10 @@ pub async fn serve<S: Source>(
     let Some(store) = SnapshotStore::open_when_ready(&client, &mut shutdown).await else {
         return Ok(());
     };
-    let source = make_source(client.clone());
+    let nats = client.clone();
+    let make_source: Arc<dyn Fn() -> S + Send + Sync> = Arc::new(move || make_source(nats.clone()));
     run_poller(
-        source,
+        make_source,
         store,
         interval,
         context.retention,

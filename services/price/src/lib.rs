@@ -163,8 +163,9 @@ pub async fn run(
         ),
         config.coingecko_universe(),
     );
-    let make_source = |client| PriceSource {
-        prices: FailoverPrices::new(primary, fallback, metrics.clone()),
+    // Called again for each restart of the poller: a fresh failover state, the same clients.
+    let make_source = move |client| PriceSource {
+        prices: FailoverPrices::new(primary.clone(), fallback.clone(), metrics.clone()),
         events: PriceEvents::new(client, metrics.clone()),
     };
     let interval = config.interval();

@@ -103,16 +103,18 @@ pub async fn run(
         context.http.clone(),
         context.metrics.clone(),
     );
-    let source = CryptoCompareSource {
-        client: CryptoCompareClient::new(
-            http,
-            &config.cryptocompare_url,
-            config.cryptocompare_api_key.clone(),
-        ),
-        universe: config.universe(),
+    let client = CryptoCompareClient::new(
+        http,
+        &config.cryptocompare_url,
+        config.cryptocompare_api_key.clone(),
+    );
+    let universe = config.universe();
+    let make_source = move |_| CryptoCompareSource {
+        client: client.clone(),
+        universe,
     };
     let interval = config.interval();
-    serve(context, |_| source, interval, shutdown).await
+    serve(context, make_source, interval, shutdown).await
 }
 
 #[cfg(test)]
