@@ -49,16 +49,21 @@ impl NoticeError {
     }
 }
 
+/// Decodes a bus message, refusing anything larger than a notice can be before parsing it.
+fn decode_small<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, NoticeError> {
+    if bytes.len() > MAX_NOTICE_BYTES {
+        return Err(NoticeError::TooLarge(bytes.len()));
+    }
+    serde_json::from_slice(bytes).map_err(|e| NoticeError::Malformed(e.to_string()))
+}
+
 impl HashNotice {
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("notice serialises")
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, NoticeError> {
-        if bytes.len() > MAX_NOTICE_BYTES {
-            return Err(NoticeError::TooLarge(bytes.len()));
-        }
-        serde_json::from_slice(bytes).map_err(|e| NoticeError::Malformed(e.to_string()))
+        decode_small(bytes)
     }
 }
 
@@ -68,10 +73,7 @@ impl PriceEvent {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, NoticeError> {
-        if bytes.len() > MAX_NOTICE_BYTES {
-            return Err(NoticeError::TooLarge(bytes.len()));
-        }
-        serde_json::from_slice(bytes).map_err(|e| NoticeError::Malformed(e.to_string()))
+        decode_small(bytes)
     }
 }
 

@@ -260,41 +260,32 @@ impl RankingSnapshot {
     }
 }
 
-impl Snapshot for PriceSnapshot {
-    const KIND: Kind = Kind::Prices;
+/// Both snapshot types hold `source` and `coins` and validate in `new`; decoding goes through
+/// `new`, so bytes from the wire are held to the same rules as a fresh fetch.
+macro_rules! impl_snapshot {
+    ($ty:ty, $kind:expr) => {
+        impl Snapshot for $ty {
+            const KIND: Kind = $kind;
 
-    fn len(&self) -> usize {
-        self.coins.len()
-    }
+            fn len(&self) -> usize {
+                self.coins.len()
+            }
 
-    fn source(&self) -> &str {
-        &self.source
-    }
+            fn source(&self) -> &str {
+                &self.source
+            }
 
-    fn decode(bytes: &[u8]) -> Result<Self, SnapshotError> {
-        let raw: PriceSnapshot =
-            serde_json::from_slice(bytes).map_err(|e| SnapshotError::Decode(e.to_string()))?;
-        Self::new(raw.source, raw.coins)
-    }
+            fn decode(bytes: &[u8]) -> Result<Self, SnapshotError> {
+                let raw: Self = serde_json::from_slice(bytes)
+                    .map_err(|e| SnapshotError::Decode(e.to_string()))?;
+                Self::new(raw.source, raw.coins)
+            }
+        }
+    };
 }
 
-impl Snapshot for RankingSnapshot {
-    const KIND: Kind = Kind::Ranking;
-
-    fn len(&self) -> usize {
-        self.coins.len()
-    }
-
-    fn source(&self) -> &str {
-        &self.source
-    }
-
-    fn decode(bytes: &[u8]) -> Result<Self, SnapshotError> {
-        let raw: RankingSnapshot =
-            serde_json::from_slice(bytes).map_err(|e| SnapshotError::Decode(e.to_string()))?;
-        Self::new(raw.source, raw.coins)
-    }
-}
+impl_snapshot!(PriceSnapshot, Kind::Prices);
+impl_snapshot!(RankingSnapshot, Kind::Ranking);
 
 #[cfg(test)]
 mod tests {

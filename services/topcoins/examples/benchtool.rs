@@ -42,8 +42,7 @@ async fn etag(client: &reqwest::Client, url: &str) -> Result<String> {
         .to_owned())
 }
 
-async fn propagation(nats_url: &str, rounds: usize, nodes: &[String]) -> Result<()> {
-    topcoins_upstream::init_tls();
+async fn open(nats_url: &str) -> Result<(async_nats::Client, SnapshotStore)> {
     let config = NatsConfig {
         url: nats_url.to_owned(),
         name: "benchtool".into(),
@@ -52,6 +51,12 @@ async fn propagation(nats_url: &str, rounds: usize, nodes: &[String]) -> Result<
     let (client, _) = connect(&config).await?;
     client.flush().await?;
     let store = SnapshotStore::open(client.clone()).await?;
+    Ok((client, store))
+}
+
+async fn propagation(nats_url: &str, rounds: usize, nodes: &[String]) -> Result<()> {
+    topcoins_upstream::init_tls();
+    let (client, store) = open(nats_url).await?;
     let latest = store
         .latest(Kind::Prices)
         .await?
@@ -129,14 +134,7 @@ async fn propagation(nats_url: &str, rounds: usize, nodes: &[String]) -> Result<
 
 /// How long the parts of taking in a snapshot take: fetch from the store, decode, merge+render.
 async fn fetch_times(nats_url: &str, rounds: usize) -> Result<()> {
-    let config = NatsConfig {
-        url: nats_url.to_owned(),
-        name: "benchtool".into(),
-        ..Default::default()
-    };
-    let (client, _) = connect(&config).await?;
-    client.flush().await?;
-    let store = SnapshotStore::open(client.clone()).await?;
+    let (_client, store) = open(nats_url).await?;
     let prices = store
         .latest(Kind::Prices)
         .await?
