@@ -74,7 +74,7 @@ fn histogram(
 
 impl UpstreamMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        Ok(Self {
+        let metrics = Self {
             requests: counter(
                 registry,
                 "topcoins_upstream_requests_total",
@@ -177,7 +177,14 @@ impl UpstreamMetrics {
                 "Canonical size of the latest announced snapshot",
                 &["kind"],
             )?,
-        })
+        };
+        // Known label values start at zero, so rates and "never happened" are visible at once.
+        for kind in ["prices", "ranking"] {
+            metrics.actor_restarts.with_label_values(&[kind]);
+            metrics.notices_published.with_label_values(&[kind]);
+            metrics.slow_cycles.with_label_values(&[kind]);
+        }
+        Ok(metrics)
     }
 
     /// A histogram child for one provider, for timing a call.

@@ -62,7 +62,7 @@ impl ApiMetrics {
                 &["route"],
             )?,
         )?;
-        Ok(Self {
+        let metrics = Self {
             top_ok: http_requests.with_label_values(&["/", "200"]),
             top_seconds: http_seconds.with_label_values(&["/"]),
             http_requests,
@@ -168,6 +168,20 @@ impl ApiMetrics {
                     "Entries in the merged list being served",
                 )?,
             )?,
-        })
+        };
+        // Known label values start at zero, so rates and "never happened" are visible at once.
+        for kind in ["prices", "ranking"] {
+            metrics.notices_received.with_label_values(&[kind]);
+            metrics.snapshot_fetches.with_label_values(&[kind]);
+            metrics.hash_mismatches.with_label_values(&[kind]);
+        }
+        for reason in ["too_large", "malformed", "unknown_subject"] {
+            metrics.notices_rejected.with_label_values(&[reason]);
+        }
+        for cache in ["prices_snapshot", "ranking_snapshot", "merge"] {
+            metrics.cache_hits.with_label_values(&[cache]);
+            metrics.cache_misses.with_label_values(&[cache]);
+        }
+        Ok(metrics)
     }
 }

@@ -61,6 +61,33 @@ pub struct PriceConfig {
 }
 
 impl PriceConfig {
+    /// An empty key (as `KEY=${KEY:-}` in a compose file gives) counts as no key.
+    fn normalise_keys(&mut self) {
+        self.cmc_api_key = self.cmc_api_key.take().filter(|k| !k.trim().is_empty());
+        self.coingecko_api_key = self
+            .coingecko_api_key
+            .take()
+            .filter(|k| !k.trim().is_empty());
+    }
+
+    /// Points every provider that has no key, and whose base URL was left at the real one, at
+    /// the simulator at `sim_url` (what `topcoins up` and `TOPCOINS_SIM_URL` do). Returns
+    /// whether any provider was pointed there.
+    pub fn use_sim_for_keyless(&mut self, sim_url: &str) -> bool {
+        self.normalise_keys();
+        let mut used = false;
+        if self.cmc_api_key.is_none() && self.is_real_provider() {
+            self.cmc_url = sim_url.to_owned();
+            used = true;
+        }
+        if self.coingecko_api_key.is_none()
+            && self.coingecko_url.trim_end_matches('/') == coingecko::DEFAULT_URL
+        {
+            self.coingecko_url = sim_url.to_owned();
+        }
+        used
+    }
+
     fn is_real_provider(&self) -> bool {
         self.cmc_url.trim_end_matches('/') == cmc::DEFAULT_URL
     }
@@ -131,10 +158,11 @@ impl Source for PriceSource {
 
 /// Runs the price service until `shutdown`.
 pub async fn run(
-    config: PriceConfig,
+    mut config: PriceConfig,
     context: ServiceContext,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
+    config.normalise_keys();
     tracing::info!(
         cmc_url = %config.cmc_url,
         cmc_api_key = if config.cmc_api_key.is_some() { "<set>" } else { "<unset>" },

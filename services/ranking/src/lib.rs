@@ -44,6 +44,24 @@ pub struct RankingConfig {
 }
 
 impl RankingConfig {
+    fn normalise_keys(&mut self) {
+        self.cryptocompare_api_key = self
+            .cryptocompare_api_key
+            .take()
+            .filter(|k| !k.trim().is_empty());
+    }
+
+    /// Points CryptoCompare at the simulator at `sim_url` when it has no key and its base URL
+    /// was left at the real one. Returns whether it did.
+    pub fn use_sim_for_keyless(&mut self, sim_url: &str) -> bool {
+        self.normalise_keys();
+        if self.cryptocompare_api_key.is_none() && self.is_real_provider() {
+            self.cryptocompare_url = sim_url.to_owned();
+            return true;
+        }
+        false
+    }
+
     fn is_real_provider(&self) -> bool {
         self.cryptocompare_url.trim_end_matches('/') == cryptocompare::DEFAULT_URL
     }
@@ -86,10 +104,11 @@ impl Source for CryptoCompareSource {
 
 /// Runs the ranking service until `shutdown`.
 pub async fn run(
-    config: RankingConfig,
+    mut config: RankingConfig,
     context: ServiceContext,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
+    config.normalise_keys();
     tracing::info!(
         url = %config.cryptocompare_url,
         api_key = if config.cryptocompare_api_key.is_some() { "<set>" } else { "<unset>" },

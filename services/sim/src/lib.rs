@@ -17,7 +17,6 @@ pub mod providers;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -67,15 +66,16 @@ struct Sim {
     faults: Arc<Faults>,
     /// Requests served per provider endpoint, for `GET /sim/status` (how benchmarks count
     /// upstream calls).
-    requests: Arc<[AtomicU64; 3]>,
+    requests: prometheus::IntCounterVec,
+    registry: prometheus::Registry,
     seed: u64,
 }
 
-fn endpoint_index(endpoint: Endpoint) -> usize {
+fn endpoint_name(endpoint: Endpoint) -> &'static str {
     match endpoint {
-        Endpoint::Coinmarketcap => 0,
-        Endpoint::Cryptocompare => 1,
-        Endpoint::Coingecko => 2,
+        Endpoint::Coinmarketcap => "coinmarketcap",
+        Endpoint::Cryptocompare => "cryptocompare",
+        Endpoint::Coingecko => "coingecko",
     }
 }
 
@@ -102,7 +102,9 @@ async fn answer(
     endpoint: Endpoint,
     render: impl FnOnce(&Market) -> Result<serde_json::Value, ProviderError>,
 ) -> Response {
-    sim.requests[endpoint_index(endpoint)].fetch_add(1, Ordering::Relaxed);
+    sim.requests
+        .with_label_values(&[endpoint_name(endpoint)])
+        .inc();
     let fault = sim.faults.take(endpoint);
     match &fault {
         Some(Fault::Status {
@@ -210,7 +212,7 @@ async fn tick(State(sim): State<Sim>) -> Response {
 
 async fn status(State(sim): State<Sim>) -> Response {
     let market = sim.market.read().unwrap_or_else(|e| e.into_inner());
-    let count = |e| sim.requests[endpoint_index(e)].load(Ordering::Relaxed);
+    let count = |e| sim.requests.with_label_values(&[endpoint_name(e)]).get();
     Json(json!({
         "coins": market.coins.len(),
         "step": market.step,
@@ -222,6 +224,21 @@ async fn status(State(sim): State<Sim>) -> Response {
         },
     }))
     .into_response()
+}
+
+async fn metrics(State(sim): State<Sim>) -> Response {
+    use prometheus::Encoder;
+    let encoder = prometheus::TextEncoder::new();
+    let mut buffer = Vec::new();
+    let _ = encoder.encode(&sim.registry.gather(), &mut buffer);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            encoder.format_type().to_owned(),
+        )],
+        buffer,
+    )
+        .into_response()
 }
 
 async fn not_found() -> Response {
@@ -241,6 +258,7 @@ fn router(sim: Sim) -> Router {
         .route("/api/v3/coins/markets", get(gecko_markets))
         .route("/sim/tick", post(tick))
         .route("/sim/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/sim/faults", post(set_fault).delete(clear_faults))
         .fallback(not_found)
         .with_state(sim)
@@ -252,10 +270,23 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let registry = prometheus::Registry::new();
+    let requests = prometheus::IntCounterVec::new(
+        prometheus::Opts::new(
+            "topcoins_sim_requests_total",
+            "Provider requests served by the simulator",
+        ),
+        &["endpoint"],
+    )
+    .expect("valid metric");
+    registry
+        .register(Box::new(requests.clone()))
+        .expect("registers once");
     let sim = Sim {
         market: Arc::new(RwLock::new(Market::new(config.sim_coins, config.sim_seed))),
         faults: Arc::new(Faults::default()),
-        requests: Arc::new(Default::default()),
+        requests,
+        registry,
         seed: config.sim_seed,
     };
     tracing::info!(

@@ -173,6 +173,9 @@ pub struct ApiArgs {
 pub struct PriceArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
+    /// A simulator to serve the providers that have no API key (`http://sim:9000` in compose).
+    #[arg(long = "sim-url", env = "TOPCOINS_SIM_URL")]
+    pub sim_url: Option<String>,
     #[command(flatten)]
     pub metrics: MetricsArgs,
     #[command(flatten)]
@@ -187,6 +190,9 @@ pub struct PriceArgs {
 pub struct RankingArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
+    /// A simulator to serve the providers that have no API key (`http://sim:9000` in compose).
+    #[arg(long = "sim-url", env = "TOPCOINS_SIM_URL")]
+    pub sim_url: Option<String>,
     #[command(flatten)]
     pub metrics: MetricsArgs,
     #[command(flatten)]

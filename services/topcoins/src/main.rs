@@ -49,7 +49,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 args.metrics,
                 &shutdown,
             )?;
-            topcoins_price::run(args.price, context, shutdown.wait()).await?;
+            let mut price = args.price;
+            if let Some(sim) = &args.sim_url {
+                price.use_sim_for_keyless(sim);
+            }
+            topcoins_price::run(price, context, shutdown.wait()).await?;
             Ok(())
         }
         Command::Ranking(args) => {
@@ -61,7 +65,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 args.metrics,
                 &shutdown,
             )?;
-            topcoins_ranking::run(args.ranking, context, shutdown.wait()).await?;
+            let mut ranking = args.ranking;
+            if let Some(sim) = &args.sim_url {
+                ranking.use_sim_for_keyless(sim);
+            }
+            topcoins_ranking::run(ranking, context, shutdown.wait()).await?;
             Ok(())
         }
         Command::Cmc(args) => {

@@ -46,13 +46,12 @@ pub async fn run(
         }
     };
 
-    let sim_prices =
-        args.price.cmc_api_key.is_none() && args.price.cmc_url == topcoins_price::cmc::DEFAULT_URL;
-    let sim_ranking = args.ranking.cryptocompare_api_key.is_none()
-        && args.ranking.cryptocompare_url == topcoins_ranking::cryptocompare::DEFAULT_URL;
+    // A provider without a key, left at its real URL, is served by the built-in simulator.
+    let needs_sim =
+        args.price.clone().use_sim_for_keyless("") | args.ranking.clone().use_sim_for_keyless("");
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     let mut sim_addr = None;
-    if sim_prices || sim_ranking {
+    if needs_sim {
         let listener = TcpListener::bind(args.sim_listen).await.with_context(|| {
             format!(
                 "simulator cannot listen on {} (set TOPCOINS_SIM_LISTEN)",
@@ -61,12 +60,8 @@ pub async fn run(
         })?;
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
-        if sim_prices {
-            args.price.cmc_url = url.clone();
-        }
-        if sim_ranking {
-            args.ranking.cryptocompare_url = url;
-        }
+        args.price.use_sim_for_keyless(&url);
+        args.ranking.use_sim_for_keyless(&url);
         sim_addr = Some(addr);
         tasks.spawn(component(topcoins_sim::run(
             args.sim.clone(),

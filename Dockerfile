@@ -1,0 +1,19 @@
+# topcoins: one image, any service (`topcoins up|api|price|ranking|sim|cmc`).
+# Build: docker build -t topcoins .
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p topcoins \
+ && cp target/release/topcoins /usr/local/bin/topcoins
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin topcoins
+COPY --from=build /usr/local/bin/topcoins /usr/local/bin/topcoins
+USER topcoins
+ENV TOPCOINS_LOG_FORMAT=json
+EXPOSE 8080 9000 9101 9102
+ENTRYPOINT ["topcoins"]
+CMD ["--help"]

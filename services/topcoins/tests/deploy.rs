@@ -1,0 +1,536 @@
+//! The deployment files, checked as far as this machine allows (no Docker engine, no Nomad):
+//! the compose file and Nomad jobs parsed and cross-checked, the Grafana dashboard's queries
+//! against the metric names the services really export, `promtool check metrics` on every
+//! service, and a real Prometheus scraping running services with the project's own scrape
+//! configuration.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use common::{Harness, POLL, eventually};
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tool(name: &str) -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").context("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| format!("`{name}` not found: install the Debian package `prometheus` (scripts/test does so as root)"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// docker-compose.yml
+
+fn compose() -> Result<serde_yaml_ng::Value> {
+    let text = std::fs::read_to_string(repo().join("docker-compose.yml"))?;
+    let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)?;
+    value.apply_merge()?;
+    // `<<: *anchor` is merged one level down too (each service).
+    if let Some(services) = value.get_mut("services").and_then(|s| s.as_mapping_mut()) {
+        for (_, service) in services.iter_mut() {
+            service.apply_merge()?;
+        }
+    }
+    Ok(value)
+}
+
+fn str_of(v: &serde_yaml_ng::Value) -> String {
+    match v {
+        serde_yaml_ng::Value::String(s) => s.clone(),
+        other => serde_yaml_ng::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+    }
+}
+
+#[test]
+fn compose_file_has_every_service_port_dependency_and_volume() -> Result<()> {
+    let compose = compose()?;
+    let services = compose["services"].as_mapping().context("services")?;
+    let names: BTreeSet<String> = services.keys().map(str_of).collect();
+    let expected: BTreeSet<String> = [
+        "nats",
+        "sim",
+        "price",
+        "ranking",
+        "api1",
+        "api2",
+        "prometheus",
+        "grafana",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(names, expected);
+    assert!(repo().join("Dockerfile").is_file());
+
+    let service = |name: &str| &compose["services"][name];
+    assert!(
+        str_of(&service("nats")["command"]).contains("-js"),
+        "JetStream on"
+    );
+    assert!(
+        str_of(&service("nats")["volumes"]).contains("nats-data:/data"),
+        "NATS data on a volume"
+    );
+    for name in ["sim", "price", "ranking", "api1", "api2"] {
+        let s = service(name);
+        assert_eq!(str_of(&s["build"]), ".", "{name} builds the topcoins image");
+        assert_eq!(str_of(&s["image"]), "topcoins:latest");
+    }
+    for name in ["price", "ranking", "api1", "api2"] {
+        let s = service(name);
+        assert_eq!(
+            str_of(&s["environment"]["NATS_URL"]),
+            "nats://nats:4222",
+            "{name}"
+        );
+        assert!(
+            s["depends_on"].get("nats").is_some(),
+            "{name} depends on nats"
+        );
+    }
+    for (name, key) in [
+        ("price", "CMC_API_KEY"),
+        ("ranking", "CRYPTOCOMPARE_API_KEY"),
+    ] {
+        // Keys come from the environment, never written into the file.
+        assert_eq!(
+            str_of(&service(name)["environment"][key]),
+            format!("${{{key}:-}}")
+        );
+        assert_eq!(
+            str_of(&service(name)["environment"]["TOPCOINS_SIM_URL"]),
+            "http://sim:9000"
+        );
+    }
+    let ports = |name: &str| str_of(&service(name)["ports"]);
+    assert!(ports("api1").contains("8080:8080") && ports("api2").contains("8081:8080"));
+    assert!(ports("prometheus").contains("9090") && ports("grafana").contains("3000"));
+
+    // Named volumes are declared; bind mounts point at files in the repository.
+    let declared: BTreeSet<String> = compose["volumes"]
+        .as_mapping()
+        .context("volumes")?
+        .keys()
+        .map(str_of)
+        .collect();
+    for (name, s) in services {
+        for volume in s["volumes"].as_sequence().into_iter().flatten() {
+            let volume = str_of(volume);
+            let source = volume.split(':').next().unwrap_or_default();
+            if source.starts_with("./") {
+                assert!(
+                    repo().join(source).exists(),
+                    "{} mounts missing {source}",
+                    str_of(name)
+                );
+            } else {
+                assert!(
+                    declared.contains(source),
+                    "{} uses undeclared volume {source}",
+                    str_of(name)
+                );
+            }
+        }
+    }
+
+    // Prometheus scrapes every topcoins service, on the port it listens on.
+    let targets: Value = serde_json::from_slice(&std::fs::read(
+        repo().join("deploy/prometheus/targets/compose.json"),
+    )?)?;
+    let scraped: BTreeSet<String> = targets
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| {
+            g["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().to_owned())
+        })
+        .collect();
+    for (name, var) in [
+        ("price", "TOPCOINS_METRICS_LISTEN"),
+        ("ranking", "TOPCOINS_METRICS_LISTEN"),
+        ("api1", "TOPCOINS_LISTEN"),
+        ("api2", "TOPCOINS_LISTEN"),
+        ("sim", "TOPCOINS_LISTEN"),
+    ] {
+        let listen = str_of(&service(name)["environment"][var]);
+        let port = listen.rsplit(':').next().unwrap();
+        assert!(
+            scraped.contains(&format!("{name}:{port}")),
+            "{name}:{port} is not scraped"
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// nomad/
+
+fn blocks<'a>(body: &'a hcl::Body, ident: &str) -> Vec<&'a hcl::Block> {
+    body.blocks().filter(|b| b.identifier() == ident).collect()
+}
+
+fn attr<'a>(body: &'a hcl::Body, key: &str) -> Option<&'a hcl::Expression> {
+    body.attributes().find(|a| a.key() == key).map(|a| a.expr())
+}
+
+#[test]
+fn nomad_jobs_have_checks_resources_policies_and_no_plain_secrets() -> Result<()> {
+    let mut jobs = 0;
+    for file in ["nomad/nats.nomad.hcl", "nomad/topcoins.nomad.hcl"] {
+        let text = std::fs::read_to_string(repo().join(file))?;
+        let body: hcl::Body = hcl::from_str(&text).with_context(|| format!("{file} parses"))?;
+        for job in blocks(&body, "job") {
+            jobs += 1;
+            let job_update = !blocks(job.body(), "update").is_empty();
+            let groups = blocks(job.body(), "group");
+            ensure!(!groups.is_empty(), "{file}: a job without groups");
+            for group in groups {
+                let name = group
+                    .labels()
+                    .first()
+                    .map(|l| l.as_str().to_owned())
+                    .unwrap_or_default();
+                ensure!(
+                    job_update || !blocks(group.body(), "update").is_empty(),
+                    "{file} {name}: no update policy"
+                );
+                ensure!(
+                    !blocks(group.body(), "restart").is_empty(),
+                    "{file} {name}: no restart policy"
+                );
+                let services = blocks(group.body(), "service");
+                ensure!(
+                    !services.is_empty(),
+                    "{file} {name}: no service registration"
+                );
+                for service in services {
+                    let checks = blocks(service.body(), "check");
+                    ensure!(
+                        !checks.is_empty(),
+                        "{file} {name}: service without a health check"
+                    );
+                    for check in checks {
+                        let kind = attr(check.body(), "type").map(|e| e.to_string());
+                        ensure!(
+                            kind.as_deref() == Some("\"http\""),
+                            "{file} {name}: check is {kind:?}, not http"
+                        );
+                        ensure!(
+                            attr(check.body(), "path").is_some(),
+                            "{file} {name}: http check without a path"
+                        );
+                    }
+                }
+                for task in blocks(group.body(), "task") {
+                    ensure!(
+                        !blocks(task.body(), "resources").is_empty(),
+                        "{file} {name}: task without resources"
+                    );
+                    for env in blocks(task.body(), "env") {
+                        for a in env.body().attributes() {
+                            ensure!(
+                                !a.key().contains("API_KEY")
+                                    && !a.key().contains("PASSWORD")
+                                    && !a.key().contains("TOKEN"),
+                                "{file} {name}: secret {} as a plain value",
+                                a.key()
+                            );
+                        }
+                    }
+                    if ["price", "ranking"].contains(&name.as_str()) {
+                        let templates: Vec<String> = blocks(task.body(), "template")
+                            .iter()
+                            .filter_map(|t| attr(t.body(), "data").map(|d| d.to_string()))
+                            .collect();
+                        ensure!(
+                            templates
+                                .iter()
+                                .any(|d| d.contains("nomadVar") && d.contains("API_KEY")),
+                            "{file} {name}: keys not from a Nomad variable"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(jobs, 2);
+    assert!(repo().join("nomad/README.md").is_file());
+    let prometheus = std::fs::read_to_string(repo().join("nomad/prometheus.yml"))?;
+    assert!(
+        prometheus.contains("nomad_sd_configs"),
+        "scrape discovery through Nomad"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics of running services: the dashboard, promtool, a real Prometheus.
+
+/// A small system with every service exporting metrics over HTTP, some faults injected so the
+/// rarer metrics have values. Returns the harness, its parts, and each service's /metrics URL.
+struct Running {
+    h: Harness,
+    parts: Vec<common::Component>,
+    urls: Vec<(String, String)>,
+}
+
+async fn running() -> Result<Running> {
+    let h = Harness::start(200).await?;
+    let node = h.start_api().await?;
+    let price = h.start_price(POLL);
+    let ranking = h.start_ranking(POLL);
+    h.ready(&node, "/").await?;
+    // The actors' registry over HTTP, as `topcoins price --metrics-listen` serves it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let actors_addr = listener.local_addr()?;
+    drop(listener);
+    let registry = h.actor_registry.clone();
+    let metrics_http = common::Component::spawn(move |s| {
+        Box::pin(topcoins::metrics_http::serve(
+            actors_addr,
+            registry,
+            s.wait(),
+        ))
+    });
+    // Rarer metrics: a rejected body with a broken shape, a rate-limit block, a moved market,
+    // a cache hit, a 304.
+    h.fault(
+        serde_json::json!({"endpoint": "coinmarketcap", "fault": "missing_fields", "times": 1}),
+    )
+    .await?;
+    h.fault(serde_json::json!({"endpoint": "cryptocompare", "fault": "error_in_200", "times": 1}))
+        .await?;
+    h.tick().await?;
+    tokio::time::sleep(POLL * 8).await;
+    for _ in 0..3 {
+        h.get(&node.url("/?limit=10")).await?;
+    }
+    let urls = vec![
+        ("api".to_owned(), node.url("/metrics")),
+        ("actors".to_owned(), format!("http://{actors_addr}/metrics")),
+        ("sim".to_owned(), format!("{}/metrics", h.sim_url())),
+    ];
+    eventually("actor metrics to be served", || async {
+        Ok(h.get(&urls[1].1)
+            .await
+            .ok()
+            .filter(|r| r.status() == 200)
+            .map(|_| ()))
+    })
+    .await?;
+    Ok(Running {
+        h,
+        parts: vec![node.component, price, ranking, metrics_http],
+        urls,
+    })
+}
+
+impl Running {
+    async fn stop(self) {
+        for c in self.parts {
+            c.stop().await;
+        }
+        self.h.sim.stop().await;
+    }
+}
+
+fn exported_names(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(|n| {
+            n.trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count")
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_queries_use_exported_metrics_and_promtool_passes() -> Result<()> {
+    let promtool = tool("promtool")?;
+    let r = running().await?;
+    let mut exported = BTreeSet::new();
+    for (name, url) in &r.urls {
+        let text = r.h.get(url).await?.text().await?;
+        exported.extend(exported_names(&text));
+        // promtool lints the exposition: names, suffixes, types, help.
+        let mut child = std::process::Command::new(&promtool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(text.as_bytes())?;
+        let out = child.wait_with_output()?;
+        ensure!(
+            out.status.success(),
+            "promtool check metrics failed for {name}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let dashboard: Value = serde_json::from_slice(&std::fs::read(
+        repo().join("deploy/grafana/dashboards/topcoins.json"),
+    )?)?;
+    let panels = dashboard["panels"].as_array().context("panels")?;
+    let titles: Vec<String> = panels
+        .iter()
+        .map(|p| p["title"].as_str().unwrap_or_default().to_lowercase())
+        .collect();
+    for wanted in [
+        "request",
+        "latency",
+        "cache hit",
+        "snapshot age",
+        "notices",
+        "upstream calls",
+        "errors",
+        "credits",
+    ] {
+        assert!(
+            titles.iter().any(|t| t.contains(wanted)),
+            "no panel about {wanted}"
+        );
+    }
+    let mut used = BTreeSet::new();
+    for panel in panels {
+        for target in panel["targets"].as_array().context("targets")? {
+            let expr = target["expr"].as_str().context("expr")?;
+            let mut rest = expr;
+            while let Some(i) = rest.find("topcoins_") {
+                let name: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[i + name.len()..];
+                used.insert(
+                    name.trim_end_matches("_bucket")
+                        .trim_end_matches("_sum")
+                        .trim_end_matches("_count")
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    let missing: Vec<&String> = used.difference(&exported).collect();
+    assert!(
+        missing.is_empty(),
+        "dashboard queries metrics nobody exports: {missing:?}"
+    );
+    assert!(used.len() >= 15, "{used:?}");
+    r.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_prometheus_scrapes_every_service() -> Result<()> {
+    let prometheus = tool("prometheus")?;
+    let r = running().await?;
+    // The project's own scrape configuration, with targets written for this run.
+    let dir = tempfile::tempdir()?;
+    std::fs::copy(
+        repo().join("deploy/prometheus/prometheus.yml"),
+        dir.path().join("prometheus.yml"),
+    )?;
+    std::fs::create_dir(dir.path().join("targets"))?;
+    let targets: Vec<Value> = r
+        .urls
+        .iter()
+        .map(|(service, url)| {
+            let host = url.trim_start_matches("http://").split('/').next().unwrap();
+            serde_json::json!({"targets": [host], "labels": {"service": service}})
+        })
+        .collect();
+    std::fs::write(
+        dir.path().join("targets/test.json"),
+        serde_json::to_vec(&targets)?,
+    )?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child = tokio::process::Command::new(&prometheus)
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let api = format!("http://127.0.0.1:{port}/api/v1");
+    let h = &r.h;
+    eventually("every target up", || async {
+        let v: Value = h.get(&format!("{api}/targets")).await?.json().await?;
+        let active = v["data"]["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok((active.len() == 3 && active.iter().all(|t| t["health"] == "up")).then_some(()))
+    })
+    .await?;
+    for query in [
+        "topcoins_http_requests_total",
+        "topcoins_notices_published_total",
+        "topcoins_api_snapshot_fetches_total",
+        "topcoins_sim_requests_total",
+        "topcoins_upstream_credits_used_total",
+    ] {
+        let v: Value = eventually(query, || async {
+            let v: Value = h
+                .get(&format!("{api}/query?query={query}"))
+                .await?
+                .json()
+                .await?;
+            Ok((!v["data"]["result"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .is_empty())
+            .then_some(v))
+        })
+        .await?;
+        let values: HashMap<String, f64> = v["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["metric"].to_string(),
+                    s["value"][1].as_str().unwrap_or("0").parse().unwrap_or(0.0),
+                )
+            })
+            .collect();
+        if !values.values().any(|v| *v > 0.0) {
+            bail!("{query} has no positive value: {values:?}");
+        }
+    }
+    let _ = child.kill().await;
+    r.stop().await;
+    Ok(())
+}
