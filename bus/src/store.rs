@@ -239,12 +239,19 @@ impl SnapshotStore {
         Ok(bytes)
     }
 
-    /// Publishes a hash notice and waits for JetStream to have it, so that once this returns
+    /// Publishes a hash notice, with the cycle's trace context in its headers, and waits for JetStream to have it, so that once this returns
     /// the notice is also what [`SnapshotStore::latest`] answers.
-    pub async fn announce(&self, kind: Kind, notice: &HashNotice) -> Result<(), StoreError> {
+    pub async fn announce(
+        &self,
+        kind: Kind,
+        notice: &HashNotice,
+        trace: &crate::trace::TraceContext,
+    ) -> Result<(), StoreError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(crate::trace::TRACEPARENT, trace.traceparent().as_str());
         let ack = self
             .js
-            .publish(hash_subject(kind), notice.to_bytes().into())
+            .publish_with_headers(hash_subject(kind), headers, notice.to_bytes().into())
             .await
             .map_err(|e| StoreError::unavailable("notice publish", e))?;
         ack.await

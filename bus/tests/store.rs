@@ -62,9 +62,20 @@ async fn put_fetch_verify_and_latest_notice() -> Result<()> {
         count: 1,
         source: "test".into(),
     };
-    timeout(T, store.announce(Kind::Prices, &notice)).await??;
+    let trace = topcoins_bus::TraceContext::new();
+    timeout(T, store.announce(Kind::Prices, &notice, &trace)).await??;
     let got = timeout(T, live.next()).await?.expect("notice delivered");
     assert_eq!(HashNotice::decode(&got.payload)?, notice);
+    // The trace context travels in the notice's headers.
+    let header = got
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(topcoins_bus::trace::TRACEPARENT))
+        .expect("traceparent header");
+    assert_eq!(
+        topcoins_bus::TraceContext::parse(header.as_str()),
+        Some(trace)
+    );
     assert_eq!(timeout(T, store.latest(Kind::Prices)).await??, Some(notice));
     assert_eq!(timeout(T, store.latest(Kind::Ranking)).await??, None);
     Ok(())

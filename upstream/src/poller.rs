@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use time::OffsetDateTime;
-use topcoins_bus::SnapshotStore;
+use topcoins_bus::{SnapshotStore, TraceContext};
 use topcoins_schemas::{HashNotice, Kind, Snapshot, SnapshotHash};
+use tracing::Instrument;
 
 use crate::{UpstreamError, UpstreamMetrics};
 
@@ -120,7 +121,7 @@ impl<S: Source> PollerState<S> {
         Ok(())
     }
 
-    async fn cycle(&mut self) -> Outcome {
+    async fn cycle(&mut self, trace: &TraceContext) -> Outcome {
         if !self.resumed {
             if let Err(e) = self.resume().await {
                 tracing::warn!(kind = self.kind(), error = %e, "snapshot store unavailable");
@@ -129,7 +130,13 @@ impl<S: Source> PollerState<S> {
             self.resumed = true;
         }
         let provider = self.args.source.provider();
-        let snapshot = match self.args.source.fetch().await {
+        let snapshot = match self
+            .args
+            .source
+            .fetch()
+            .instrument(tracing::info_span!("fetch", provider))
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 // The error names the provider that failed, which need not be the one in force
@@ -187,7 +194,11 @@ impl<S: Source> PollerState<S> {
         }
         self.shrink = None;
         let store = &self.args.store;
-        if let Err(e) = store.put(hash, &bytes).await {
+        if let Err(e) = store
+            .put(hash, &bytes)
+            .instrument(tracing::info_span!("store", %hash))
+            .await
+        {
             tracing::warn!(kind = self.kind(), error = %e, "snapshot store failed; will retry next cycle");
             return Outcome::Failed("store_unavailable");
         }
@@ -197,7 +208,11 @@ impl<S: Source> PollerState<S> {
             count: snapshot.len() as u64,
             source: snapshot.source().to_owned(),
         };
-        if let Err(e) = store.announce(S::Snapshot::KIND, &notice).await {
+        if let Err(e) = store
+            .announce(S::Snapshot::KIND, &notice, trace)
+            .instrument(tracing::info_span!("notice", %hash))
+            .await
+        {
             tracing::warn!(kind = self.kind(), error = %e, "notice publish failed; will retry next cycle");
             return Outcome::Failed("bus_unavailable");
         }
@@ -300,7 +315,10 @@ impl<S: Source> Actor for Poller<S> {
         match message {
             PollerMsg::Poll => {
                 let started = Instant::now();
-                let outcome = state.cycle().await;
+                // One trace per cycle; the notice carries it to every API node.
+                let trace = TraceContext::new();
+                let span = tracing::info_span!("poll_cycle", kind = state.kind(), trace_id = %trace.trace_id_hex());
+                let outcome = state.cycle(&trace).instrument(span).await;
                 let elapsed = started.elapsed();
                 let kind = state.kind();
                 let m = &state.args.metrics;

@@ -18,6 +18,7 @@ use moka::policy::EvictionPolicy;
 use time::OffsetDateTime;
 use topcoins_bus::{SnapshotStore, StoreErrorKind};
 use topcoins_schemas::{HashNotice, Kind, PriceSnapshot, RankingSnapshot, Snapshot, SnapshotHash};
+use tracing::Instrument;
 
 use crate::merge::merge;
 use crate::metrics::ApiMetrics;
@@ -162,16 +163,24 @@ impl Node {
         let started = std::time::Instant::now();
         match kind {
             Kind::Prices => {
-                let snapshot = self.snapshot(&self.prices, kind, notice.hash).await?;
+                let snapshot = self
+                    .snapshot(&self.prices, kind, notice.hash)
+                    .instrument(tracing::info_span!("fetch_by_hash", hash = %notice.hash))
+                    .await?;
                 self.current_prices = Some((notice, snapshot));
             }
             Kind::Ranking => {
-                let snapshot = self.snapshot(&self.ranking, kind, notice.hash).await?;
+                let snapshot = self
+                    .snapshot(&self.ranking, kind, notice.hash)
+                    .instrument(tracing::info_span!("fetch_by_hash", hash = %notice.hash))
+                    .await?;
                 self.current_ranking = Some((notice, snapshot));
             }
         }
         let fetched = started.elapsed();
-        self.rebuild().await;
+        self.rebuild()
+            .instrument(tracing::info_span!("merge"))
+            .await;
         tracing::debug!(kind = kind.as_str(), fetch = ?fetched, total = ?started.elapsed(), "notice applied");
         Ok(true)
     }

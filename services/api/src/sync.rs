@@ -17,6 +17,7 @@ use futures::StreamExt;
 use topcoins_bus::subjects::{PRICES_HASH, RANKING_HASH};
 use topcoins_bus::{Link, SnapshotStore};
 use topcoins_schemas::{HashNotice, Kind};
+use tracing::Instrument;
 
 use crate::metrics::ApiMetrics;
 use crate::node::{ApplyError, Node, View};
@@ -118,7 +119,18 @@ async fn on_message(node: &mut Node, metrics: &ApiMetrics, message: Message) -> 
             return true;
         }
     };
-    apply(node, kind, notice).await
+    // Continue the actor's trace: the same trace id in this node's spans for this change.
+    let trace = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(topcoins_bus::trace::TRACEPARENT))
+        .and_then(|v| topcoins_bus::TraceContext::parse(v.as_str()));
+    let span = tracing::info_span!(
+        "apply_notice",
+        kind = kind.as_str(),
+        trace_id = trace.map(|t| t.trace_id_hex()).unwrap_or_default()
+    );
+    apply(node, kind, notice).instrument(span).await
 }
 
 async fn apply(node: &mut Node, kind: Kind, notice: HashNotice) -> bool {

@@ -96,7 +96,9 @@ async fn propagation(nats_url: &str, rounds: usize, nodes: &[String]) -> Result<
             source: snapshot.source.clone(),
         };
         let t0 = Instant::now();
-        store.announce(Kind::Prices, &notice).await?;
+        store
+            .announce(Kind::Prices, &notice, &topcoins_bus::TraceContext::new())
+            .await?;
         // One client asks the nodes in turn; a round ends when the last node shows the new ETag.
         let mut pending: Vec<(&String, &String)> = urls.iter().zip(&before).collect();
         while !pending.is_empty() {

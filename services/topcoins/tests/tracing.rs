@@ -1,0 +1,105 @@
+//! One change followed across processes: the real `topcoins price` and `topcoins api`
+//! binaries with JSON logs; the trace id on the actor's "announced" line shows up on the API
+//! node's lines for taking that snapshot in.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Result;
+use common::{Harness, POLL};
+use serde_json::Value;
+
+/// Trace ids found in the spans of JSON log lines whose message contains `needle`.
+fn trace_ids(log: &str, needle: &str) -> BTreeSet<String> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(needle))
+        })
+        .flat_map(|v| {
+            v["spans"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .chain(std::iter::once(v["span"].clone()))
+                .filter_map(|s| s["trace_id"].as_str().map(str::to_owned))
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_is_followed_across_processes_by_its_trace_id() -> Result<()> {
+    let h = Harness::start(200).await?;
+    let ranking = h.start_ranking(POLL);
+    let binary = env!("CARGO_BIN_EXE_topcoins");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let api = tokio::process::Command::new(binary)
+        .args(["api", "--listen", &format!("127.0.0.1:{port}")])
+        .env("NATS_URL", h.nats.url())
+        .env("TOPCOINS_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info,topcoins_api=debug")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let price = tokio::process::Command::new(binary)
+        .args([
+            "price",
+            "--cmc-url",
+            &h.sim_url(),
+            "--price-interval",
+            "200ms",
+            "--price-universe",
+            "200",
+        ])
+        .env("NATS_URL", h.nats.url())
+        .env("TOPCOINS_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    h.tick().await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for child in [&price, &api] {
+        let pid = child.id().expect("running").to_string();
+        tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await?;
+    }
+    let price_log = String::from_utf8(
+        tokio::time::timeout(Duration::from_secs(10), price.wait_with_output())
+            .await??
+            .stderr,
+    )?;
+    let api_log = String::from_utf8(
+        tokio::time::timeout(Duration::from_secs(10), api.wait_with_output())
+            .await??
+            .stderr,
+    )?;
+
+    let announced = trace_ids(&price_log, "announced");
+    let applied = trace_ids(&api_log, "notice applied");
+    assert!(
+        announced.len() >= 2,
+        "price announcements with trace ids: {announced:?}\n{price_log}"
+    );
+    let followed: Vec<&String> = announced.intersection(&applied).collect();
+    assert!(
+        followed.len() >= 2,
+        "no change followed into the API node: announced {announced:?}, applied {applied:?}"
+    );
+    ranking.stop().await;
+    h.sim.stop().await;
+    Ok(())
+}
