@@ -22,6 +22,8 @@ pub struct NatsConfig {
     /// Client name shown by the server (`topcoins-api`, …).
     pub name: String,
     pub auth: NatsAuth,
+    /// Replicas of the streams topcoins creates (1 for a single server, 3 in a cluster).
+    pub stream_replicas: usize,
 }
 
 /// How to authenticate and secure the connection; every part optional.
@@ -55,6 +57,7 @@ impl std::fmt::Debug for NatsConfig {
             .field("nkey_seed", &a.nkey_seed.as_ref().map(|_| "<set>"))
             .field("creds_file", &a.creds_file)
             .field("tls", &(a.tls_required || a.tls_ca.is_some()))
+            .field("stream_replicas", &self.stream_replicas)
             .finish()
     }
 }
@@ -203,6 +206,7 @@ mod tests {
                 token: Some("tok3n".into()),
                 ..Default::default()
             },
+            stream_replicas: 1,
         };
         assert_eq!(
             config.redacted_url(),

@@ -98,8 +98,15 @@ fn is_not_found(kind: &stream::DirectGetErrorKind) -> bool {
 }
 
 impl SnapshotStore {
-    /// Opens the store, creating the streams on first use.
+    /// Opens the store, creating the streams on first use (one replica each).
     pub async fn open(client: Client) -> Result<Self, StoreError> {
+        Self::open_replicated(client, 1).await
+    }
+
+    /// Opens the store; streams created here get `replicas` copies (3 in a NATS cluster, so
+    /// losing one server loses nothing).
+    pub async fn open_replicated(client: Client, replicas: usize) -> Result<Self, StoreError> {
+        let replicas = replicas.max(1);
         let js = jetstream::new(client);
         let notices = js
             .get_or_create_stream(stream::Config {
@@ -111,6 +118,7 @@ impl SnapshotStore {
                 max_messages_per_subject: NOTICES_KEPT,
                 storage: stream::StorageType::File,
                 allow_direct: true,
+                num_replicas: replicas,
                 ..Default::default()
             })
             .await
@@ -123,6 +131,7 @@ impl SnapshotStore {
                 max_messages_per_subject: 1,
                 storage: stream::StorageType::File,
                 allow_direct: true,
+                num_replicas: replicas,
                 ..Default::default()
             })
             .await
@@ -138,11 +147,12 @@ impl SnapshotStore {
     /// first. Services start before NATS is reachable and wait here.
     pub async fn open_when_ready(
         client: &Client,
+        replicas: usize,
         shutdown: &mut (impl std::future::Future<Output = ()> + Unpin),
     ) -> Option<Self> {
         let mut delay = Duration::from_millis(100);
         loop {
-            match Self::open(client.clone()).await {
+            match Self::open_replicated(client.clone(), replicas).await {
                 Ok(store) => return Some(store),
                 Err(e) => tracing::warn!(error = %e, "snapshot store not available yet; retrying"),
             }

@@ -394,7 +394,9 @@ pub async fn serve<S: Source>(
 ) -> Result<(), crate::RunError> {
     let mut shutdown = Box::pin(shutdown);
     let (client, _link) = topcoins_bus::connect(&context.nats).await?;
-    let Some(store) = SnapshotStore::open_when_ready(&client, &mut shutdown).await else {
+    let Some(store) =
+        SnapshotStore::open_when_ready(&client, context.nats.stream_replicas, &mut shutdown).await
+    else {
         return Ok(());
     };
     let nats = client.clone();

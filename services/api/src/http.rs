@@ -37,7 +37,14 @@ pub struct App {
     pub default_limit: usize,
     pub max_limit: usize,
     pub stale_after: Duration,
+    /// Longest a request may take before it is answered 408.
+    pub request_timeout: Duration,
 }
+
+/// Longest query string accepted; a longer one is answered 414.
+pub const MAX_QUERY_BYTES: usize = 2048;
+/// Largest request body accepted (no route takes one); larger ones are answered 413.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 type AppState = Arc<App>;
 
@@ -62,6 +69,14 @@ fn not_modified(headers: &HeaderMap, etag: &[u8]) -> bool {
 }
 
 async fn top(State(app): State<AppState>, RawQuery(raw): RawQuery, headers: HeaderMap) -> Response {
+    if raw.as_ref().is_some_and(|q| q.len() > MAX_QUERY_BYTES) {
+        return ApiError {
+            status: StatusCode::URI_TOO_LONG,
+            code: "uri_too_long",
+            message: format!("the query string is longer than {MAX_QUERY_BYTES} bytes"),
+        }
+        .into_response();
+    }
     let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
     let query = match query::parse(raw.as_deref(), accept, app.default_limit, app.max_limit) {
         Ok(q) => q,
@@ -169,6 +184,7 @@ async fn observe(State(metrics): State<Arc<ApiMetrics>>, request: Request, next:
 
 pub fn router(app: App) -> Router {
     let metrics = Arc::new(app.metrics.clone());
+    let timeout = app.request_timeout;
     let app = Arc::new(app);
     Router::new()
         .route("/", get(top))
@@ -178,5 +194,12 @@ pub fn router(app: App) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
         .layer(middleware::from_fn_with_state(metrics, observe))
 }

@@ -31,6 +31,7 @@ use crate::metrics::ApiMetrics;
 pub const DEFAULT_LIMIT: usize = 200;
 pub const MAX_LIMIT: usize = 5000;
 pub const DEFAULT_STALE_AFTER: &str = "10m";
+pub const DEFAULT_REQUEST_TIMEOUT: &str = "10s";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApiConfig {
@@ -43,6 +44,9 @@ pub struct ApiConfig {
     /// Data older than this is served with `"stale": true` (so is any data while NATS is away).
     #[arg(long = "stale-after", env = "TOPCOINS_STALE_AFTER", default_value = DEFAULT_STALE_AFTER, value_parser = humantime::parse_duration)]
     pub stale_after: Duration,
+    /// Longest a request may take before it is answered 408.
+    #[arg(long = "request-timeout", env = "TOPCOINS_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -51,6 +55,8 @@ impl Default for ApiConfig {
             default_limit: DEFAULT_LIMIT,
             max_limit: MAX_LIMIT,
             stale_after: humantime::parse_duration(DEFAULT_STALE_AFTER).expect("valid default"),
+            request_timeout: humantime::parse_duration(DEFAULT_REQUEST_TIMEOUT)
+                .expect("valid default"),
         }
     }
 }
@@ -97,6 +103,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let follower = tokio::spawn(sync::follow(
         client.clone(),
+        nats.stream_replicas,
         link.clone(),
         metrics.clone(),
         view.clone(),
@@ -112,6 +119,7 @@ pub async fn run(
         default_limit: config.default_limit,
         max_limit: config.max_limit,
         stale_after: config.stale_after,
+        request_timeout: config.request_timeout,
     };
     let served = axum::serve(listener, http::router(app))
         .with_graceful_shutdown(shutdown)

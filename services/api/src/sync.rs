@@ -35,6 +35,7 @@ fn kind_of(subject: &str) -> Option<Kind> {
 /// Follows the bus until `shutdown`.
 pub async fn follow(
     client: Client,
+    replicas: usize,
     link: Link,
     metrics: ApiMetrics,
     view: Arc<ArcSwapOption<View>>,
@@ -52,7 +53,7 @@ pub async fn follow(
         }
     };
     let mut subs = Box::pin(subs);
-    let Some(store) = SnapshotStore::open_when_ready(&client, &mut shutdown).await else {
+    let Some(store) = SnapshotStore::open_when_ready(&client, replicas, &mut shutdown).await else {
         return;
     };
     let mut node = Node::new(store, metrics.clone(), view);

@@ -85,6 +85,13 @@ pub struct NatsArgs {
     /// Client key for mutual TLS with NATS, PEM.
     #[arg(long = "nats-tls-key", env = "NATS_TLS_KEY")]
     pub nats_tls_key: Option<std::path::PathBuf>,
+    /// Replicas of the JetStream streams topcoins creates: 1 for a single server, 3 in a cluster.
+    #[arg(
+        long = "stream-replicas",
+        env = "TOPCOINS_STREAM_REPLICAS",
+        default_value_t = 1
+    )]
+    pub stream_replicas: usize,
     /// Refuse a NATS connection without TLS.
     #[arg(long = "nats-tls-required", env = "NATS_TLS_REQUIRED")]
     pub nats_tls_required: bool,
@@ -106,6 +113,7 @@ impl NatsArgs {
                 tls_key: self.nats_tls_key.clone(),
                 tls_required: self.nats_tls_required,
             },
+            stream_replicas: self.stream_replicas,
         }
     }
 

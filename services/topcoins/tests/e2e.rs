@@ -220,6 +220,26 @@ async fn limit_csv_etag_and_errors() -> Result<()> {
     }
     let (s, _, _) = etag_and_body(&h, &node, "/?limit=2&limit=3").await?;
     assert_eq!(s, 400);
+    // Size limits: an overlong query string, a body where none belongs.
+    let (s, _, body) =
+        etag_and_body(&h, &node, &format!("/?limit=1&pad={}", "x".repeat(3000))).await?;
+    assert_eq!(
+        (
+            s,
+            serde_json::from_str::<ErrorBody>(&body)?
+                .error
+                .code
+                .as_str()
+        ),
+        (414, "uri_too_long")
+    );
+    let r = h
+        .http
+        .get(node.url("/"))
+        .body(vec![b'x'; 64 * 1024])
+        .send()
+        .await?;
+    assert_eq!(r.status(), 413);
     let (s, _, body) = etag_and_body(&h, &node, "/nope").await?;
     assert_eq!(
         (

@@ -181,6 +181,61 @@ impl Harness {
         }
     }
 
+    /// A component's NATS settings for a given server (a cluster member), streams replicated
+    /// `replicas` times.
+    pub fn nats_config_on(url: &str, name: &str, replicas: usize) -> NatsConfig {
+        NatsConfig {
+            url: url.to_owned(),
+            name: name.to_owned(),
+            stream_replicas: replicas,
+            ..Default::default()
+        }
+    }
+
+    /// Price and ranking actors connected to `url`.
+    pub fn start_actors_on(&self, url: &str, replicas: usize) -> (Component, Component) {
+        let mut price_context = self.context("price");
+        price_context.nats = Self::nats_config_on(url, "price", replicas);
+        let price_config = self.price_config(POLL);
+        let price = Component::spawn(move |s| {
+            Box::pin(topcoins_price::run(price_config, price_context, s.wait()))
+        });
+        let mut ranking_context = self.context("ranking");
+        ranking_context.nats = Self::nats_config_on(url, "ranking", replicas);
+        let ranking_config = self.ranking_config(POLL);
+        let ranking = Component::spawn(move |s| {
+            Box::pin(topcoins_ranking::run(
+                ranking_config,
+                ranking_context,
+                s.wait(),
+            ))
+        });
+        (price, ranking)
+    }
+
+    /// An API node connected to `url`.
+    pub async fn start_api_on(&self, url: &str, replicas: usize) -> Result<ApiNode> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let registry = Registry::new();
+        let nats = Self::nats_config_on(url, "api", replicas);
+        let reg = registry.clone();
+        let component = Component::spawn(move |s| {
+            Box::pin(topcoins_api::run(
+                ApiConfig::default(),
+                nats,
+                reg,
+                listener,
+                s.wait(),
+            ))
+        });
+        Ok(ApiNode {
+            addr,
+            registry,
+            component,
+        })
+    }
+
     pub fn sim_url(&self) -> String {
         format!("http://{}", self.sim_addr)
     }

@@ -1,0 +1,118 @@
+//! A three-node NATS cluster on loopback: API nodes on different members, actors on a third.
+//! Notices and snapshots reach every node, and stopping a member interrupts nothing.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Result;
+use common::{ApiNode, Harness, eventually};
+use topcoins_bus::LocalServer;
+use topcoins_schemas::api::TopResponse;
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn cluster() -> Result<Vec<LocalServer>> {
+    let cluster_ports: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_>>()?;
+    let routes = cluster_ports
+        .iter()
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut servers = Vec::new();
+    for (i, port) in cluster_ports.iter().enumerate() {
+        let cluster = format!("nats://127.0.0.1:{port}");
+        let name = format!("n{i}");
+        let args = [
+            "--cluster_name",
+            "topcoins",
+            "--cluster",
+            cluster.as_str(),
+            "--routes",
+            routes.as_str(),
+            "--server_name",
+            name.as_str(),
+        ];
+        servers.push(LocalServer::start_with(&args).await?);
+    }
+    Ok(servers)
+}
+
+async fn prices_hash(h: &Harness, node: &ApiNode) -> Result<String> {
+    let top: TopResponse =
+        serde_json::from_str(&h.get(&node.url("/?limit=20")).await?.text().await?)?;
+    Ok(top.meta.prices_hash.to_hex())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_member_cluster_survives_losing_one() -> Result<()> {
+    let mut servers = cluster().await?;
+    let h = Harness::start(300).await?;
+    let urls: Vec<String> = servers.iter().map(|s| s.url().to_owned()).collect();
+    let a = h.start_api_on(&urls[0], 3).await?;
+    let b = h.start_api_on(&urls[1], 3).await?;
+    let (price, ranking) = h.start_actors_on(&urls[2], 3);
+    h.ready(&a, "/").await?;
+    h.ready(&b, "/").await?;
+
+    // A change reaches both nodes, through members they are not connected to.
+    let before = prices_hash(&h, &a).await?;
+    h.tick().await?;
+    for node in [&a, &b] {
+        eventually("new prices on every node", || async {
+            Ok((prices_hash(&h, node).await? != before).then_some(()))
+        })
+        .await?;
+    }
+
+    // Steady load on both nodes while node A's own member goes away.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicU64::new(0));
+    let ok = Arc::new(AtomicU64::new(0));
+    let load: Vec<_> = [a.url("/?limit=20"), b.url("/?limit=20")]
+        .into_iter()
+        .map(|url| {
+            let (stop, failed, ok) = (stop.clone(), failed.clone(), ok.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match http.get(&url).send().await {
+                        Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect();
+    servers[0].stop().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = prices_hash(&h, &a).await?;
+    h.tick().await?;
+    for node in [&a, &b] {
+        eventually("new prices after losing a member", || async {
+            Ok((prices_hash(&h, node).await? != before).then_some(()))
+        })
+        .await?;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.await?;
+    }
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed while a member was down"
+    );
+    assert!(ok.load(Ordering::Relaxed) > 100);
+    for c in [a.component, b.component, price, ranking, h.sim] {
+        c.stop().await;
+    }
+    Ok(())
+}
