@@ -8,16 +8,19 @@
 //! - [`store`]: the snapshot store — snapshots in a JetStream object store named by their
 //!   blake3 hash, and hash notices kept in a JetStream stream so the latest one of each kind
 //!   can be read back by a fresh node or a restarted actor.
+//! - [`lease`]: which of several instances of an actor polls.
 //! - [`server`]: starts a private `nats-server` process (for `topcoins up` and for tests).
 //! - [`trace`]: the W3C trace context carried in notice headers.
 
 pub mod connect;
+pub mod lease;
 pub mod server;
 pub mod store;
 pub mod subjects;
 pub mod trace;
 
 pub use connect::{Link, NatsAuth, NatsConfig, close, connect};
+pub use lease::Lease;
 pub use server::{LocalServer, ServerError};
 pub use store::{SnapshotStore, StoreError, StoreErrorKind};
 pub use trace::TraceContext;

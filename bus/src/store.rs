@@ -63,6 +63,10 @@ pub struct StoreError {
 }
 
 impl StoreError {
+    pub(crate) fn from_parts(kind: StoreErrorKind, message: String) -> Self {
+        Self { kind, message }
+    }
+
     fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use time::OffsetDateTime;
-use topcoins_bus::{SnapshotStore, TraceContext};
+use topcoins_bus::{Lease, SnapshotStore, TraceContext};
 use topcoins_schemas::{HashNotice, Kind, Snapshot, SnapshotHash};
 use tracing::Instrument;
 
@@ -59,7 +59,12 @@ pub struct PollerArgs<S> {
     pub metrics: UpstreamMetrics,
     /// Snapshots older than this, and not current, are deleted from the store.
     pub retention: Duration,
+    /// When several instances run: only the lease holder polls (see [`topcoins_bus::Lease`]).
+    pub lease: Option<SharedLease>,
 }
+
+/// A lease shared by the successive pollers of one instance.
+pub type SharedLease = Arc<tokio::sync::Mutex<Lease>>;
 
 pub enum PollerMsg {
     /// Run one cycle now.
@@ -86,6 +91,8 @@ impl<S> Default for Poller<S> {
 enum Outcome {
     Changed,
     Unchanged,
+    /// Another instance holds the lease.
+    Standby,
     Failed(&'static str),
 }
 
@@ -122,6 +129,27 @@ impl<S: Source> PollerState<S> {
     }
 
     async fn cycle(&mut self, trace: &TraceContext) -> Outcome {
+        if let Some(lease) = self.args.lease.clone() {
+            let mut lease = lease.lock().await;
+            let was_held = lease.held();
+            match lease.acquire().await {
+                Ok(true) if !was_held => {
+                    tracing::info!(
+                        kind = self.kind(),
+                        holder = lease.holder(),
+                        "took the lease; polling"
+                    );
+                    // Pick up what the previous holder announced, so it is not announced again.
+                    self.resumed = false;
+                }
+                Ok(true) => {}
+                Ok(false) => return Outcome::Standby,
+                Err(e) => {
+                    tracing::warn!(kind = self.kind(), error = %e, "lease unavailable");
+                    return Outcome::Failed("lease_unavailable");
+                }
+            }
+        }
         if !self.resumed {
             if let Err(e) = self.resume().await {
                 tracing::warn!(kind = self.kind(), error = %e, "snapshot store unavailable");
@@ -201,6 +229,16 @@ impl<S: Source> PollerState<S> {
         {
             tracing::warn!(kind = self.kind(), error = %e, "snapshot store failed; will retry next cycle");
             return Outcome::Failed("store_unavailable");
+        }
+        // The lease may have lapsed during a slow cycle: announce only while still holding it.
+        if let Some(lease) = self.args.lease.clone()
+            && !matches!(lease.lock().await.acquire().await, Ok(true))
+        {
+            tracing::warn!(
+                kind = self.kind(),
+                "lease lost during the cycle; not announcing"
+            );
+            return Outcome::Failed("lease_lost");
         }
         let notice = HashNotice {
             hash,
@@ -325,6 +363,7 @@ impl<S: Source> Actor for Poller<S> {
                 let label = match outcome {
                     Outcome::Changed => "changed",
                     Outcome::Unchanged => "unchanged",
+                    Outcome::Standby => "standby",
                     Outcome::Failed(reason) => reason,
                 };
                 m.cycles.with_label_values(&[kind, label]).inc();
@@ -336,7 +375,14 @@ impl<S: Source> Actor for Poller<S> {
                     m.slow_cycles.with_label_values(&[kind]).inc();
                     tracing::warn!(kind, elapsed = ?elapsed, interval = ?interval, "poll cycle took more than half its interval");
                 }
-                myself.send_after(interval.saturating_sub(elapsed), || PollerMsg::Poll);
+                // A standby instance looks at the lease four times an interval, so it takes over
+                // within `ttl + interval / 4` of the holder's last renewal.
+                let next = if label == "standby" {
+                    interval / 4
+                } else {
+                    interval.saturating_sub(elapsed)
+                };
+                myself.send_after(next, || PollerMsg::Poll);
             }
         }
         Ok(())
@@ -346,6 +392,7 @@ impl<S: Source> Actor for Poller<S> {
 /// Runs a supervised poller until `shutdown`, then stops it and waits for it to end.
 pub async fn run_poller<S: Source>(
     make_source: Arc<dyn Fn() -> S + Send + Sync>,
+    lease: Option<SharedLease>,
     store: SnapshotStore,
     interval: Duration,
     retention: Duration,
@@ -355,6 +402,7 @@ pub async fn run_poller<S: Source>(
     let kind = S::Snapshot::KIND.as_str();
     let args = crate::supervisor::SupervisorArgs {
         make_source,
+        lease,
         store,
         interval,
         retention,
@@ -382,6 +430,13 @@ pub struct ServiceContext {
     /// Snapshots older than this, and not current, are deleted from the store.
     pub retention: Duration,
     pub metrics: UpstreamMetrics,
+    /// Several instances of this actor run: poll only while holding the lease.
+    pub lease: bool,
+}
+
+/// How long a lease lives unrenewed: one and a half intervals.
+pub fn lease_ttl(interval: Duration) -> Duration {
+    interval + interval / 2
 }
 
 /// A whole polling service: connects to NATS, opens the store (waiting for it if need be),
@@ -401,8 +456,33 @@ pub async fn serve<S: Source>(
     };
     let nats = client.clone();
     let make_source: Arc<dyn Fn() -> S + Send + Sync> = Arc::new(move || make_source(nats.clone()));
+    let lease = if context.lease {
+        let ttl = lease_ttl(interval);
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match Lease::open(
+                client.clone(),
+                S::Snapshot::KIND,
+                ttl,
+                context.nats.stream_replicas,
+            )
+            .await
+            {
+                Ok(lease) => break Some(Arc::new(tokio::sync::Mutex::new(lease))),
+                Err(e) => tracing::warn!(error = %e, "lease bucket not available yet; retrying"),
+            }
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    } else {
+        None
+    };
     run_poller(
         make_source,
+        lease.clone(),
         store,
         interval,
         context.retention,
@@ -410,6 +490,10 @@ pub async fn serve<S: Source>(
         shutdown,
     )
     .await?;
+    if let Some(lease) = lease {
+        // Hand over at once rather than after the lease expires.
+        lease.lock().await.release().await;
+    }
     // Let queued events reach the server before the connection goes, within bounds.
     topcoins_bus::close(&client).await;
     Ok(())

@@ -25,6 +25,7 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 pub struct SupervisorArgs<S> {
     /// Builds the source for each (re)start.
     pub make_source: Arc<dyn Fn() -> S + Send + Sync>,
+    pub lease: Option<crate::poller::SharedLease>,
     pub store: SnapshotStore,
     pub interval: Duration,
     pub retention: Duration,
@@ -86,6 +87,7 @@ impl<S: Source> Actor for PollSupervisor<S> {
                     interval: state.args.interval,
                     metrics: state.args.metrics.clone(),
                     retention: state.args.retention,
+                    lease: state.args.lease.clone(),
                 };
                 let (child, _) =
                     Actor::spawn_linked(None, Poller::<S>::default(), args, myself.get_cell())

@@ -67,6 +67,7 @@ async fn panicking_poller_is_restarted_and_resumes_quietly() -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let poller = tokio::spawn(run_poller(
         make_source,
+        None,
         store,
         Duration::from_millis(50),
         Duration::from_secs(3600),

@@ -181,6 +181,10 @@ pub struct ApiArgs {
 pub struct PriceArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
+    /// Run as one of several instances: only the holder of a lease in NATS polls; the others
+    /// stand by and take over within two intervals when it goes away.
+    #[arg(long = "lease", env = "TOPCOINS_LEASE")]
+    pub lease: bool,
     /// A simulator to serve the providers that have no API key (`http://sim:9000` in compose).
     #[arg(long = "sim-url", env = "TOPCOINS_SIM_URL")]
     pub sim_url: Option<String>,
@@ -198,6 +202,10 @@ pub struct PriceArgs {
 pub struct RankingArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
+    /// Run as one of several instances: only the holder of a lease in NATS polls; the others
+    /// stand by and take over within two intervals when it goes away.
+    #[arg(long = "lease", env = "TOPCOINS_LEASE")]
+    pub lease: bool,
     /// A simulator to serve the providers that have no API key (`http://sim:9000` in compose).
     #[arg(long = "sim-url", env = "TOPCOINS_SIM_URL")]
     pub sim_url: Option<String>,

@@ -47,6 +47,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 args.http,
                 args.retention.retention,
                 args.metrics,
+                args.lease,
                 &shutdown,
             )?;
             let mut price = args.price;
@@ -63,6 +64,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 args.http,
                 args.retention.retention,
                 args.metrics,
+                args.lease,
                 &shutdown,
             )?;
             let mut ranking = args.ranking;
@@ -93,6 +95,7 @@ fn actor_context(
     http: HttpConfig,
     retention: std::time::Duration,
     metrics: MetricsArgs,
+    lease: bool,
     shutdown: &Shutdown,
 ) -> anyhow::Result<ServiceContext> {
     let registry = Registry::new();
@@ -101,6 +104,7 @@ fn actor_context(
         http,
         retention,
         metrics: UpstreamMetrics::register(&registry)?,
+        lease,
     };
     if let Some(addr) = metrics.metrics_listen {
         let wait = shutdown.wait();

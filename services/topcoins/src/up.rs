@@ -75,6 +75,7 @@ pub async fn run(
         http: args.http.clone(),
         retention: args.retention.retention,
         metrics: upstream_metrics.clone(),
+        lease: false,
     };
     tasks.spawn(component(topcoins_price::run(
         args.price.clone(),

@@ -41,6 +41,20 @@ async fn cluster() -> Result<Vec<LocalServer>> {
         ];
         servers.push(LocalServer::start_with(&args).await?);
     }
+    // A cluster's JetStream answers once its members have elected a meta leader, which takes
+    // a few seconds (more on a busy machine): wait for it, and create the replicated streams.
+    let client = async_nats::connect(servers[2].url()).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        match topcoins_bus::SnapshotStore::open_replicated(client.clone(), 3).await {
+            Ok(_) => break,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => anyhow::bail!("cluster JetStream not ready after 90 s: {e}"),
+        }
+    }
     Ok(servers)
 }
 

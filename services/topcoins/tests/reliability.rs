@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -304,5 +305,150 @@ async fn nats_authentication_user_password_and_token() -> Result<()> {
             c.stop().await;
         }
     }
+    Ok(())
+}
+
+/// Two instances of each actor: exactly one of each polls, the other takes over within two
+/// intervals when it goes, and no hash is announced twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_each_actor_one_polls_and_the_other_takes_over() -> Result<()> {
+    use futures::StreamExt;
+    use prometheus::Registry;
+    use topcoins_upstream::{ServiceContext, UpstreamMetrics};
+
+    const INTERVAL: Duration = Duration::from_millis(500);
+    let h = Harness::start(COINS).await?;
+    let client = async_nats::connect(h.nats.url()).await?;
+    let mut notices = client.subscribe("topcoins.v1.*.hash").await?;
+    client.flush().await?;
+
+    let instance = |name: &str| -> Result<(Registry, ServiceContext)> {
+        let registry = Registry::new();
+        let context = ServiceContext {
+            nats: h.nats_config(name),
+            http: Harness::http_config(),
+            retention: Duration::from_secs(3600),
+            metrics: UpstreamMetrics::register(&registry)?,
+            lease: true,
+        };
+        Ok((registry, context))
+    };
+    let mut prices = Vec::new();
+    let mut rankings = Vec::new();
+    for i in 0..2 {
+        let (registry, context) = instance(&format!("price-{i}"))?;
+        let config = h.price_config(INTERVAL);
+        prices.push((
+            registry,
+            common::Component::spawn(move |s| {
+                Box::pin(topcoins_price::run(config, context, s.wait()))
+            }),
+        ));
+        let (registry, context) = instance(&format!("ranking-{i}"))?;
+        let config = topcoins_ranking::RankingConfig {
+            cryptocompare_url: h.sim_url(),
+            cryptocompare_api_key: None,
+            ranking_interval: Some(INTERVAL),
+            ranking_universe: Some(COINS),
+        };
+        rankings.push((
+            registry,
+            common::Component::spawn(move |s| {
+                Box::pin(topcoins_ranking::run(config, context, s.wait()))
+            }),
+        ));
+    }
+    let node = h.start_api().await?;
+    h.ready(&node, "/").await?;
+    for _ in 0..3 {
+        h.tick().await?;
+        tokio::time::sleep(INTERVAL + INTERVAL / 2).await;
+    }
+
+    // Polling cycles that were not stand-by, per instance.
+    let polled = |r: &Registry, kind: &str| {
+        common::metric(r, "topcoins_poll_cycles_total", &[("kind", kind)])
+            - common::metric(
+                r,
+                "topcoins_poll_cycles_total",
+                &[("kind", kind), ("outcome", "standby")],
+            )
+    };
+    let standby = |r: &Registry, kind: &str| {
+        common::metric(
+            r,
+            "topcoins_poll_cycles_total",
+            &[("kind", kind), ("outcome", "standby")],
+        )
+    };
+    for (pair, kind) in [(&prices, "prices"), (&rankings, "ranking")] {
+        let active: Vec<f64> = pair.iter().map(|(r, _)| polled(r, kind)).collect();
+        assert!(
+            (active[0] > 0.0 && active[1] == 0.0) || (active[0] == 0.0 && active[1] > 0.0),
+            "{kind}: exactly one instance polls, got {active:?}"
+        );
+        let follower = if active[0] > 0.0 { 1 } else { 0 };
+        assert!(
+            standby(&pair[follower].0, kind) > 0.0,
+            "{kind}: the other stands by"
+        );
+    }
+
+    // The price lease holder goes away: the other polls within two intervals.
+    let leader = if polled(&prices[0].0, "prices") > 0.0 {
+        0
+    } else {
+        1
+    };
+    let (follower_registry, follower) = prices.remove(1 - leader);
+    let (_, gone) = prices.remove(0);
+    let before = polled(&follower_registry, "prices");
+    gone.stop().await;
+    let stopped = std::time::Instant::now();
+    while polled(&follower_registry, "prices") == before {
+        assert!(
+            stopped.elapsed() < INTERVAL * 2,
+            "no takeover within two intervals"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let takeover = stopped.elapsed();
+    // The new holder announces the next change, and nothing already announced.
+    let served =
+        serde_json::from_str::<TopResponse>(&h.get(&node.url("/?limit=5")).await?.text().await?)?
+            .meta
+            .prices_hash;
+    h.tick().await?;
+    eventually("the new holder's prices to be served", || async {
+        let top: TopResponse =
+            serde_json::from_str(&h.get(&node.url("/?limit=5")).await?.text().await?)?;
+        Ok((top.meta.prices_hash != served).then_some(()))
+    })
+    .await?;
+    tokio::time::sleep(INTERVAL).await;
+
+    let mut seen: HashMap<(String, String), u32> = HashMap::new();
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_millis(100), notices.next()).await
+    {
+        let notice = topcoins_schemas::HashNotice::decode(&message.payload)?;
+        *seen
+            .entry((message.subject.to_string(), notice.hash.to_hex()))
+            .or_default() += 1;
+    }
+    let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "hashes announced more than once: {repeated:?}"
+    );
+    assert!(seen.len() >= 8, "{seen:?}");
+    println!("takeover after {takeover:?}");
+    for c in [node.component, follower]
+        .into_iter()
+        .chain(rankings.into_iter().map(|(_, c)| c))
+    {
+        c.stop().await;
+    }
+    h.sim.stop().await;
     Ok(())
 }

@@ -256,6 +256,7 @@ impl Harness {
             http: Self::http_config(),
             retention: Duration::from_secs(3600),
             metrics: self.actor_metrics.clone(),
+            lease: false,
         }
     }
 
