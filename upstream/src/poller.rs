@@ -375,10 +375,9 @@ impl<S: Source> Actor for Poller<S> {
                     m.slow_cycles.with_label_values(&[kind]).inc();
                     tracing::warn!(kind, elapsed = ?elapsed, interval = ?interval, "poll cycle took more than half its interval");
                 }
-                // A standby instance looks at the lease four times an interval, so it takes over
-                // within `ttl + interval / 4` of the holder's last renewal.
+                // A stand-by instance looks at the lease eight times an interval (see `lease_ttl`).
                 let next = if label == "standby" {
-                    interval / 4
+                    interval / 8
                 } else {
                     interval.saturating_sub(elapsed)
                 };
@@ -434,9 +433,12 @@ pub struct ServiceContext {
     pub lease: bool,
 }
 
-/// How long a lease lives unrenewed: one and a half intervals.
+/// How long a lease lives unrenewed: an interval and a quarter. The holder renews it at the
+/// start of every cycle (cycles start an interval apart), so a quarter interval is the slack;
+/// a stand-by instance looks every eighth of an interval, so it takes over within about 1.4
+/// intervals of the holder's death.
 pub fn lease_ttl(interval: Duration) -> Duration {
-    interval + interval / 2
+    interval + interval / 4
 }
 
 /// A whole polling service: connects to NATS, opens the store (waiting for it if need be),

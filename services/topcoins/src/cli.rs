@@ -177,8 +177,9 @@ pub struct ApiArgs {
     pub api: ApiConfig,
 }
 
+/// What the `price` and `ranking` processes take besides their provider settings.
 #[derive(Debug, Clone, Args)]
-pub struct PriceArgs {
+pub struct ActorArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
     /// Run as one of several instances: only the holder of a lease in NATS polls; the others
@@ -194,6 +195,12 @@ pub struct PriceArgs {
     pub http: HttpConfig,
     #[command(flatten)]
     pub retention: RetentionArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PriceArgs {
+    #[command(flatten)]
+    pub actor: ActorArgs,
     #[command(flatten)]
     pub price: PriceConfig,
 }
@@ -201,20 +208,7 @@ pub struct PriceArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RankingArgs {
     #[command(flatten)]
-    pub nats: NatsArgs,
-    /// Run as one of several instances: only the holder of a lease in NATS polls; the others
-    /// stand by and take over within two intervals when it goes away.
-    #[arg(long = "lease", env = "TOPCOINS_LEASE")]
-    pub lease: bool,
-    /// A simulator to serve the providers that have no API key (`http://sim:9000` in compose).
-    #[arg(long = "sim-url", env = "TOPCOINS_SIM_URL")]
-    pub sim_url: Option<String>,
-    #[command(flatten)]
-    pub metrics: MetricsArgs,
-    #[command(flatten)]
-    pub http: HttpConfig,
-    #[command(flatten)]
-    pub retention: RetentionArgs,
+    pub actor: ActorArgs,
     #[command(flatten)]
     pub ranking: RankingConfig,
 }

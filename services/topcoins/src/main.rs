@@ -4,10 +4,10 @@ use anyhow::Context;
 use clap::Parser;
 use prometheus::Registry;
 use tokio::net::TcpListener;
-use topcoins::cli::{Cli, Command, MetricsArgs, NatsArgs};
+use topcoins::cli::{ActorArgs, Cli, Command};
 use topcoins::shutdown::Shutdown;
 use topcoins::{telemetry, up};
-use topcoins_upstream::{HttpConfig, ServiceContext, UpstreamMetrics};
+use topcoins_upstream::{ServiceContext, UpstreamMetrics};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -41,34 +41,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Price(args) => {
-            let context = actor_context(
-                &args.nats,
-                "price",
-                args.http,
-                args.retention.retention,
-                args.metrics,
-                args.lease,
-                &shutdown,
-            )?;
+            let context = actor_context(&args.actor, "price", &shutdown)?;
             let mut price = args.price;
-            if let Some(sim) = &args.sim_url {
+            if let Some(sim) = &args.actor.sim_url {
                 price.use_sim_for_keyless(sim);
             }
             topcoins_price::run(price, context, shutdown.wait()).await?;
             Ok(())
         }
         Command::Ranking(args) => {
-            let context = actor_context(
-                &args.nats,
-                "ranking",
-                args.http,
-                args.retention.retention,
-                args.metrics,
-                args.lease,
-                &shutdown,
-            )?;
+            let context = actor_context(&args.actor, "ranking", &shutdown)?;
             let mut ranking = args.ranking;
-            if let Some(sim) = &args.sim_url {
+            if let Some(sim) = &args.actor.sim_url {
                 ranking.use_sim_for_keyless(sim);
             }
             topcoins_ranking::run(ranking, context, shutdown.wait()).await?;
@@ -90,23 +74,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
 
 /// The context of an actor process, with its metrics served if asked for.
 fn actor_context(
-    nats: &NatsArgs,
+    args: &ActorArgs,
     name: &str,
-    http: HttpConfig,
-    retention: std::time::Duration,
-    metrics: MetricsArgs,
-    lease: bool,
     shutdown: &Shutdown,
 ) -> anyhow::Result<ServiceContext> {
     let registry = Registry::new();
     let context = ServiceContext {
-        nats: nats.required(name)?,
-        http,
-        retention,
+        nats: args.nats.required(name)?,
+        http: args.http.clone(),
+        retention: args.retention.retention,
         metrics: UpstreamMetrics::register(&registry)?,
-        lease,
+        lease: args.lease,
     };
-    if let Some(addr) = metrics.metrics_listen {
+    if let Some(addr) = args.metrics.metrics_listen {
         let wait = shutdown.wait();
         tokio::spawn(async move {
             if let Err(e) = topcoins::metrics_http::serve(addr, registry, wait).await {

@@ -452,3 +452,124 @@ async fn two_of_each_actor_one_polls_and_the_other_takes_over() -> Result<()> {
     h.sim.stop().await;
     Ok(())
 }
+
+/// Real processes, really killed: two `topcoins price --lease`; SIGKILL the holder (no clean
+/// hand-over, so the lease must expire); the other polls within two intervals; the killed one,
+/// started again, stands by and announces nothing already announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_lease_holder_is_replaced_within_two_intervals() -> Result<()> {
+    use futures::StreamExt;
+
+    const INTERVAL_MS: u64 = 1000;
+    let h = Harness::start(COINS).await?;
+    let client = async_nats::connect(h.nats.url()).await?;
+    let mut notices = client
+        .subscribe(topcoins_bus::subjects::PRICES_HASH)
+        .await?;
+    client.flush().await?;
+    let binary = env!("CARGO_BIN_EXE_topcoins");
+    let spawn = |metrics_port: u16| {
+        tokio::process::Command::new(binary)
+            .args([
+                "price",
+                "--lease",
+                "--cmc-url",
+                &h.sim_url(),
+                "--price-universe",
+                "300",
+            ])
+            .args(["--price-interval", &format!("{INTERVAL_MS}ms")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .env("NATS_URL", h.nats.url())
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+    };
+    let ports = [
+        std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port(),
+        std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port(),
+    ];
+    let mut children = vec![spawn(ports[0])?, spawn(ports[1])?];
+    // Cycles that polled (not stand-by), read from each process's /metrics.
+    let polled = |port: u16| {
+        let http = h.http.clone();
+        async move {
+            let text = http
+                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .send()
+                .await?
+                .text()
+                .await?;
+            let sum = |outcome: Option<&str>| {
+                text.lines()
+                    .filter(|l| {
+                        l.starts_with("topcoins_poll_cycles_total{")
+                            && l.contains("kind=\"prices\"")
+                    })
+                    .filter(|l| outcome.is_none_or(|o| l.contains(&format!("outcome=\"{o}\""))))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum::<f64>()
+            };
+            Ok::<f64, anyhow::Error>(sum(None) - sum(Some("standby")))
+        }
+    };
+    eventually("one instance to poll", || async {
+        let (a, b) = (
+            polled(ports[0]).await.unwrap_or(0.0),
+            polled(ports[1]).await.unwrap_or(0.0),
+        );
+        Ok(((a > 0.0) != (b > 0.0)).then_some(()))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(2 * INTERVAL_MS)).await;
+    let leader = if polled(ports[0]).await? > 0.0 { 0 } else { 1 };
+    let other = 1 - leader;
+    assert_eq!(
+        polled(ports[other]).await?,
+        0.0,
+        "the other instance stood by"
+    );
+
+    // SIGKILL: no release. The other takes over once the lease expires.
+    let before = polled(ports[other]).await?;
+    children[leader].start_kill()?;
+    let _ = children[leader].wait().await;
+    let killed = std::time::Instant::now();
+    while polled(ports[other]).await? == before {
+        assert!(
+            killed.elapsed() < Duration::from_millis(2 * INTERVAL_MS),
+            "no takeover within two intervals"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let takeover = killed.elapsed();
+
+    // The killed instance comes back: it stands by, and unchanged data is not announced again.
+    while tokio::time::timeout(Duration::from_millis(100), notices.next())
+        .await
+        .is_ok()
+    {}
+    children[leader] = spawn(ports[leader])?;
+    tokio::time::sleep(Duration::from_millis(3 * INTERVAL_MS)).await;
+    assert_eq!(
+        polled(ports[leader]).await?,
+        0.0,
+        "the restarted instance stands by"
+    );
+    let repeat = tokio::time::timeout(Duration::from_millis(200), notices.next()).await;
+    assert!(
+        repeat.is_err(),
+        "unchanged data was announced again: {repeat:?}"
+    );
+    println!("takeover {takeover:?} after SIGKILL");
+    for mut c in children {
+        let _ = c.start_kill();
+        let _ = c.wait().await;
+    }
+    h.sim.stop().await;
+    Ok(())
+}
