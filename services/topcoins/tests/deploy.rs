@@ -367,6 +367,7 @@ async fn dashboard_queries_use_exported_metrics_and_promtool_passes() -> Result<
     let mut exported = BTreeSet::new();
     for (name, url) in &r.urls {
         let text = r.h.get(url).await?.text().await?;
+        assert!(!text.contains("test-key"), "{name}: an API key in /metrics");
         exported.extend(exported_names(&text));
         // promtool lints the exposition: names, suffixes, types, help.
         let mut child = std::process::Command::new(&promtool)

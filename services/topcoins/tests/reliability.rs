@@ -573,3 +573,93 @@ async fn killed_lease_holder_is_replaced_within_two_intervals() -> Result<()> {
     h.sim.stop().await;
     Ok(())
 }
+
+/// TLS to NATS: with the CA configured a node connects and serves; without it, it gets nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_over_tls() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+    let openssl = |args: &[&str]| -> Result<()> {
+        let out = std::process::Command::new("openssl").args(args).output()?;
+        ensure!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=topcoins test CA",
+        "-keyout",
+        &path("ca.key"),
+        "-out",
+        &path("ca.pem"),
+    ])?;
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &path("server.key"),
+        "-out",
+        &path("server.csr"),
+    ])?;
+    std::fs::write(
+        path("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("server.csr"),
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &path("ext.cnf"),
+        "-out",
+        &path("server.pem"),
+    ])?;
+
+    let (cert, key) = (path("server.pem"), path("server.key"));
+    let h =
+        Harness::start_with_server(COINS, &["--tls", "--tlscert", &cert, "--tlskey", &key]).await?;
+    let tls = topcoins_bus::NatsAuth {
+        tls_ca: Some(dir.path().join("ca.pem")),
+        ..Default::default()
+    };
+    let untrusting = h
+        .start_api_with_auth(topcoins_bus::NatsAuth::default())
+        .await?;
+    let price = h.start_price_with_auth(tls.clone());
+    let ranking = h.start_ranking_with_auth(tls.clone());
+    let trusting = h.start_api_with_auth(tls).await?;
+    h.ready(&trusting, "/").await?;
+    assert_eq!(h.get(&untrusting.url("/readyz")).await?.status(), 503);
+    for c in [
+        trusting.component,
+        untrusting.component,
+        price,
+        ranking,
+        h.sim,
+    ] {
+        c.stop().await;
+    }
+    Ok(())
+}
