@@ -162,33 +162,54 @@ async fn extra_fields_break_nothing(
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn coinmarketcap_faults() -> Result<()> {
+/// Starts a system whose price side is `price` (the ranking side is CryptoCompare), runs every
+/// fault against `endpoint`, then the extra-fields check. `error_in_200` is the reason the
+/// provider's own error body maps to. Returns the harness for endpoint-specific checks.
+async fn endpoint_faults(
+    endpoint: &str,
+    subject: &str,
+    kind: &str,
+    error_in_200: &'static str,
+    price: impl FnOnce(&mut topcoins_price::PriceConfig),
+) -> Result<(Harness, ApiNode, Vec<common::Component>)> {
     let h = Harness::start(COINS).await?;
     let node = h.start_api().await?;
-    // No reachable fallback: this test is about CoinMarketCap alone (failover has its own).
     let mut config = h.price_config(POLL);
-    config.coingecko_url = "http://127.0.0.1:1".into();
+    price(&mut config);
     let price = h.start_price_with(config);
     let ranking = h.start_ranking(POLL);
     h.ready(&node, "/").await?;
     let mut cases = common_cases();
     cases.extend([
-        case(json!({"fault": "error_in_200"}), "auth"),
+        case(json!({"fault": "error_in_200"}), error_in_200),
         case(json!({"fault": "empty_data"}), "empty"),
         case(json!({"fault": "negative_price"}), "bad_number"),
     ]);
-    run_cases(
-        &h,
-        &node,
-        "coinmarketcap",
+    run_cases(&h, &node, endpoint, endpoint, subject, kind, cases).await?;
+    extra_fields_break_nothing(&h, &node, endpoint, subject, kind).await?;
+    Ok((h, node, vec![price, ranking]))
+}
+
+async fn stop(h: Harness, node: ApiNode, parts: Vec<common::Component>) {
+    for c in std::iter::once(node.component).chain(parts) {
+        c.stop().await;
+    }
+    h.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coinmarketcap_faults() -> Result<()> {
+    // No reachable fallback: this test is about CoinMarketCap alone (failover has its own).
+    let no_fallback =
+        |c: &mut topcoins_price::PriceConfig| c.coingecko_url = "http://127.0.0.1:1".into();
+    let (h, node, parts) = endpoint_faults(
         "coinmarketcap",
         subjects::PRICES_HASH,
         "prices",
-        cases,
+        "auth",
+        no_fallback,
     )
     .await?;
-    extra_fields_break_nothing(&h, &node, "coinmarketcap", subjects::PRICES_HASH, "prices").await?;
     let shape = h.actor_metric(
         "topcoins_upstream_shape_errors_total",
         &[("provider", "coinmarketcap"), ("path", "data[].symbol")],
@@ -200,41 +221,18 @@ async fn coinmarketcap_faults() -> Result<()> {
             &[("provider", "coinmarketcap")]
         ) >= 3.0
     );
-    for c in [node.component, price, ranking, h.sim] {
-        c.stop().await;
-    }
+    stop(h, node, parts).await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cryptocompare_faults() -> Result<()> {
-    let h = Harness::start(COINS).await?;
-    let node = h.start_api().await?;
-    let price = h.start_price(POLL);
-    let ranking = h.start_ranking(POLL);
-    h.ready(&node, "/").await?;
-    let mut cases = common_cases();
-    cases.extend([
-        case(json!({"fault": "error_in_200"}), "rate_limited"),
-        case(json!({"fault": "empty_data"}), "empty"),
-        case(json!({"fault": "negative_price"}), "bad_number"),
-    ]);
-    run_cases(
-        &h,
-        &node,
-        "cryptocompare",
+    let (h, node, parts) = endpoint_faults(
         "cryptocompare",
         subjects::RANKING_HASH,
         "ranking",
-        cases,
-    )
-    .await?;
-    extra_fields_break_nothing(
-        &h,
-        &node,
-        "cryptocompare",
-        subjects::RANKING_HASH,
-        "ranking",
+        "rate_limited",
+        |_| {},
     )
     .await?;
     // The rate-limit error carried its allowance.
@@ -245,46 +243,29 @@ async fn cryptocompare_faults() -> Result<()> {
         ),
         -1.0
     );
-    for c in [node.component, price, ranking, h.sim] {
-        c.stop().await;
-    }
+    stop(h, node, parts).await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coingecko_faults() -> Result<()> {
-    let h = Harness::start(COINS).await?;
-    let node = h.start_api().await?;
     // No CoinMarketCap configured: CoinGecko is the price source.
-    let mut config = h.price_config(POLL);
-    config.cmc_url = topcoins_price::cmc::DEFAULT_URL.into();
-    config.cmc_api_key = None;
-    let price = h.start_price_with(config);
-    let ranking = h.start_ranking(POLL);
-    h.ready(&node, "/").await?;
-    let body = h.get(&node.url("/?limit=5")).await?.text().await?;
-    let top: TopResponse = serde_json::from_str(&body)?;
-    assert_eq!(top.data[0].price_source.as_deref(), Some("coingecko"));
-    let mut cases = common_cases();
-    cases.extend([
-        case(json!({"fault": "error_in_200"}), "rate_limited"),
-        case(json!({"fault": "empty_data"}), "empty"),
-        case(json!({"fault": "negative_price"}), "bad_number"),
-    ]);
-    run_cases(
-        &h,
-        &node,
-        "coingecko",
+    let keyless = |c: &mut topcoins_price::PriceConfig| {
+        c.cmc_url = topcoins_price::cmc::DEFAULT_URL.into();
+        c.cmc_api_key = None;
+    };
+    let (h, node, parts) = endpoint_faults(
         "coingecko",
         subjects::PRICES_HASH,
         "prices",
-        cases,
+        "rate_limited",
+        keyless,
     )
     .await?;
-    extra_fields_break_nothing(&h, &node, "coingecko", subjects::PRICES_HASH, "prices").await?;
-    for c in [node.component, price, ranking, h.sim] {
-        c.stop().await;
-    }
+    let top: TopResponse =
+        serde_json::from_str(&h.get(&node.url("/?limit=5")).await?.text().await?)?;
+    assert_eq!(top.data[0].price_source.as_deref(), Some("coingecko"));
+    stop(h, node, parts).await;
     Ok(())
 }
 
