@@ -5,9 +5,9 @@
 //!   token ([`subjects::encode_symbol`]).
 //! - [`connect`]: connection options shared by every service, and a cheap view of whether the
 //!   connection is up ([`connect::Link`]).
-//! - [`store`]: the snapshot store — snapshots in a JetStream object store named by their
-//!   blake3 hash, and hash notices kept in a JetStream stream so the latest one of each kind
-//!   can be read back by a fresh node or a restarted actor.
+//! - [`store`]: the snapshot store — snapshots in a JetStream stream, one subject per blake3
+//!   hash, read by direct get; and hash notices kept in a second stream, so the latest one of
+//!   each kind can be read back by a fresh node or a restarted actor.
 //! - [`lease`]: which of several instances of an actor polls.
 //! - [`server`]: starts a private `nats-server` process (for `topcoins up` and for tests).
 //! - [`trace`]: the W3C trace context carried in notice headers.

@@ -37,8 +37,6 @@ pub struct App {
     pub default_limit: usize,
     pub max_limit: usize,
     pub stale_after: Duration,
-    /// Longest a request may take before it is answered 408.
-    pub request_timeout: Duration,
 }
 
 /// Longest query string accepted; a longer one is answered 414.
@@ -182,9 +180,54 @@ async fn observe(State(metrics): State<Arc<ApiMetrics>>, request: Request, next:
     response
 }
 
+/// Serves `router` on `listener` until `shutdown`, then lets in-flight requests finish.
+///
+/// Connections are served by hyper directly rather than through `axum::serve`, for one
+/// setting `axum::serve` does not expose: a client gets `header_timeout` to send a request's
+/// headers, or the connection is closed — the time limit that protects a server whose
+/// handlers never wait (every answer is in memory) from slow clients.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: pause rather than spin.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
 pub fn router(app: App) -> Router {
     let metrics = Arc::new(app.metrics.clone());
-    let timeout = app.request_timeout;
     let app = Arc::new(app);
     Router::new()
         .route("/", get(top))
@@ -196,10 +239,6 @@ pub fn router(app: App) -> Router {
         .with_state(app)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
-        ))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
         ))
         .layer(middleware::from_fn_with_state(metrics, observe))
 }

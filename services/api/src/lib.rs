@@ -3,7 +3,7 @@
 //! - [`sync`]: follows hash notices on NATS (and the store on start and on reconnect).
 //! - [`node`]: snapshot and merge caches, and the [`node::View`] requests read.
 //! - [`merge`]: ranking × prices, and the rules for shared symbols and missing prices.
-//! - [`render`]: response bytes prepared once per merge; a request slices them.
+//! - [`render`]: response bytes, written once per (merge, limit, format) and kept by the view.
 //! - [`query`]: strict parsing of `limit` and `format`.
 //! - [`http`]: routes, ETag/304, errors; [`error`]: the error body; [`metrics`].
 
@@ -44,7 +44,7 @@ pub struct ApiConfig {
     /// Data older than this is served with `"stale": true` (so is any data while NATS is away).
     #[arg(long = "stale-after", env = "TOPCOINS_STALE_AFTER", default_value = DEFAULT_STALE_AFTER, value_parser = humantime::parse_duration)]
     pub stale_after: Duration,
-    /// Longest a request may take before it is answered 408.
+    /// Longest a client may take to send a request's headers; then the connection is closed.
     #[arg(long = "request-timeout", env = "TOPCOINS_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT, value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
 }
@@ -119,11 +119,14 @@ pub async fn run(
         default_limit: config.default_limit,
         max_limit: config.max_limit,
         stale_after: config.stale_after,
-        request_timeout: config.request_timeout,
     };
-    let served = axum::serve(listener, http::router(app))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = http::serve(
+        listener,
+        http::router(app),
+        config.request_timeout,
+        shutdown,
+    )
+    .await;
     let _ = stop_tx.send(());
     let _ = follower.await;
     topcoins_bus::close(&client).await;

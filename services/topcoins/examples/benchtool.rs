@@ -160,7 +160,7 @@ async fn fetch_times(nats_url: &str, rounds: usize) -> Result<()> {
         merge.push(t.elapsed().as_secs_f64() * 1e3);
         std::hint::black_box(prepared);
     }
-    summary("object store fetch", fetch);
+    summary("snapshot fetch (direct get)", fetch);
     summary("decode + validate", decode);
     summary("merge + render", merge);
     Ok(())

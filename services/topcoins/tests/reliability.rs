@@ -663,3 +663,37 @@ async fn nats_over_tls() -> Result<()> {
     }
     Ok(())
 }
+
+/// A client that starts a request and stalls is disconnected after the header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_client_is_cut_off_after_the_header_timeout() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start(COINS).await?;
+    let config = topcoins_api::ApiConfig {
+        request_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let node = h.start_api_with(config).await?;
+    let mut stream = tokio::net::TcpStream::connect(node.addr).await?;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await?;
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await?;
+    assert!(
+        matches!(read, Ok(0) | Err(_)) || String::from_utf8_lossy(&buf).contains("408"),
+        "connection still open: {read:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "cut off after {:?}",
+        started.elapsed()
+    );
+    // A normal request on a new connection is unaffected.
+    assert_eq!(h.get(&node.url("/healthz")).await?.status(), 200);
+    for c in [node.component, h.sim] {
+        c.stop().await;
+    }
+    Ok(())
+}
