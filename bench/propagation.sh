@@ -17,4 +17,4 @@ for n in "$A" "$B" "$C"; do wait_http "$n/readyz"; done
 # From here on only benchtool announces (the actors would only repeat the frozen market).
 kill "$PRICE_PID" "$RANKING_PID"
 "$BIN/examples/benchtool" propagation "$NATS_URL" "$ROUNDS" "$A" "$B" "$C"
-echo "(2,000-coin price snapshots of ~215 KB; each round stores a changed snapshot, then times notice -> ETag on all three nodes, polled over HTTP)"
+echo "(each round stores a changed price snapshot, then times notice -> new ETag on all three nodes, polled over HTTP with If-None-Match)"

@@ -15,5 +15,6 @@ pub mod snapshot;
 pub use hash::{HashParseError, SnapshotHash};
 pub use notice::{HashNotice, NoticeError, PriceEvent};
 pub use snapshot::{
-    Kind, PriceSnapshot, PricedCoin, RankedCoin, RankingSnapshot, Snapshot, SnapshotError,
+    CANONICAL_MAGIC, Caseless, Kind, PriceSnapshot, PricedCoin, RankedCoin, RankingSnapshot,
+    Snapshot, SnapshotError, SymbolIndex,
 };

@@ -3,6 +3,7 @@
 //! size (what serving a prepared response costs at least).
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use time::OffsetDateTime;
@@ -53,10 +54,11 @@ fn notice(b: &[u8]) -> HashNotice {
 
 fn bench(c: &mut Criterion) {
     let (ranking, prices) = inputs(10_000);
+    let (ranking, prices) = (Arc::new(ranking), Arc::new(prices));
     c.bench_function("merge 10,000 ranked x 10,000 priced", |b| {
-        b.iter(|| merge(black_box(&ranking), black_box(&prices)))
+        b.iter(|| merge(black_box(ranking.clone()), black_box(prices.clone())))
     });
-    let prepared = Prepared::new(merge(&ranking, &prices));
+    let prepared = Prepared::new(merge(ranking, prices));
     let meta = Meta::new(&notice(b"p"), &notice(b"r"));
     for n in [200, 5000] {
         let body = prepared.json_body(n, &meta, false);

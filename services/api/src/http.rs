@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use axum::body::Body;
 use axum::extract::{MatchedPath, RawQuery, Request, State};
-use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::header::{self, ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -83,7 +83,7 @@ async fn top(State(app): State<AppState>, RawQuery(raw): RawQuery, headers: Head
     let Some(view) = app.view.load_full() else {
         return ApiError::no_data().into_response();
     };
-    let n = query.limit.min(view.prepared.count);
+    let n = query.limit.min(view.prepared.count());
     let stale = app.is_stale(&view);
     // Only the JSON body says whether it is stale; CSV is the same bytes either way.
     let ready = view.response(n, query.format, stale && query.format == Format::Json);
@@ -118,7 +118,7 @@ async fn readyz(State(app): State<AppState>) -> Response {
     match app.view.load_full() {
         Some(view) => Json(json!({
             "status": "ready",
-            "coins": view.prepared.count,
+            "coins": view.prepared.count(),
             "stale": app.is_stale(&view),
             "nats_connected": app.link.is_up(),
         }))
@@ -168,7 +168,14 @@ async fn observe(State(metrics): State<Arc<ApiMetrics>>, request: Request, next:
             _ => "other",
         });
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The body was refused unread, so this connection cannot carry another request. Say
+        // so: a client that is not told may send its next request just as the server closes.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     metrics
         .http_seconds
         .with_label_values(&[route])

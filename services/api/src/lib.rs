@@ -23,10 +23,11 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use prometheus::Registry;
 use tokio::net::TcpListener;
-use topcoins_bus::{NatsConfig, connect};
+use topcoins_bus::{Link, NatsConfig, connect};
 
 use crate::http::App;
 use crate::metrics::ApiMetrics;
+use crate::node::View;
 
 pub const DEFAULT_LIMIT: usize = 200;
 pub const MAX_LIMIT: usize = 5000;
@@ -90,8 +91,8 @@ pub async fn run(
         )));
     }
     let metrics = ApiMetrics::register(&registry)?;
-    let (client, link) = connect(&nats).await?;
     let view = Arc::new(ArcSwapOption::empty());
+    let (bus, link) = Bus::start(nats.clone(), metrics.clone(), view.clone()).await?;
     tracing::info!(
         addr = %listener.local_addr()?,
         nats = %nats.redacted_url(),
@@ -100,17 +101,6 @@ pub async fn run(
         stale_after = %humantime::format_duration(config.stale_after),
         "api node listening"
     );
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let follower = tokio::spawn(sync::follow(
-        client.clone(),
-        nats.stream_replicas,
-        link.clone(),
-        metrics.clone(),
-        view.clone(),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
     let app = App {
         view,
         link,
@@ -127,9 +117,87 @@ pub async fn run(
         shutdown,
     )
     .await;
-    let _ = stop_tx.send(());
-    let _ = follower.await;
-    topcoins_bus::close(&client).await;
+    bus.stop().await;
     served?;
     Ok(())
+}
+
+/// The node's bus side — the NATS connection, the notice follower, and the fetch, decode and
+/// merge of each new snapshot — on a thread of its own with a single-threaded runtime. Requests
+/// are served by the multi-threaded runtime and read what it prepares through one `ArcSwap`.
+///
+/// Why a thread: a change then goes from socket to view with no hand-off between worker
+/// threads (notice → follower → direct-get request → reply → merge). On a busy machine every
+/// such hand-off is a wait for a core, and they were most of a change's tail latency
+/// (`bench/RESULTS.md`, propagation).
+struct Bus {
+    thread: std::thread::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Bus {
+    /// Starts the thread and returns once it is connected (or could not connect).
+    async fn start(
+        nats: NatsConfig,
+        metrics: ApiMetrics,
+        view: Arc<ArcSwapOption<View>>,
+    ) -> Result<(Self, Link), ApiRunError> {
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("topcoins-bus".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(ApiRunError::Io(e)));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let (client, link) = match connect(&nats).await {
+                        Ok(connected) => connected,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.into()));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(link.clone()));
+                    sync::follow(
+                        client.clone(),
+                        nats.stream_replicas,
+                        link,
+                        metrics,
+                        view,
+                        async move {
+                            let _ = stop_rx.await;
+                        },
+                    )
+                    .await;
+                    topcoins_bus::close(&client).await;
+                });
+            })?;
+        match ready_rx.await {
+            Ok(Ok(link)) => Ok((Self { thread, stop }, link)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ApiRunError::Io(std::io::Error::other(
+                "the bus thread ended before connecting",
+            ))),
+        }
+    }
+
+    /// Stops following, drains the connection, and waits for the thread.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let thread = self.thread;
+        if !matches!(
+            tokio::task::spawn_blocking(move || thread.join()).await,
+            Ok(Ok(()))
+        ) {
+            tracing::warn!("the bus thread did not end cleanly");
+        }
+    }
 }

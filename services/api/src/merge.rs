@@ -13,37 +13,124 @@
 //!   bad data).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
+use serde::Serialize;
 use topcoins_schemas::api::TopEntry;
-use topcoins_schemas::{PriceSnapshot, RankingSnapshot};
+use topcoins_schemas::{Caseless, PriceSnapshot, RankingSnapshot};
 
-pub fn merge(ranking: &RankingSnapshot, prices: &PriceSnapshot) -> Vec<TopEntry> {
-    let by_symbol = prices.by_symbol();
-    let mut listed = HashSet::with_capacity(ranking.coins.len());
-    let mut out = Vec::with_capacity(ranking.coins.len());
-    for coin in &ranking.coins {
-        let key = coin.symbol.to_uppercase();
-        if listed.contains(&key) {
-            continue;
+/// The merged list: rows that point into the two snapshots it was made from. Merging copies no
+/// string; an entry is put together when a response is written, and only for the entries it
+/// shows.
+pub struct Merged {
+    ranking: Arc<RankingSnapshot>,
+    prices: Arc<PriceSnapshot>,
+    rows: Vec<Row>,
+}
+
+#[derive(Clone, Copy)]
+struct Row {
+    /// Index into the ranking snapshot's coins.
+    coin: u32,
+    price: Price,
+}
+
+#[derive(Clone, Copy)]
+enum Price {
+    /// From the price snapshot.
+    Priced(f64),
+    /// The ranking source's own price, for a symbol the price source lacks.
+    Fallback(f64),
+    Unknown,
+}
+
+/// One entry of the list, borrowed from the snapshots. Serialises exactly as [`TopEntry`],
+/// the contract type.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EntryRef<'a> {
+    pub rank: u32,
+    pub symbol: &'a str,
+    pub name: &'a str,
+    pub price_usd: Option<f64>,
+    pub price_source: Option<&'a str>,
+    pub volume_24h_usd: Option<f64>,
+}
+
+impl EntryRef<'_> {
+    pub fn to_entry(&self) -> TopEntry {
+        TopEntry {
+            rank: self.rank,
+            symbol: self.symbol.to_owned(),
+            name: self.name.to_owned(),
+            price_usd: self.price_usd,
+            price_source: self.price_source.map(str::to_owned),
+            volume_24h_usd: self.volume_24h_usd,
         }
-        let (price_usd, price_source) = match by_symbol.get(&key) {
-            Some(priced) => (Some(priced.price_usd), Some(prices.source.clone())),
-            None => match coin.price_usd {
-                Some(p) => (Some(p), Some(ranking.source.clone())),
-                None => (None, None),
-            },
+    }
+}
+
+impl Merged {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Entry `i` (0-based; its rank is `i + 1`).
+    pub fn entry(&self, i: usize) -> EntryRef<'_> {
+        let row = self.rows[i];
+        let coin = &self.ranking.coins[row.coin as usize];
+        let (price_usd, price_source) = match row.price {
+            Price::Priced(p) => (Some(p), Some(self.prices.source.as_str())),
+            Price::Fallback(p) => (Some(p), Some(self.ranking.source.as_str())),
+            Price::Unknown => (None, None),
         };
-        listed.insert(key);
-        out.push(TopEntry {
-            rank: out.len() as u32 + 1,
-            symbol: coin.symbol.clone(),
-            name: coin.name.clone(),
+        EntryRef {
+            rank: i as u32 + 1,
+            symbol: &coin.symbol,
+            name: &coin.name,
             price_usd,
             price_source,
             volume_24h_usd: coin.volume_24h_usd,
-        });
+        }
     }
-    out
+
+    /// The first `n` entries (`n` ≤ `len`).
+    pub fn entries(&self, n: usize) -> impl Iterator<Item = EntryRef<'_>> {
+        (0..n).map(|i| self.entry(i))
+    }
+}
+
+pub fn merge(ranking: Arc<RankingSnapshot>, prices: Arc<PriceSnapshot>) -> Merged {
+    let rows = {
+        let by_symbol = prices.symbol_index();
+        let mut listed: HashSet<Caseless<'_>, foldhash::fast::RandomState> =
+            HashSet::with_capacity_and_hasher(ranking.coins.len(), Default::default());
+        let mut rows = Vec::with_capacity(ranking.coins.len());
+        for (index, coin) in ranking.coins.iter().enumerate() {
+            let key = Caseless(&coin.symbol);
+            if !listed.insert(key) {
+                continue;
+            }
+            let price = match (by_symbol.get(&key), coin.price_usd) {
+                (Some(priced), _) => Price::Priced(priced.price_usd),
+                (None, Some(p)) => Price::Fallback(p),
+                (None, None) => Price::Unknown,
+            };
+            rows.push(Row {
+                coin: index as u32,
+                price,
+            });
+        }
+        rows
+    };
+    Merged {
+        ranking,
+        prices,
+        rows,
+    }
 }
 
 #[cfg(test)]
@@ -52,6 +139,10 @@ mod tests {
     use topcoins_schemas::{PricedCoin, RankedCoin};
 
     use super::*;
+
+    fn all(merged: &Merged) -> Vec<TopEntry> {
+        merged.entries(merged.len()).map(|e| e.to_entry()).collect()
+    }
 
     fn ranked(id: &str, symbol: &str, volume: f64, price: Option<f64>) -> RankedCoin {
         RankedCoin {
@@ -95,7 +186,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let top = merge(&ranking, &prices);
+        let top = all(&merge(Arc::new(ranking), Arc::new(prices)));
         let view: Vec<_> = top
             .iter()
             .map(|e| {
@@ -118,6 +209,28 @@ mod tests {
         );
     }
 
+    #[test]
+    fn borrowed_entries_serialise_as_the_contract_type() {
+        let ranking = RankingSnapshot::new(
+            "cryptocompare",
+            vec![
+                ranked("1", "BTC", 100.0, None),
+                ranked("2", "Ñ\"x", 50.0, Some(0.5)),
+            ],
+        )
+        .unwrap();
+        let prices =
+            PriceSnapshot::new("coinmarketcap", vec![priced("1", "btc", 100.5, 1e9)]).unwrap();
+        let merged = merge(Arc::new(ranking), Arc::new(prices));
+        assert_eq!(merged.len(), 2);
+        for e in merged.entries(2) {
+            assert_eq!(
+                serde_json::to_string(&e).unwrap(),
+                serde_json::to_string(&e.to_entry()).unwrap()
+            );
+        }
+    }
+
     proptest! {
         /// Whatever the input: ranks are 1..=n, symbols are unique, and every priced entry's
         /// price comes from the source it names.
@@ -130,7 +243,7 @@ mod tests {
                 .map(|(i, s)| ranked(&i.to_string(), s, 100.0 - i as f64, (i % 2 == 0).then_some(1.5))).collect()).unwrap();
             let prices = PriceSnapshot::new("p", priced_syms.iter().enumerate()
                 .map(|(i, (s, p, c))| priced(&i.to_string(), s, *p, *c)).collect()).unwrap();
-            let top = merge(&ranking, &prices);
+            let top = all(&merge(Arc::new(ranking), Arc::new(prices.clone())));
             let mut seen = HashSet::new();
             for (i, e) in top.iter().enumerate() {
                 prop_assert_eq!(e.rank as usize, i + 1);

@@ -9,15 +9,15 @@
 use bytes::{BufMut, BytesMut};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use topcoins_schemas::api::TopEntry;
 use topcoins_schemas::{HashNotice, SnapshotHash};
+
+use crate::merge::Merged;
 
 pub const CSV_HEADER: &str = "Rank,Symbol,Price USD\n";
 
 /// One merged list, ready to render.
 pub struct Prepared {
-    pub count: usize,
-    entries: Vec<TopEntry>,
+    merged: Merged,
 }
 
 /// A CSV field, quoted when it has to be (RFC 4180).
@@ -32,14 +32,16 @@ fn csv_field(out: &mut BytesMut, field: &str) {
 }
 
 impl Prepared {
-    pub fn new(entries: Vec<TopEntry>) -> Self {
-        Self {
-            count: entries.len(),
-            entries,
-        }
+    pub fn new(merged: Merged) -> Self {
+        Self { merged }
     }
 
-    /// The JSON body for the first `n` entries (`n` ≤ `count`).
+    /// Entries in the list: the most any response shows.
+    pub fn count(&self) -> usize {
+        self.merged.len()
+    }
+
+    /// The JSON body for the first `n` entries (`n` ≤ [`count`](Self::count)).
     pub fn json_body(&self, n: usize, meta: &Meta, stale: bool) -> Vec<u8> {
         let tail = if stale {
             &meta.tail_stale
@@ -48,11 +50,11 @@ impl Prepared {
         };
         let mut body = BytesMut::with_capacity(64 + n * 150 + tail.len());
         body.put_slice(b"{\"data\":[");
-        for (i, entry) in self.entries[..n].iter().enumerate() {
+        for (i, entry) in self.merged.entries(n).enumerate() {
             if i > 0 {
                 body.put_u8(b',');
             }
-            serde_json::to_writer((&mut body).writer(), entry).expect("entry serialises");
+            serde_json::to_writer((&mut body).writer(), &entry).expect("entry serialises");
         }
         body.put_slice(b"],\"meta\":{\"count\":");
         body.put_slice(n.to_string().as_bytes());
@@ -64,10 +66,10 @@ impl Prepared {
     pub fn csv_body(&self, n: usize) -> Vec<u8> {
         let mut body = BytesMut::with_capacity(CSV_HEADER.len() + n * 28);
         body.put_slice(CSV_HEADER.as_bytes());
-        for entry in &self.entries[..n] {
+        for entry in self.merged.entries(n) {
             body.put_slice(entry.rank.to_string().as_bytes());
             body.put_u8(b',');
-            csv_field(&mut body, &entry.symbol);
+            csv_field(&mut body, entry.symbol);
             body.put_u8(b',');
             if let Some(price) = entry.price_usd {
                 // The same shortest round-trip form as the JSON.
@@ -121,12 +123,57 @@ fn pair_tag(prices: &HashNotice, ranking: &HashNotice) -> String {
 
 #[cfg(test)]
 mod tests {
-    use topcoins_schemas::api::TopResponse;
+    use std::sync::Arc;
+
+    use topcoins_schemas::api::{TopEntry, TopResponse};
+    use topcoins_schemas::{PriceSnapshot, PricedCoin, RankedCoin, RankingSnapshot};
 
     use super::*;
+    use crate::merge::merge;
+
+    const SYMBOLS: [&str; 3] = ["BTC", "A,B", "Q\"T"];
+
+    fn volume(i: usize) -> f64 {
+        30.0 - 10.0 * i as f64
+    }
+
+    /// Three ranked coins; the price source knows the first two.
+    fn merged() -> Merged {
+        let ranking = RankingSnapshot::new(
+            "cryptocompare",
+            SYMBOLS
+                .iter()
+                .enumerate()
+                .map(|(i, s)| RankedCoin {
+                    id: i.to_string(),
+                    symbol: (*s).into(),
+                    name: format!("{s} coin"),
+                    volume_24h_usd: Some(volume(i)),
+                    price_usd: None,
+                })
+                .collect(),
+        )
+        .unwrap();
+        let prices = PriceSnapshot::new(
+            "coinmarketcap",
+            SYMBOLS[..2]
+                .iter()
+                .enumerate()
+                .map(|(i, s)| PricedCoin {
+                    id: i.to_string(),
+                    symbol: (*s).into(),
+                    name: String::new(),
+                    price_usd: 1.5 * (i + 1) as f64,
+                    market_cap_usd: None,
+                })
+                .collect(),
+        )
+        .unwrap();
+        merge(Arc::new(ranking), Arc::new(prices))
+    }
 
     fn entries() -> Vec<TopEntry> {
-        ["BTC", "A,B", "Q\"T"]
+        SYMBOLS
             .iter()
             .enumerate()
             .map(|(i, s)| TopEntry {
@@ -135,7 +182,7 @@ mod tests {
                 name: format!("{s} coin"),
                 price_usd: (i != 2).then_some(1.5 * (i + 1) as f64),
                 price_source: (i != 2).then(|| "coinmarketcap".to_owned()),
-                volume_24h_usd: Some(10.0),
+                volume_24h_usd: Some(volume(i)),
             })
             .collect()
     }
@@ -151,7 +198,7 @@ mod tests {
 
     #[test]
     fn sliced_json_is_the_contract_shape() {
-        let p = Prepared::new(entries());
+        let p = Prepared::new(merged());
         let meta = Meta::new(&notice(b"p"), &notice(b"r"));
         for n in 0..=3 {
             let body = p.json_body(n, &meta, n == 1);
@@ -166,7 +213,7 @@ mod tests {
 
     #[test]
     fn csv_rows_and_quoting() {
-        let p = Prepared::new(entries());
+        let p = Prepared::new(merged());
         let body = String::from_utf8(p.csv_body(3)).unwrap();
         assert_eq!(
             body,

@@ -2,11 +2,14 @@
 //!
 //! - `benchtool propagation <nats-url> <rounds> <node-url>...`: for each round, store a changed
 //!   price snapshot, then publish its notice as the price actor would, and time until every
-//!   node serves the new ETag. Baseline in the same run: a bare NATS publish → subscribe.
+//!   node serves the new ETag (conditional GETs, polled in turn every 250 µs). Baseline in the
+//!   same run: a bare NATS publish → subscribe.
 //! - `benchtool first-ok <url> <command> [args...]`: start the command and time until `url`
 //!   answers 200 (`{addr}` in the command stands for the URL's host:port); prints the child's
 //!   pid and the time in ms, and leaves the child running.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -14,6 +17,10 @@ use futures::StreamExt;
 use time::OffsetDateTime;
 use topcoins_bus::{NatsConfig, SnapshotStore, connect};
 use topcoins_schemas::{HashNotice, Kind, PriceSnapshot, Snapshot};
+
+/// The allocator the `topcoins` binary uses, so `fetch` times what a node does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -33,13 +40,70 @@ fn summary(name: &str, mut ms: Vec<f64>) -> f64 {
     p99
 }
 
-async fn etag(client: &reqwest::Client, url: &str) -> Result<String> {
-    let r = client.get(url).send().await?;
-    Ok(r.headers()
-        .get("etag")
-        .context("no etag")?
-        .to_str()?
-        .to_owned())
+/// Between two turns of polls. The moment a node is seen to change is at most this plus one
+/// turn of requests after it did. `std::thread::sleep`: tokio's timer counts whole milliseconds,
+/// so its 250 µs sleep lasts 1-2 ms.
+const POLL_PAUSE: Duration = Duration::from_micros(250);
+
+/// A kept-alive HTTP/1.1 connection to one node, asking for one path. Written by hand to keep
+/// the client's own cost per poll (and so its timing error) small.
+struct Poller {
+    reader: BufReader<TcpStream>,
+    request_head: String,
+}
+
+impl Poller {
+    fn connect(base: &str, path: &str) -> Result<Self> {
+        let addr = base.trim_start_matches("http://").trim_end_matches('/');
+        let stream = TcpStream::connect(addr).with_context(|| format!("connect to {addr}"))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(Self {
+            reader: BufReader::new(stream),
+            request_head: format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n"),
+        })
+    }
+
+    /// One GET, conditional on `etag` if given: the ETag of a 200, or `None` for a 304.
+    fn poll(&mut self, etag: Option<&str>) -> Result<Option<String>> {
+        let mut request = self.request_head.clone();
+        if let Some(etag) = etag {
+            request.push_str(&format!("If-None-Match: {etag}\r\n"));
+        }
+        request.push_str("\r\n");
+        self.reader.get_mut().write_all(request.as_bytes())?;
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        let status: u16 = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("bad status line {line:?}"))?;
+        let (mut length, mut tag) = (0u64, None);
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line)? == 0 {
+                bail!("the node closed the connection");
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse()?;
+                } else if name.eq_ignore_ascii_case("etag") {
+                    tag = Some(value.trim().to_owned());
+                }
+            }
+        }
+        std::io::copy(&mut (&mut self.reader).take(length), &mut std::io::sink())?;
+        match status {
+            200 => Ok(Some(tag.context("a 200 without an etag")?)),
+            304 => Ok(None),
+            other => bail!("status {other}"),
+        }
+    }
 }
 
 async fn open(nats_url: &str) -> Result<(async_nats::Client, SnapshotStore)> {
@@ -62,10 +126,10 @@ async fn propagation(nats_url: &str, rounds: usize, nodes: &[String]) -> Result<
         .await?
         .context("no prices notice yet: run the actors first")?;
     let mut snapshot = PriceSnapshot::decode(&store.fetch(latest.hash).await?)?;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(4)
-        .build()?;
-    let urls: Vec<String> = nodes.iter().map(|n| format!("{n}/?limit=200")).collect();
+    let mut pollers = nodes
+        .iter()
+        .map(|n| Poller::connect(n, "/?limit=200"))
+        .collect::<Result<Vec<_>>>()?;
 
     // Baseline: NATS publish → subscribe of a notice-sized message, same connection setup.
     let mut sub = client.subscribe("bench.baseline").await?;
@@ -83,8 +147,10 @@ async fn propagation(nats_url: &str, rounds: usize, nodes: &[String]) -> Result<
 
     let mut times = Vec::with_capacity(rounds);
     for round in 0..rounds {
-        let before: Vec<String> =
-            futures::future::try_join_all(urls.iter().map(|u| etag(&http, u))).await?;
+        let before = pollers
+            .iter_mut()
+            .map(|p| p.poll(None)?.context("a 200 with an etag"))
+            .collect::<Result<Vec<String>>>()?;
         snapshot.coins[0].price_usd *= 1.0 + 1e-6 * (round as f64 + 1.0);
         let snapshot = PriceSnapshot::new(snapshot.source.clone(), snapshot.coins.clone())?;
         let (bytes, hash) = snapshot.encode();
@@ -99,31 +165,38 @@ async fn propagation(nats_url: &str, rounds: usize, nodes: &[String]) -> Result<
         store
             .announce(Kind::Prices, &notice, &topcoins_bus::TraceContext::new())
             .await?;
-        // One client asks the nodes in turn; a round ends when the last node shows the new ETag.
-        let mut pending: Vec<(&String, &String)> = urls.iter().zip(&before).collect();
-        while !pending.is_empty() {
-            let mut still = Vec::with_capacity(pending.len());
-            for (url, old) in pending {
-                if etag(&http, url).await? == *old {
-                    still.push((url, old));
+        // One thread asks the nodes in turn, each with `If-None-Match: <its old ETag>` over a
+        // kept-alive connection (a 304 while unchanged), and notes the moment each one first
+        // answers 200 with a new ETag. A round's time is that of the last node.
+        let last = tokio::task::block_in_place(|| -> Result<Duration> {
+            let mut changed: Vec<Option<Duration>> = vec![None; pollers.len()];
+            while changed.iter().any(Option::is_none) {
+                for (i, poller) in pollers.iter_mut().enumerate() {
+                    if changed[i].is_none() && poller.poll(Some(&before[i]))?.is_some() {
+                        changed[i] = Some(t0.elapsed());
+                    }
+                }
+                if t0.elapsed() > Duration::from_secs(10) {
+                    bail!("nodes did not change within 10 s");
+                }
+                if changed.iter().any(Option::is_none) {
+                    // A client that polls without pause would take a whole core from the nodes
+                    // it is timing (there are two here); the pause bounds the error it adds.
+                    std::thread::sleep(POLL_PAUSE);
                 }
             }
-            pending = still;
-            if !pending.is_empty() {
-                // A client that polls without pause would take a whole core from the nodes it
-                // is timing (there are two here); 250 µs bounds the error it adds.
-                tokio::time::sleep(Duration::from_micros(250)).await;
-            }
-            if t0.elapsed() > Duration::from_secs(10) {
-                bail!("nodes did not change within 10 s");
-            }
-        }
-        let all = [t0.elapsed()];
-        times.push(all.iter().max().unwrap().as_secs_f64() * 1e3);
+            Ok(changed.into_iter().flatten().max().unwrap_or_default())
+        })?;
+        times.push(last.as_secs_f64() * 1e3);
     }
     let base_p99 = summary("nats publish->subscribe (baseline)", base);
     let p99 = summary(
-        &format!("notice -> all {} nodes serve the new ETag", nodes.len()),
+        &format!(
+            "notice -> all {} nodes serve the new ETag ({}-coin snapshots of {} bytes)",
+            nodes.len(),
+            snapshot.len(),
+            snapshot.canonical_bytes().len()
+        ),
         times,
     );
     println!(
@@ -145,7 +218,9 @@ async fn fetch_times(nats_url: &str, rounds: usize) -> Result<()> {
         .latest(Kind::Ranking)
         .await?
         .context("no ranking notice")?;
-    let ranking = topcoins_schemas::RankingSnapshot::decode(&store.fetch(ranking.hash).await?)?;
+    let ranking = std::sync::Arc::new(topcoins_schemas::RankingSnapshot::decode(
+        &store.fetch(ranking.hash).await?,
+    )?);
     let (mut fetch, mut decode, mut merge) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         let t = Instant::now();
@@ -155,8 +230,10 @@ async fn fetch_times(nats_url: &str, rounds: usize) -> Result<()> {
         let snapshot = PriceSnapshot::decode(&bytes)?;
         decode.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
-        let prepared =
-            topcoins_api::render::Prepared::new(topcoins_api::merge::merge(&ranking, &snapshot));
+        let prepared = topcoins_api::render::Prepared::new(topcoins_api::merge::merge(
+            ranking.clone(),
+            std::sync::Arc::new(snapshot),
+        ));
         merge.push(t.elapsed().as_secs_f64() * 1e3);
         std::hint::black_box(prepared);
     }

@@ -240,6 +240,8 @@ async fn limit_csv_etag_and_errors() -> Result<()> {
         .send()
         .await?;
     assert_eq!(r.status(), 413);
+    // The unread body ends the connection, and the client is told so it does not reuse it.
+    assert_eq!(r.headers()["connection"], "close");
     let (s, _, body) = etag_and_body(&h, &node, "/nope").await?;
     assert_eq!(
         (

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
-use common::{Harness, POLL, eventually};
+use anyhow::{Context, Result, ensure};
+use common::{Harness, POLL, eventually, metric};
 use topcoins_schemas::api::TopResponse;
 
 const COINS: usize = 300;
@@ -102,12 +102,48 @@ async fn nats_outage_under_load_costs_no_request() -> Result<()> {
     h.nats.restart().await?;
     let back = Instant::now();
     for node in [&a, &b] {
-        eventually("the change made during the outage to be served", || async {
+        let caught = eventually("the change made during the outage to be served", || async {
             let top: TopResponse =
                 serde_json::from_str(&h.get(&node.url("/?limit=20")).await?.text().await?)?;
             Ok((top.meta.prices_hash != before.meta.prices_hash && !top.meta.stale).then_some(()))
         })
-        .await?;
+        .await;
+        if caught.is_err() {
+            // What the node saw of the bus, so that a failure says where it stopped.
+            let served = h.get(&node.url("/?limit=1")).await?.text().await?;
+            let seen: Vec<String> = [
+                "topcoins_api_notices_received_total",
+                "topcoins_api_snapshot_fetches_total",
+                "topcoins_api_snapshot_fetch_errors_total",
+                "topcoins_api_merges_total",
+                "topcoins_api_stale",
+            ]
+            .iter()
+            .map(|m| format!("{m}={}", metric(&node.registry, m, &[])))
+            .collect();
+            // And whether the price actor announced the change at all.
+            let announced = match async_nats::connect(h.nats.url()).await {
+                Ok(client) => match topcoins_bus::SnapshotStore::open(client).await {
+                    Ok(store) => format!(
+                        "{:?}",
+                        store
+                            .latest(topcoins_schemas::Kind::Prices)
+                            .await
+                            .map(|n| n.map(|n| n.hash))
+                    ),
+                    Err(e) => format!("store: {e}"),
+                },
+                Err(e) => format!("connect: {e}"),
+            };
+            caught.with_context(|| {
+                format!(
+                    "node {} serves {served}; {}; before: {}; latest prices notice: {announced}",
+                    node.addr,
+                    seen.join(", "),
+                    before.meta.prices_hash
+                )
+            })?;
+        }
     }
     let caught_up = back.elapsed();
     stop.store(true, Ordering::Relaxed);
