@@ -10,9 +10,9 @@ use topcoins_schemas::{PriceSnapshot, PricedCoin, Snapshot, SnapshotHash};
 fn snapshot(n: usize) -> PriceSnapshot {
     let coins = (0..n)
         .map(|i| PricedCoin {
-            id: (i * 7 + 1).to_string(),
-            symbol: format!("C{i:04}"),
-            name: format!("Coin number {i}"),
+            id: (i * 7 + 1).to_string().into(),
+            symbol: format!("C{i:04}").into(),
+            name: format!("Coin number {i}").into(),
             price_usd: 1.0 / (i as f64 + 1.0) * 12345.678,
             market_cap_usd: Some(1e12 / (i as f64 + 1.0)),
         })

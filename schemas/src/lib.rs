@@ -12,6 +12,9 @@ pub mod hash;
 pub mod notice;
 pub mod snapshot;
 
+/// The string type of coin ids, symbols and names: held inline up to 24 bytes, so decoding
+/// a snapshot allocates for almost none of them.
+pub use compact_str::CompactString;
 pub use hash::{HashParseError, SnapshotHash};
 pub use notice::{HashNotice, NoticeError, PriceEvent};
 pub use snapshot::{

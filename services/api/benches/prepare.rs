@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use time::OffsetDateTime;
-use topcoins_api::merge::merge;
+use topcoins_api::merge::{Ranked, merge};
 use topcoins_api::render::{Meta, Prepared};
 use topcoins_schemas::{
     HashNotice, PriceSnapshot, PricedCoin, RankedCoin, RankingSnapshot, SnapshotHash,
@@ -16,23 +16,23 @@ use topcoins_schemas::{
 fn inputs(n: usize) -> (RankingSnapshot, PriceSnapshot) {
     let ranked = (0..n)
         .map(|i| RankedCoin {
-            id: (1000 + i).to_string(),
-            symbol: format!("C{i:04}"),
-            name: format!("Coin number {i}"),
+            id: (1000 + i).to_string().into(),
+            symbol: format!("C{i:04}").into(),
+            name: format!("Coin number {i}").into(),
             volume_24h_usd: Some(1e10 / (i as f64 + 1.0)),
             price_usd: Some(1.5),
         })
         .collect();
     let priced = (0..n)
         .map(|i| PricedCoin {
-            id: (i * 7 + 1).to_string(),
+            id: (i * 7 + 1).to_string().into(),
             // Every 10th symbol is missing at the price source, so the fallback is exercised.
             symbol: if i % 10 == 0 {
-                format!("X{i:04}")
+                format!("X{i:04}").into()
             } else {
-                format!("C{i:04}")
+                format!("C{i:04}").into()
             },
-            name: format!("Coin number {i}"),
+            name: format!("Coin number {i}").into(),
             price_usd: 12345.678 / (i as f64 + 1.0),
             market_cap_usd: Some(1e12 / (i as f64 + 1.0)),
         })
@@ -55,10 +55,15 @@ fn notice(b: &[u8]) -> HashNotice {
 fn bench(c: &mut Criterion) {
     let (ranking, prices) = inputs(10_000);
     let (ranking, prices) = (Arc::new(ranking), Arc::new(prices));
-    c.bench_function("merge 10,000 ranked x 10,000 priced", |b| {
-        b.iter(|| merge(black_box(ranking.clone()), black_box(prices.clone())))
+    // A ranking change indexes the ranking, then merges; a price change only merges.
+    c.bench_function("index 10,000 ranked coins (ranking change)", |b| {
+        b.iter(|| Ranked::new(black_box(ranking.clone())))
     });
-    let prepared = Prepared::new(merge(ranking, prices));
+    let ranked = Ranked::new(ranking);
+    c.bench_function("merge 10,000 ranked x 10,000 priced", |b| {
+        b.iter(|| merge(black_box(&ranked), black_box(prices.clone())))
+    });
+    let prepared = Prepared::new(merge(&ranked, prices));
     let meta = Meta::new(&notice(b"p"), &notice(b"r"));
     for n in [200, 5000] {
         let body = prepared.json_body(n, &meta, false);

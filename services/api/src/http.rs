@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use axum::body::Body;
-use axum::extract::{MatchedPath, RawQuery, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header::{self, ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -17,6 +16,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use serde_json::json;
 use time::OffsetDateTime;
 use topcoins_bus::Link;
+use tower::ServiceExt;
 
 use crate::error::ApiError;
 use crate::metrics::ApiMetrics;
@@ -66,8 +66,11 @@ fn not_modified(headers: &HeaderMap, etag: &[u8]) -> bool {
     })
 }
 
-async fn top(State(app): State<AppState>, RawQuery(raw): RawQuery, headers: HeaderMap) -> Response {
-    if raw.as_ref().is_some_and(|q| q.len() > MAX_QUERY_BYTES) {
+async fn top(State(app): State<AppState>, request: Request) -> Response {
+    // The request itself, not the `RawQuery` and `HeaderMap` extractors: those copy the query
+    // and every header on each request.
+    let (raw, headers) = (request.uri().query(), request.headers());
+    if raw.is_some_and(|q| q.len() > MAX_QUERY_BYTES) {
         return ApiError {
             status: StatusCode::URI_TOO_LONG,
             code: "uri_too_long",
@@ -76,18 +79,20 @@ async fn top(State(app): State<AppState>, RawQuery(raw): RawQuery, headers: Head
         .into_response();
     }
     let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
-    let query = match query::parse(raw.as_deref(), accept, app.default_limit, app.max_limit) {
+    let query = match query::parse(raw, accept, app.default_limit, app.max_limit) {
         Ok(q) => q,
         Err(e) => return e.into_response(),
     };
-    let Some(view) = app.view.load_full() else {
+    // A guard, not a counted reference: no write to memory the other threads read.
+    let view = app.view.load();
+    let Some(view) = view.as_ref() else {
         return ApiError::no_data().into_response();
     };
     let n = query.limit.min(view.prepared.count());
-    let stale = app.is_stale(&view);
+    let stale = app.is_stale(view);
     // Only the JSON body says whether it is stale; CSV is the same bytes either way.
     let ready = view.response(n, query.format, stale && query.format == Format::Json);
-    let mut response = if not_modified(&headers, ready.etag.as_bytes()) {
+    let mut response = if not_modified(headers, ready.etag.as_bytes()) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let content_type = match query.format {
@@ -155,39 +160,78 @@ async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
 }
 
-/// Counts and times every request by route and status.
-async fn observe(State(metrics): State<Arc<ApiMetrics>>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| match p.as_str() {
-            "/" => "/",
-            "/healthz" => "/healthz",
-            "/readyz" => "/readyz",
-            "/metrics" => "/metrics",
-            _ => "other",
-        });
-    let started = Instant::now();
-    let mut response = next.run(request).await;
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        // The body was refused unread, so this connection cannot carry another request. Say
-        // so: a client that is not told may send its next request just as the server closes.
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    metrics
-        .http_seconds
-        .with_label_values(&[route])
-        .observe(started.elapsed().as_secs_f64());
-    metrics
-        .http_requests
-        .with_label_values(&[route, response.status().as_str()])
-        .inc();
-    response
+/// The node's HTTP service: the routes, with every request counted and timed by route and
+/// status, and a declared body over [`MAX_BODY_BYTES`] refused before routing.
+///
+/// It wraps the router rather than being an axum middleware layer: a `from_fn` middleware
+/// with its matched-path lookup and a body-limit layer cost 7-8 % of the requests per second
+/// of `GET /` (bench/serve.sh), for what a few comparisons here do.
+#[derive(Clone)]
+pub struct HttpService {
+    router: Router,
+    metrics: Arc<ApiMetrics>,
 }
 
-/// Serves `router` on `listener` until `shutdown`, then lets in-flight requests finish.
+impl HttpService {
+    pub async fn call<B>(&self, request: axum::http::Request<B>) -> Response
+    where
+        B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        let route = route_label(request.uri().path());
+        let started = Instant::now();
+        let response = if declared_length(request.headers()) > Some(MAX_BODY_BYTES) {
+            let mut r = ApiError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code: "body_too_large",
+                message: format!(
+                    "no request takes a body; at most {MAX_BODY_BYTES} bytes are accepted"
+                ),
+            }
+            .into_response();
+            // The body is refused unread, so this connection cannot carry another request.
+            // Say so: a client that is not told may send its next request just as the server
+            // closes.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        } else {
+            match self.router.clone().oneshot(request).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            }
+        };
+        self.metrics.observe_request(
+            route,
+            response.status().as_str(),
+            started.elapsed().as_secs_f64(),
+        );
+        response
+    }
+}
+
+/// The `route` label of a request: its path if that is one of ours.
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/" => "/",
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        "/metrics" => "/metrics",
+        _ => "unmatched",
+    }
+}
+
+/// The request's `Content-Length`, if it has one. An unparsable value counts as too large.
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers.get(header::CONTENT_LENGTH).map(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(usize::MAX)
+    })
+}
+
+/// Serves `service` on `listener` until `shutdown`, then lets in-flight requests finish.
 ///
 /// Connections are served by hyper directly rather than through `axum::serve`, for one
 /// setting `axum::serve` does not expose: a client gets `header_timeout` to send a request's
@@ -195,7 +239,7 @@ async fn observe(State(metrics): State<Arc<ApiMetrics>>, request: Request, next:
 /// handlers never wait (every answer is in memory) from slow clients.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    router: Router,
+    service: HttpService,
     header_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
@@ -219,7 +263,11 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                let service = service.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    let service = service.clone();
+                    async move { Ok::<_, std::convert::Infallible>(service.call(request).await) }
+                });
                 let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
                     let _ = connection.await;
@@ -233,19 +281,16 @@ pub async fn serve(
     Ok(())
 }
 
-pub fn router(app: App) -> Router {
+pub fn service(app: App) -> HttpService {
     let metrics = Arc::new(app.metrics.clone());
     let app = Arc::new(app);
-    Router::new()
+    let router = Router::new()
         .route("/", get(top))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(self::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(app)
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            MAX_BODY_BYTES,
-        ))
-        .layer(middleware::from_fn_with_state(metrics, observe))
+        .with_state(app);
+    HttpService { router, metrics }
 }

@@ -112,7 +112,7 @@ pub async fn run(
     };
     let served = http::serve(
         listener,
-        http::router(app),
+        http::service(app),
         config.request_timeout,
         shutdown,
     )

@@ -12,8 +12,10 @@
 //!   listed is skipped (CryptoCompare's own symbols are unique, so this only guards against
 //!   bad data).
 
-use std::collections::HashSet;
+use std::hash::BuildHasher;
 use std::sync::Arc;
+
+use hashbrown::hash_table::{Entry, HashTable};
 
 use serde::Serialize;
 use topcoins_schemas::api::TopEntry;
@@ -103,31 +105,89 @@ impl Merged {
     }
 }
 
-pub fn merge(ranking: Arc<RankingSnapshot>, prices: Arc<PriceSnapshot>) -> Merged {
-    let rows = {
-        let by_symbol = prices.symbol_index();
-        let mut listed: HashSet<Caseless<'_>, foldhash::fast::RandomState> =
-            HashSet::with_capacity_and_hasher(ranking.coins.len(), Default::default());
-        let mut rows = Vec::with_capacity(ranking.coins.len());
-        for (index, coin) in ranking.coins.iter().enumerate() {
+/// The ranking side of a merge, worked out once per ranking snapshot: the coins listed (a
+/// symbol at its best rank only) and a table from symbol to row. Prices change far more often
+/// than the ranking, and a price change then costs one table lookup per priced coin.
+pub struct Ranked {
+    snapshot: Arc<RankingSnapshot>,
+    /// Index into the snapshot's coins of each listed coin, best rank first.
+    listed: Vec<u32>,
+    /// Positions in `listed`, found by symbol compared without regard to case.
+    rows: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl Ranked {
+    pub fn new(snapshot: Arc<RankingSnapshot>) -> Self {
+        let hasher = foldhash::fast::RandomState::default();
+        let coins = &snapshot.coins;
+        let mut listed: Vec<u32> = Vec::with_capacity(coins.len());
+        let mut rows = HashTable::with_capacity(coins.len());
+        for (index, coin) in coins.iter().enumerate() {
             let key = Caseless(&coin.symbol);
-            if !listed.insert(key) {
-                continue;
+            let symbol = |row: &u32| Caseless(&coins[listed[*row as usize] as usize].symbol);
+            if let Entry::Vacant(slot) = rows.entry(
+                hasher.hash_one(key),
+                |row| symbol(row) == key,
+                |row| hasher.hash_one(symbol(row)),
+            ) {
+                slot.insert(listed.len() as u32);
+                listed.push(index as u32);
             }
-            let price = match (by_symbol.get(&key), coin.price_usd) {
-                (Some(priced), _) => Price::Priced(priced.price_usd),
+        }
+        Self {
+            snapshot,
+            listed,
+            rows,
+            hasher,
+        }
+    }
+
+    pub fn snapshot(&self) -> &Arc<RankingSnapshot> {
+        &self.snapshot
+    }
+
+    /// The row whose symbol is `symbol`, if any.
+    fn row(&self, symbol: &str) -> Option<usize> {
+        let key = Caseless(symbol);
+        let coins = &self.snapshot.coins;
+        self.rows
+            .find(self.hasher.hash_one(key), |row| {
+                Caseless(&coins[self.listed[*row as usize] as usize].symbol) == key
+            })
+            .map(|row| *row as usize)
+    }
+}
+
+pub fn merge(ranked: &Ranked, prices: Arc<PriceSnapshot>) -> Merged {
+    // The price-source coin each row gets: of those with its symbol, the one that wins it
+    // (`PricedCoin::outranks`, the rule of `PriceSnapshot::by_symbol`).
+    let mut winners: Vec<Option<u32>> = vec![None; ranked.listed.len()];
+    for (index, coin) in prices.coins.iter().enumerate() {
+        let Some(row) = ranked.row(&coin.symbol) else {
+            continue;
+        };
+        let winner = &mut winners[row];
+        if winner.is_none_or(|held| coin.outranks(&prices.coins[held as usize])) {
+            *winner = Some(index as u32);
+        }
+    }
+    let coins = &ranked.snapshot.coins;
+    let rows = ranked
+        .listed
+        .iter()
+        .zip(winners)
+        .map(|(&coin, winner)| Row {
+            coin,
+            price: match (winner, coins[coin as usize].price_usd) {
+                (Some(w), _) => Price::Priced(prices.coins[w as usize].price_usd),
                 (None, Some(p)) => Price::Fallback(p),
                 (None, None) => Price::Unknown,
-            };
-            rows.push(Row {
-                coin: index as u32,
-                price,
-            });
-        }
-        rows
-    };
+            },
+        })
+        .collect();
     Merged {
-        ranking,
+        ranking: ranked.snapshot.clone(),
         prices,
         rows,
     }
@@ -135,6 +195,8 @@ pub fn merge(ranking: Arc<RankingSnapshot>, prices: Arc<PriceSnapshot>) -> Merge
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use proptest::prelude::*;
     use topcoins_schemas::{PricedCoin, RankedCoin};
 
@@ -148,7 +210,7 @@ mod tests {
         RankedCoin {
             id: id.into(),
             symbol: symbol.into(),
-            name: format!("{symbol} name"),
+            name: format!("{symbol} name").into(),
             volume_24h_usd: Some(volume),
             price_usd: price,
         }
@@ -186,7 +248,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let top = all(&merge(Arc::new(ranking), Arc::new(prices)));
+        let top = all(&merge(&Ranked::new(Arc::new(ranking)), Arc::new(prices)));
         let view: Vec<_> = top
             .iter()
             .map(|e| {
@@ -221,7 +283,7 @@ mod tests {
         .unwrap();
         let prices =
             PriceSnapshot::new("coinmarketcap", vec![priced("1", "btc", 100.5, 1e9)]).unwrap();
-        let merged = merge(Arc::new(ranking), Arc::new(prices));
+        let merged = merge(&Ranked::new(Arc::new(ranking)), Arc::new(prices));
         assert_eq!(merged.len(), 2);
         for e in merged.entries(2) {
             assert_eq!(
@@ -236,14 +298,14 @@ mod tests {
         /// price comes from the source it names.
         #[test]
         fn ranks_contiguous_symbols_unique(
-            ranked_syms in proptest::collection::vec("[A-C]{1,2}", 1..30),
-            priced_syms in proptest::collection::vec(("[A-C]{1,2}", 0.0f64..10.0, 0.0f64..100.0), 1..30),
+            ranked_syms in proptest::collection::vec("[A-Ca-c]{1,2}", 1..30),
+            priced_syms in proptest::collection::vec(("[A-Ca-c]{1,2}", 0.0f64..10.0, 0.0f64..100.0), 1..30),
         ) {
             let ranking = RankingSnapshot::new("r", ranked_syms.iter().enumerate()
                 .map(|(i, s)| ranked(&i.to_string(), s, 100.0 - i as f64, (i % 2 == 0).then_some(1.5))).collect()).unwrap();
             let prices = PriceSnapshot::new("p", priced_syms.iter().enumerate()
                 .map(|(i, (s, p, c))| priced(&i.to_string(), s, *p, *c)).collect()).unwrap();
-            let top = all(&merge(Arc::new(ranking), Arc::new(prices.clone())));
+            let top = all(&merge(&Ranked::new(Arc::new(ranking)), Arc::new(prices.clone())));
             let mut seen = HashSet::new();
             for (i, e) in top.iter().enumerate() {
                 prop_assert_eq!(e.rank as usize, i + 1);

@@ -20,7 +20,7 @@ use topcoins_bus::{SnapshotStore, StoreErrorKind};
 use topcoins_schemas::{HashNotice, Kind, PriceSnapshot, RankingSnapshot, Snapshot, SnapshotHash};
 use tracing::Instrument;
 
-use crate::merge::merge;
+use crate::merge::{Ranked, merge};
 use crate::metrics::ApiMetrics;
 use crate::query::Format;
 use crate::render::{Meta, Prepared, rfc3339};
@@ -32,6 +32,12 @@ const MERGES_KEPT: u64 = 4;
 
 /// Bytes of prepared responses a view keeps, across limits and formats.
 const RESPONSE_BYTES_KEPT: u64 = 16 << 20;
+/// Responses a view also keeps where a request finds them without the cache's bookkeeping
+/// (see [`View::response`]), and the largest body kept there.
+const HOT_SLOTS: usize = 16;
+const HOT_BODY_MAX: usize = 64 << 10;
+
+type ResponseKey = (usize, Format, bool);
 
 /// One response, ready to send: the body and its ETag.
 pub struct Ready {
@@ -49,7 +55,11 @@ pub struct View {
     pub as_of_header: HeaderValue,
     /// Responses already built for this view, by (entries, format, stale): the common request
     /// is a cache hit and a reference-counted clone, no copy.
-    responses: moka::sync::Cache<(usize, Format, bool), Arc<Ready>>,
+    responses: moka::sync::Cache<ResponseKey, Arc<Ready>>,
+    /// The first responses asked for, each in the slot its key hashes to, for the life of the
+    /// view: a request that finds its response here writes no shared memory but the reference
+    /// count (a cache hit also records the access, which two threads contend for).
+    hot: [std::sync::OnceLock<(ResponseKey, Arc<Ready>)>; HOT_SLOTS],
 }
 
 impl View {
@@ -66,6 +76,7 @@ impl View {
                 .weigher(|_, ready: &Arc<Ready>| ready.body.len().try_into().unwrap_or(u32::MAX))
                 .eviction_policy(EvictionPolicy::lru())
                 .build(),
+            hot: Default::default(),
         }
     }
 
@@ -76,6 +87,22 @@ impl View {
 
     /// The response for the first `n` entries (`n` ≤ the count) in `format`.
     pub fn response(&self, n: usize, format: Format, stale: bool) -> Arc<Ready> {
+        let key = (n, format, stale);
+        let slot = &self.hot[(n * 4 + format as usize * 2 + stale as usize) % HOT_SLOTS];
+        if let Some((held, ready)) = slot.get()
+            && *held == key
+        {
+            return ready.clone();
+        }
+        let ready = self.build_response(key);
+        if ready.body.len() <= HOT_BODY_MAX {
+            // Taken only if still free; a slot keeps its first key.
+            let _ = slot.set((key, ready.clone()));
+        }
+        ready
+    }
+
+    fn build_response(&self, (n, format, stale): ResponseKey) -> Arc<Ready> {
         self.responses.get_with((n, format, stale), || {
             let (body, tag) = match format {
                 Format::Json => (
@@ -122,7 +149,8 @@ pub struct Node {
     ranking: Cache<SnapshotHash, Arc<RankingSnapshot>>,
     merged: Cache<(SnapshotHash, SnapshotHash), Arc<Prepared>>,
     current_prices: Option<(HashNotice, Arc<PriceSnapshot>)>,
-    current_ranking: Option<(HashNotice, Arc<RankingSnapshot>)>,
+    /// The ranking in force, indexed for merging (see [`Ranked`]).
+    current_ranking: Option<(HashNotice, Arc<Ranked>)>,
     view: Arc<ArcSwapOption<View>>,
 }
 
@@ -174,7 +202,7 @@ impl Node {
                     .snapshot(&self.ranking, kind, notice.hash)
                     .instrument(tracing::info_span!("fetch_by_hash", hash = %notice.hash))
                     .await?;
-                self.current_ranking = Some((notice, snapshot));
+                self.current_ranking = Some((notice, Arc::new(Ranked::new(snapshot))));
             }
         }
         let fetched = started.elapsed();
@@ -268,11 +296,85 @@ impl Node {
                 // A merge copies no strings (criterion: 0.8 ms for 10,000 × 10,000). It runs
                 // right here, on the bus thread, which serves no requests; handing it to a
                 // blocking thread cost more than it saved.
-                Arc::new(Prepared::new(merge(ranking.clone(), prices.clone())))
+                Arc::new(Prepared::new(merge(ranking, prices.clone())))
             })
             .await;
         self.count_lookup("merge", hit);
         self.metrics.coins_served.set(prepared.count() as i64);
         self.view.store(Some(Arc::new(View::new(prepared, pn, rn))));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use topcoins_schemas::{PricedCoin, RankedCoin};
+
+    use super::*;
+
+    const COINS: usize = 20;
+
+    fn view() -> View {
+        let ranking = RankingSnapshot::new(
+            "cryptocompare",
+            (0..COINS)
+                .map(|i| RankedCoin {
+                    id: i.to_string().into(),
+                    symbol: format!("C{i}").into(),
+                    name: format!("Coin {i}").into(),
+                    volume_24h_usd: Some(1e6 - i as f64),
+                    price_usd: None,
+                })
+                .collect(),
+        )
+        .unwrap();
+        let prices = PriceSnapshot::new(
+            "coinmarketcap",
+            (0..COINS)
+                .map(|i| PricedCoin {
+                    id: i.to_string().into(),
+                    symbol: format!("C{i}").into(),
+                    name: format!("Coin {i}").into(),
+                    price_usd: 1.0 + i as f64,
+                    market_cap_usd: None,
+                })
+                .collect(),
+        )
+        .unwrap();
+        let notice = |kind: &[u8]| HashNotice {
+            hash: SnapshotHash::of(kind),
+            as_of: OffsetDateTime::UNIX_EPOCH,
+            count: COINS as u64,
+            source: "s".into(),
+        };
+        let prepared = Prepared::new(merge(&Ranked::new(Arc::new(ranking)), Arc::new(prices)));
+        View::new(Arc::new(prepared), &notice(b"p"), &notice(b"r"))
+    }
+
+    /// Every (entries, format, stale) gets its own response, whether it holds a hot slot,
+    /// finds its slot taken by another key (n and n + 4 share one), or comes from the cache.
+    #[test]
+    fn responses_match_their_key_in_and_out_of_hot_slots() {
+        let view = view();
+        for round in 0..2 {
+            for n in 0..=COINS {
+                for format in [Format::Json, Format::Csv] {
+                    for stale in [false, true] {
+                        let ready = view.response(n, format, stale);
+                        let body = match format {
+                            Format::Json => view.prepared.json_body(n, &view.meta, stale),
+                            Format::Csv => view.prepared.csv_body(n),
+                        };
+                        assert_eq!(ready.body, body, "round {round}, {n} {format:?} {stale}");
+                        let etag = ready.etag.to_str().unwrap();
+                        assert!(etag.contains(&format!("-{n}-")), "{etag} for {n}");
+                    }
+                }
+            }
+        }
+        let held = view.hot.iter().filter(|slot| slot.get().is_some()).count();
+        assert_eq!(
+            held, HOT_SLOTS,
+            "every slot was taken by the first key hashing to it"
+        );
     }
 }

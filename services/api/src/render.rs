@@ -129,7 +129,7 @@ mod tests {
     use topcoins_schemas::{PriceSnapshot, PricedCoin, RankedCoin, RankingSnapshot};
 
     use super::*;
-    use crate::merge::merge;
+    use crate::merge::{Ranked, merge};
 
     const SYMBOLS: [&str; 3] = ["BTC", "A,B", "Q\"T"];
 
@@ -145,9 +145,9 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, s)| RankedCoin {
-                    id: i.to_string(),
+                    id: i.to_string().into(),
                     symbol: (*s).into(),
-                    name: format!("{s} coin"),
+                    name: format!("{s} coin").into(),
                     volume_24h_usd: Some(volume(i)),
                     price_usd: None,
                 })
@@ -160,16 +160,16 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, s)| PricedCoin {
-                    id: i.to_string(),
+                    id: i.to_string().into(),
                     symbol: (*s).into(),
-                    name: String::new(),
+                    name: String::new().into(),
                     price_usd: 1.5 * (i + 1) as f64,
                     market_cap_usd: None,
                 })
                 .collect(),
         )
         .unwrap();
-        merge(Arc::new(ranking), Arc::new(prices))
+        merge(&Ranked::new(Arc::new(ranking)), Arc::new(prices))
     }
 
     fn entries() -> Vec<TopEntry> {

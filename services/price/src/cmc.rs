@@ -152,9 +152,9 @@ pub fn parse(http: u16, body: &[u8]) -> Result<Page, UpstreamError> {
                 return None;
             };
             Some(PricedCoin {
-                id: l.id.into_string(),
-                symbol: l.symbol,
-                name: l.name,
+                id: l.id.into_string().into(),
+                symbol: l.symbol.into(),
+                name: l.name.into(),
                 price_usd: price,
                 market_cap_usd: market_cap,
             })

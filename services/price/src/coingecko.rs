@@ -108,9 +108,9 @@ pub fn parse(http: u16, body: &[u8]) -> Result<Page, UpstreamError> {
                 return None;
             };
             Some(PricedCoin {
-                id: m.id,
-                symbol: m.symbol.to_uppercase(),
-                name: m.name,
+                id: m.id.into(),
+                symbol: m.symbol.to_uppercase().into(),
+                name: m.name.into(),
                 price_usd: price,
                 market_cap_usd: m.market_cap,
             })

@@ -123,14 +123,15 @@ pub fn parse(http: u16, body: &[u8]) -> Result<Vec<RankedCoin>, UpstreamError> {
             let usd = e.raw.and_then(|r| r.usd);
             RankedCoin {
                 id: match e.coin_info.id {
-                    Id::Text(s) => s,
-                    Id::Number(n) => n.to_string(),
+                    Id::Text(s) => s.into(),
+                    Id::Number(n) => n.to_string().into(),
                 },
                 name: e
                     .coin_info
                     .full_name
-                    .unwrap_or_else(|| e.coin_info.name.clone()),
-                symbol: e.coin_info.name,
+                    .unwrap_or_else(|| e.coin_info.name.clone())
+                    .into(),
+                symbol: e.coin_info.name.into(),
                 volume_24h_usd: usd.as_ref().and_then(|u| u.total_volume_24h_to),
                 price_usd: usd.and_then(|u| u.price),
             }

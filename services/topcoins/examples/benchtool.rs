@@ -218,9 +218,9 @@ async fn fetch_times(nats_url: &str, rounds: usize) -> Result<()> {
         .latest(Kind::Ranking)
         .await?
         .context("no ranking notice")?;
-    let ranking = std::sync::Arc::new(topcoins_schemas::RankingSnapshot::decode(
-        &store.fetch(ranking.hash).await?,
-    )?);
+    let ranking = topcoins_api::merge::Ranked::new(std::sync::Arc::new(
+        topcoins_schemas::RankingSnapshot::decode(&store.fetch(ranking.hash).await?)?,
+    ));
     let (mut fetch, mut decode, mut merge) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         let t = Instant::now();
@@ -231,7 +231,7 @@ async fn fetch_times(nats_url: &str, rounds: usize) -> Result<()> {
         decode.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
         let prepared = topcoins_api::render::Prepared::new(topcoins_api::merge::merge(
-            ranking.clone(),
+            &ranking,
             std::sync::Arc::new(snapshot),
         ));
         merge.push(t.elapsed().as_secs_f64() * 1e3);

@@ -242,6 +242,12 @@ async fn limit_csv_etag_and_errors() -> Result<()> {
     assert_eq!(r.status(), 413);
     // The unread body ends the connection, and the client is told so it does not reuse it.
     assert_eq!(r.headers()["connection"], "close");
+    assert_eq!(
+        serde_json::from_str::<ErrorBody>(&r.text().await?)?
+            .error
+            .code,
+        "body_too_large"
+    );
     let (s, _, body) = etag_and_body(&h, &node, "/nope").await?;
     assert_eq!(
         (
