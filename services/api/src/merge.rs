@@ -143,10 +143,6 @@ impl Ranked {
         }
     }
 
-    pub fn snapshot(&self) -> &Arc<RankingSnapshot> {
-        &self.snapshot
-    }
-
     /// The row whose symbol is `symbol`, if any.
     fn row(&self, symbol: &str) -> Option<usize> {
         let key = Caseless(symbol);

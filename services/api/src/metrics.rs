@@ -37,8 +37,8 @@ pub struct ApiMetrics {
 impl ApiMetrics {
     /// Counts and times one HTTP request.
     pub fn observe_request(&self, route: &str, status: &str, seconds: f64) {
-        if route == "/" {
-            let counted = self.top.with(|top| {
+        let counted = if route == "/" {
+            self.top.with(|top| {
                 top.seconds.observe(seconds);
                 match status {
                     "200" => top.ok.inc(),
@@ -46,15 +46,15 @@ impl ApiMetrics {
                     _ => return false,
                 }
                 true
-            });
-            if !counted {
-                self.http_requests.with_label_values(&[route, status]).inc();
-            }
+            })
         } else {
-            self.http_requests.with_label_values(&[route, status]).inc();
             self.http_seconds
                 .with_label_values(&[route])
                 .observe(seconds);
+            false
+        };
+        if !counted {
+            self.http_requests.with_label_values(&[route, status]).inc();
         }
     }
 
