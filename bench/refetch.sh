@@ -22,10 +22,10 @@ done
 sleep 3
 announced=$(( $(metric "$PRICE_METRICS" topcoins_notices_published_total) + $(metric "$RANKING_METRICS" topcoins_notices_published_total) ))
 echo
-echo "| node | snapshot fetches | distinct hashes announced | fetches per hash |"
+echo "| node | snapshots taken in (fetched + pushed) | distinct hashes announced | per hash |"
 echo "|---|---|---|---|"
 for n in "$A" "$B" "$C"; do
-  f=$(metric "$n/metrics" topcoins_api_snapshot_fetches_total)
+  f=$(( $(metric "$n/metrics" topcoins_api_snapshot_fetches_total) + $(metric "$n/metrics" topcoins_api_snapshots_pushed_total) ))
   echo "| $n | $f | $announced | **$(ratio "$f" "$announced")** |"
 done
 

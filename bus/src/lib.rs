@@ -7,13 +7,18 @@
 //!   connection is up ([`connect::Link`]).
 //! - [`store`]: the snapshot store — snapshots in a JetStream stream, one subject per blake3
 //!   hash, read by direct get; and hash notices kept in a second stream, so the latest one of
-//!   each kind can be read back by a fresh node or a restarted actor.
+//!   each kind can be read back by a fresh node or a restarted actor, and announcing is
+//!   fenced against it.
+//! - [`notices`]: typed subscriptions — hash notices of any kind in [`subjects::KINDS`]
+//!   (yielding kind, notice and trace context), price events, and the snapshot bytes actors
+//!   store, pushed to followers as they are written.
 //! - [`lease`]: which of several instances of an actor polls.
 //! - [`server`]: starts a private `nats-server` process (for `topcoins up` and for tests).
 //! - [`trace`]: the W3C trace context carried in notice headers.
 
 pub mod connect;
 pub mod lease;
+pub mod notices;
 pub mod server;
 pub mod store;
 pub mod subjects;
@@ -21,6 +26,10 @@ pub mod trace;
 
 pub use connect::{Link, NatsAuth, NatsConfig, close, connect};
 pub use lease::Lease;
+pub use notices::{
+    Notices, PriceEvents, PushedSnapshots, Received, Rejected, publish_price, subscribe_notices,
+    subscribe_prices, subscribe_snapshots, watch_all,
+};
 pub use server::{LocalServer, ServerError};
-pub use store::{SnapshotStore, StoreError, StoreErrorKind};
+pub use store::{Latest, SnapshotStore, StoreError, StoreErrorKind};
 pub use trace::TraceContext;

@@ -31,7 +31,7 @@ use time::OffsetDateTime;
 use topcoins_schemas::{HashNotice, Kind, NoticeError, SnapshotHash};
 
 use crate::subjects::{
-    NOTICE_STREAM, SNAPSHOT_PREFIX, SNAPSHOT_STREAM, hash_subject, snapshot_subject,
+    KINDS, NOTICE_STREAM, SNAPSHOT_PREFIX, SNAPSHOT_STREAM, hash_subject, snapshot_subject,
 };
 
 /// Largest piece of a snapshot in one message; well under NATS's default 1 MiB `max_payload`.
@@ -53,6 +53,9 @@ pub enum StoreErrorKind {
     HashMismatch,
     /// A stored notice does not decode.
     BadNotice,
+    /// Another publisher announced a notice of this kind since the one this announcement
+    /// follows: it was not published (see [`SnapshotStore::announce`]).
+    Fenced,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +92,38 @@ impl From<NoticeError> for StoreError {
     }
 }
 
+/// The last notice of a kind, with its place in the notice stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Latest {
+    pub notice: HashNotice,
+    /// Its notice-stream sequence: what the next notice of the kind `follows`.
+    pub sequence: u64,
+}
+
+/// The hash and chunk index a snapshot subject names.
+pub(crate) fn parse_snapshot_subject(subject: &str) -> Option<(SnapshotHash, usize)> {
+    let mut parts = subject
+        .strip_prefix(SNAPSHOT_PREFIX)?
+        .strip_prefix('.')?
+        .split('.');
+    let hash = parts.next()?.parse().ok()?;
+    let index = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some((hash, index))
+}
+
+/// How many chunks a snapshot has, from the header of any of its chunks.
+pub(crate) fn chunk_count(headers: Option<&HeaderMap>) -> Option<usize> {
+    headers?
+        .get(CHUNKS_HEADER)?
+        .as_str()
+        .parse()
+        .ok()
+        .filter(|n| (1..=MAX_CHUNKS).contains(n))
+}
+
+/// More chunks than any snapshot has (4096 × 512 KiB = 2 GiB).
+const MAX_CHUNKS: usize = 4096;
+
 /// Handle on the store; cheap to clone.
 #[derive(Clone)]
 pub struct SnapshotStore {
@@ -112,13 +147,11 @@ impl SnapshotStore {
     pub async fn open_replicated(client: Client, replicas: usize) -> Result<Self, StoreError> {
         let replicas = replicas.max(1);
         let js = jetstream::new(client);
-        let notices = js
+        let notice_subjects: Vec<String> = KINDS.iter().map(|k| hash_subject(*k)).collect();
+        let mut notices = js
             .get_or_create_stream(stream::Config {
                 name: NOTICE_STREAM.to_owned(),
-                subjects: Kind::ALL
-                    .iter()
-                    .map(|k| hash_subject(*k).to_owned())
-                    .collect(),
+                subjects: notice_subjects.clone(),
                 max_messages_per_subject: NOTICES_KEPT,
                 storage: stream::StorageType::File,
                 allow_direct: true,
@@ -127,6 +160,28 @@ impl SnapshotStore {
             })
             .await
             .map_err(|e| StoreError::unavailable("notice stream", e))?;
+        // A stream created by a version that knew fewer kinds learns the new subjects.
+        let config = notices
+            .info()
+            .await
+            .map_err(|e| StoreError::unavailable("notice stream", e))?
+            .config
+            .clone();
+        if notice_subjects.iter().any(|s| !config.subjects.contains(s)) {
+            let mut subjects = config.subjects.clone();
+            subjects.extend(
+                notice_subjects
+                    .into_iter()
+                    .filter(|s| !config.subjects.contains(s)),
+            );
+            js.update_stream(stream::Config { subjects, ..config })
+                .await
+                .map_err(|e| StoreError::unavailable("notice stream update", e))?;
+            notices = js
+                .get_stream(NOTICE_STREAM)
+                .await
+                .map_err(|e| StoreError::unavailable("notice stream", e))?;
+        }
         let snapshots = js
             .get_or_create_stream(stream::Config {
                 name: SNAPSHOT_STREAM.to_owned(),
@@ -226,12 +281,7 @@ impl SnapshotStore {
     /// Fetches the snapshot named `hash` and checks that its bytes are the ones the hash names.
     pub async fn fetch(&self, hash: SnapshotHash) -> Result<Bytes, StoreError> {
         let first = self.chunk(hash, 0).await?;
-        let count: usize = first
-            .headers
-            .get(CHUNKS_HEADER)
-            .and_then(|v| v.as_str().parse().ok())
-            .filter(|n| (1..=4096).contains(n))
-            .unwrap_or(1);
+        let count = chunk_count(Some(&first.headers)).unwrap_or(1);
         let bytes = if count == 1 {
             first.payload
         } else {
@@ -253,37 +303,79 @@ impl SnapshotStore {
         Ok(bytes)
     }
 
-    /// Publishes a hash notice, with the cycle's trace context in its headers, and waits for JetStream to have it, so that once this returns
-    /// the notice is also what [`SnapshotStore::latest`] answers.
+    /// Publishes a hash notice with the cycle's trace context in its headers, and waits for
+    /// JetStream to have it, so that once this returns the notice is also what
+    /// [`SnapshotStore::latest`] answers. Returns its notice-stream sequence.
+    ///
+    /// **Fenced:** the notice says which one it follows (`notice.follows`, 0 for the first of
+    /// its kind), and the stream stores it only if that is still the kind's last notice
+    /// (`Nats-Expected-Last-Subject-Sequence`); otherwise nothing is published and the error is
+    /// [`StoreErrorKind::Fenced`]. So an actor whose lease lapsed during a slow cycle, while
+    /// another instance took over and announced, cannot announce over it: the check and the
+    /// publish are one step on the server. A notice with `follows: None` is not fenced (tools).
     pub async fn announce(
         &self,
         kind: Kind,
         notice: &HashNotice,
         trace: &crate::trace::TraceContext,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let mut headers = HeaderMap::new();
-        headers.insert(crate::trace::TRACEPARENT, trace.traceparent().as_str());
+        trace.inject(&mut headers);
+        if let Some(follows) = notice.follows {
+            headers.insert(
+                async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                follows.to_string().as_str(),
+            );
+        }
         let ack = self
             .js
             .publish_with_headers(hash_subject(kind), headers, notice.to_bytes().into())
             .await
             .map_err(|e| StoreError::unavailable("notice publish", e))?;
-        ack.await
-            .map_err(|e| StoreError::unavailable("notice ack", e))?;
-        Ok(())
+        match ack.await {
+            Ok(ack) => Ok(ack.sequence),
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+                Err(StoreError::new(
+                    StoreErrorKind::Fenced,
+                    format!(
+                        "a newer {kind} notice than {} was announced by another publisher",
+                        notice.follows.unwrap_or(0)
+                    ),
+                ))
+            }
+            Err(e) => Err(StoreError::unavailable("notice ack", e)),
+        }
     }
 
-    /// The last notice of `kind`, if any was ever published.
-    pub async fn latest(&self, kind: Kind) -> Result<Option<HashNotice>, StoreError> {
+    /// The last notice of `kind`, if any was ever published, with its sequence.
+    pub async fn latest(&self, kind: Kind) -> Result<Option<Latest>, StoreError> {
         match self
             .notices
             .direct_get_last_for_subject(hash_subject(kind))
             .await
         {
-            Ok(message) => Ok(Some(HashNotice::decode(&message.payload)?)),
+            Ok(message) => Ok(Some(Latest {
+                notice: HashNotice::decode(&message.payload)?,
+                sequence: message.sequence,
+            })),
             Err(e) if matches!(e.kind(), stream::DirectGetErrorKind::NotFound) => Ok(None),
             Err(e) => Err(StoreError::unavailable("latest notice", e)),
         }
+    }
+
+    /// Stores `bytes` under `hash` *without* the check that they are the bytes the hash
+    /// names: for tests of what a follower does with a forged snapshot.
+    #[doc(hidden)]
+    pub async fn put_forged(&self, hash: SnapshotHash, bytes: Bytes) -> Result<(), StoreError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(CHUNKS_HEADER, "1");
+        self.js
+            .publish_with_headers(snapshot_subject(&hash, 0), headers, bytes)
+            .await
+            .map_err(|e| StoreError::unavailable("snapshot put", e))?
+            .await
+            .map_err(|e| StoreError::unavailable("snapshot put ack", e))?;
+        Ok(())
     }
 
     /// Deletes snapshots older than `retention`, except those in `keep`. Returns how many went.
@@ -303,11 +395,7 @@ impl SnapshotStore {
             .map_err(|e| StoreError::unavailable("snapshot list", e))?;
         let mut deleted = 0;
         for (subject, _) in subjects {
-            let Some(hash) = subject
-                .split('.')
-                .nth(1)
-                .and_then(|h| h.parse::<SnapshotHash>().ok())
-            else {
+            let Some((hash, _)) = parse_snapshot_subject(&subject) else {
                 continue;
             };
             if keep.contains(&hash) {

@@ -10,16 +10,21 @@
 
 use topcoins_schemas::Kind;
 
-/// Hash notices of the price actor.
-pub const PRICES_HASH: &str = "topcoins.v1.prices.hash";
-/// Hash notices of the ranking actor.
-pub const RANKING_HASH: &str = "topcoins.v1.ranking.hash";
+/// Every kind of snapshot that travels the bus. **A new kind is one entry here** (and its
+/// [`Snapshot`](topcoins_schemas::Snapshot) type in schemas): its notice subject follows from
+/// its name ([`hash_subject`]), the notice stream keeps its notices, and every follower can
+/// take it in.
+pub const KINDS: &[Kind] = &[Kind::PRICES, Kind::RANKING];
+
 /// Prefix of per-coin price events; the symbol token follows.
 pub const PRICE_PREFIX: &str = "topcoins.v1.price.";
 /// Every per-coin price event.
-pub const PRICE_ALL: &str = "topcoins.v1.price.*";
-/// Every topcoins subject, for tools that watch the whole bus.
-pub const ALL: &str = "topcoins.>";
+pub(crate) const PRICE_ALL: &str = "topcoins.v1.price.*";
+/// Every topcoins subject, for tools that watch the whole bus (see [`crate::watch_all`]).
+pub(crate) const ALL: &str = "topcoins.>";
+
+/// The plain publish → subscribe that propagation benchmarks measure as their baseline.
+pub const BENCH_BASELINE: &str = "topcoins-bench.baseline";
 
 /// JetStream stream that keeps the hash notices (the last few per subject).
 pub const NOTICE_STREAM: &str = "TOPCOINS_NOTICES";
@@ -34,13 +39,20 @@ pub fn snapshot_subject(hash: &topcoins_schemas::SnapshotHash, chunk: usize) -> 
     format!("{SNAPSHOT_PREFIX}.{hash}.{chunk}")
 }
 
-/// The hash-notice subject of a kind.
-pub fn hash_subject(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Prices => PRICES_HASH,
-        Kind::Ranking => RANKING_HASH,
-    }
+/// The hash-notice subject of a kind: `topcoins.v1.<kind>.hash` (`topcoins.v1.prices.hash`).
+pub fn hash_subject(kind: Kind) -> String {
+    format!("{NOTICE_ROOT}.{kind}.hash")
 }
+
+/// The kind whose notices travel on `subject`, if it is one of [`KINDS`].
+pub fn kind_of_hash_subject(subject: &str) -> Option<Kind> {
+    KINDS.iter().copied().find(|kind| {
+        subject.len() == NOTICE_ROOT.len() + kind.as_str().len() + 6
+            && subject == hash_subject(*kind)
+    })
+}
+
+const NOTICE_ROOT: &str = "topcoins.v1";
 
 /// The price-event subject of a symbol.
 pub fn price_subject(symbol: &str) -> String {
@@ -142,6 +154,23 @@ mod tests {
             symbol_of_price_subject("topcoins.v1.price.HOT~2A").unwrap(),
             "HOT*"
         );
+    }
+
+    #[test]
+    fn notice_subjects_are_the_contract_s_and_map_back() {
+        assert_eq!(hash_subject(Kind::PRICES), "topcoins.v1.prices.hash");
+        assert_eq!(hash_subject(Kind::RANKING), "topcoins.v1.ranking.hash");
+        for kind in KINDS {
+            assert_eq!(kind_of_hash_subject(&hash_subject(*kind)), Some(*kind));
+        }
+        for other in [
+            "topcoins.v1.price.hash",
+            "topcoins.v1.prices.hashx",
+            "topcoins.v1.prices",
+            "",
+        ] {
+            assert_eq!(kind_of_hash_subject(other), None, "{other}");
+        }
     }
 
     #[test]

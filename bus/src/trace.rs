@@ -77,6 +77,20 @@ impl TraceContext {
     }
 }
 
+impl TraceContext {
+    /// Puts this context into a message's headers: the one place it is written.
+    pub(crate) fn inject(&self, headers: &mut async_nats::HeaderMap) {
+        headers.insert(TRACEPARENT, self.traceparent().as_str());
+    }
+
+    /// The context a message's headers carry, if any: the one place it is read.
+    pub(crate) fn extract(headers: Option<&async_nats::HeaderMap>) -> Option<Self> {
+        headers
+            .and_then(|h| h.get(TRACEPARENT))
+            .and_then(|v| Self::parse(v.as_str()))
+    }
+}
+
 impl Default for TraceContext {
     fn default() -> Self {
         Self::new()

@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use futures::StreamExt;
 use time::OffsetDateTime;
 use tokio::time::timeout;
-use topcoins_bus::{LocalServer, NatsConfig, SnapshotStore, StoreErrorKind, connect, subjects};
+use topcoins_bus::{
+    Latest, LocalServer, NatsConfig, SnapshotStore, StoreErrorKind, connect, subjects,
+    subscribe_notices, subscribe_snapshots,
+};
 use topcoins_schemas::{HashNotice, Kind, SnapshotHash};
 
 const T: Duration = Duration::from_secs(10);
@@ -39,11 +41,8 @@ async fn put_fetch_verify_and_latest_notice() -> Result<()> {
     assert_eq!(err.kind(), StoreErrorKind::NotFound);
 
     // Bytes stored under a name that is not their hash are refused on fetch.
-    let js = async_nats::jetstream::new(client.clone());
     let liar = SnapshotHash::of(b"the real bytes");
-    js.publish(subjects::snapshot_subject(&liar, 0), "forged bytes".into())
-        .await?
-        .await?;
+    timeout(T, store.put_forged(liar, "forged bytes".into())).await??;
     let err = timeout(T, store.fetch(liar)).await?.unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::HashMismatch);
 
@@ -53,31 +52,88 @@ async fn put_fetch_verify_and_latest_notice() -> Result<()> {
     timeout(T, store.put(big_hash, &big)).await??;
     assert_eq!(&timeout(T, store.fetch(big_hash)).await??[..], &big[..]);
 
-    assert_eq!(timeout(T, store.latest(Kind::Prices)).await??, None);
-    let mut live = client.subscribe(subjects::PRICES_HASH).await?;
+    assert_eq!(timeout(T, store.latest(Kind::PRICES)).await??, None);
+    let mut live = subscribe_notices(&client, subjects::KINDS).await?;
     client.flush().await?;
     let notice = HashNotice {
         hash,
         as_of: OffsetDateTime::now_utc(),
         count: 1,
         source: "test".into(),
+        follows: Some(0),
     };
     let trace = topcoins_bus::TraceContext::new();
-    timeout(T, store.announce(Kind::Prices, &notice, &trace)).await??;
-    let got = timeout(T, live.next()).await?.expect("notice delivered");
-    assert_eq!(HashNotice::decode(&got.payload)?, notice);
-    // The trace context travels in the notice's headers.
-    let header = got
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(topcoins_bus::trace::TRACEPARENT))
-        .expect("traceparent header");
+    let sequence = timeout(T, store.announce(Kind::PRICES, &notice, &trace)).await??;
+    let got = timeout(T, live.next()).await?.expect("notice delivered")?;
+    assert_eq!(got.kind, Kind::PRICES);
+    assert_eq!(got.notice, notice);
+    // The trace context travels with the notice.
+    assert_eq!(got.trace, Some(trace));
     assert_eq!(
-        topcoins_bus::TraceContext::parse(header.as_str()),
-        Some(trace)
+        timeout(T, store.latest(Kind::PRICES)).await??,
+        Some(Latest { notice, sequence })
     );
-    assert_eq!(timeout(T, store.latest(Kind::Prices)).await??, Some(notice));
-    assert_eq!(timeout(T, store.latest(Kind::Ranking)).await??, None);
+    assert_eq!(timeout(T, store.latest(Kind::RANKING)).await??, None);
+    Ok(())
+}
+
+/// Two publishers that both believe they follow the same notice: only the first announces.
+/// This is what stops an actor whose lease lapsed from announcing over its successor.
+#[tokio::test]
+async fn announcing_is_fenced_on_the_notice_it_follows() -> Result<()> {
+    let (_server, _client, store) = setup().await?;
+    let notice = |text: &[u8], follows| HashNotice {
+        hash: SnapshotHash::of(text),
+        as_of: OffsetDateTime::now_utc(),
+        count: 1,
+        source: "test".into(),
+        follows,
+    };
+    let trace = topcoins_bus::TraceContext::new();
+    let first = store
+        .announce(Kind::RANKING, &notice(b"a", Some(0)), &trace)
+        .await?;
+    // A second "first" notice: the kind has one already.
+    let err = store
+        .announce(Kind::RANKING, &notice(b"b", Some(0)), &trace)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Fenced);
+    // The new leader follows `first` and announces; the old one, also following `first`, is refused.
+    let second = store
+        .announce(Kind::RANKING, &notice(b"c", Some(first)), &trace)
+        .await?;
+    assert!(second > first);
+    let err = store
+        .announce(Kind::RANKING, &notice(b"d", Some(first)), &trace)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Fenced);
+    let latest = store.latest(Kind::RANKING).await?.expect("a notice");
+    assert_eq!(latest.notice.hash, SnapshotHash::of(b"c"));
+    assert_eq!(latest.sequence, second);
+    // Kinds are fenced separately.
+    store
+        .announce(Kind::PRICES, &notice(b"p", Some(0)), &trace)
+        .await?;
+    Ok(())
+}
+
+/// A follower listening for pushed snapshots gets the bytes of each put whole, chunked or not.
+#[tokio::test]
+async fn stored_snapshots_are_pushed_whole() -> Result<()> {
+    let (_server, client, store) = setup().await?;
+    let mut pushed = subscribe_snapshots(&client).await?;
+    client.flush().await?;
+    let small = b"small".to_vec();
+    let big: Vec<u8> = (0..1_300_000u32).map(|i| (i % 253) as u8).collect();
+    for bytes in [&small, &big] {
+        let hash = SnapshotHash::of(bytes);
+        timeout(T, store.put(hash, bytes)).await??;
+        let (got_hash, got) = timeout(T, pushed.next()).await?.expect("pushed");
+        assert_eq!(got_hash, hash);
+        assert_eq!(&got[..], &bytes[..]);
+    }
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! Types shared by every topcoins service, and nothing that does I/O.
 //!
+//! - [`kind`]: [`Kind`], the open set of snapshot kinds (a name per [`Snapshot`] type).
 //! - [`hash`]: [`SnapshotHash`], the blake3 content address of a snapshot's canonical bytes.
 //! - [`snapshot`]: the normalised [`PriceSnapshot`] and [`RankingSnapshot`] the actors produce,
 //!   their canonical encoding ([`Snapshot::canonical_bytes`]) and the rule that decides which
@@ -9,6 +10,7 @@
 
 pub mod api;
 pub mod hash;
+pub mod kind;
 pub mod notice;
 pub mod snapshot;
 
@@ -16,8 +18,9 @@ pub mod snapshot;
 /// a snapshot allocates for almost none of them.
 pub use compact_str::CompactString;
 pub use hash::{HashParseError, SnapshotHash};
+pub use kind::Kind;
 pub use notice::{HashNotice, NoticeError, PriceEvent};
 pub use snapshot::{
-    CANONICAL_MAGIC, Caseless, Kind, PriceSnapshot, PricedCoin, RankedCoin, RankingSnapshot,
-    Snapshot, SnapshotError, SymbolIndex,
+    CANONICAL_MAGIC, Caseless, PriceSnapshot, PricedCoin, RankedCoin, RankingSnapshot, Snapshot,
+    SnapshotError, SymbolIndex,
 };

@@ -20,6 +20,13 @@ pub struct HashNotice {
     pub as_of: OffsetDateTime,
     pub count: u64,
     pub source: String,
+    /// The notice-stream sequence of the notice of this kind that this one follows (0: none
+    /// did). The publisher's stream refuses the notice unless that is still the last one, so
+    /// a publisher that lost its lease cannot announce over a newer one; and followers order
+    /// notices by it rather than by `as_of`, a clock that differs between publishers. Absent
+    /// from notices of versions before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<u64>,
 }
 
 /// A coin's price changed.
@@ -91,10 +98,12 @@ mod tests {
             as_of: datetime!(2026-11-26 10:00:00.5 UTC),
             count: 3,
             source: "coinmarketcap".into(),
+            follows: Some(7),
         };
         let v: serde_json::Value = serde_json::from_slice(&n.to_bytes()).unwrap();
         assert_eq!(v["as_of"], "2026-11-26T10:00:00.5Z");
         assert_eq!(v["count"], 3);
+        assert_eq!(v["follows"], 7);
         assert_eq!(v["hash"].as_str().unwrap().len(), 64);
         assert_eq!(HashNotice::decode(&n.to_bytes()).unwrap(), n);
     }

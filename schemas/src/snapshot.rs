@@ -24,26 +24,7 @@ use compact_str::CompactString;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::SnapshotHash;
-
-/// Which of the two snapshot streams a value belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Prices,
-    Ranking,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Prices, Kind::Ranking];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Prices => "prices",
-            Kind::Ranking => "ranking",
-        }
-    }
-}
+use crate::{Kind, SnapshotHash};
 
 /// Why a set of coins could not become a snapshot.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -77,7 +58,7 @@ impl SnapshotError {
     }
 }
 
-/// Behaviour common to both snapshot kinds.
+/// Behaviour common to every snapshot kind: a new kind of data is a type implementing this.
 pub trait Snapshot: Serialize + DeserializeOwned + Send + Sync + 'static {
     const KIND: Kind;
 
@@ -389,8 +370,8 @@ macro_rules! impl_snapshot {
     };
 }
 
-impl_snapshot!(PriceSnapshot, Kind::Prices);
-impl_snapshot!(RankingSnapshot, Kind::Ranking);
+impl_snapshot!(PriceSnapshot, Kind::PRICES);
+impl_snapshot!(RankingSnapshot, Kind::RANKING);
 
 #[cfg(test)]
 mod tests {

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use time::OffsetDateTime;
-use topcoins_bus::{Lease, SnapshotStore, TraceContext};
-use topcoins_schemas::{HashNotice, Kind, Snapshot, SnapshotHash};
+use topcoins_bus::{Lease, SnapshotStore, StoreErrorKind, TraceContext};
+use topcoins_schemas::{HashNotice, Snapshot, SnapshotHash};
 use tracing::Instrument;
 
 use crate::{UpstreamError, UpstreamMetrics};
@@ -74,6 +74,9 @@ pub enum PollerMsg {
 pub struct PollerState<S: Source> {
     args: PollerArgs<S>,
     resumed: bool,
+    /// The notice-stream sequence of the last notice of this kind (0: none yet), which the
+    /// next announcement follows; read on resume, then the sequence of each own announcement.
+    follows: u64,
     last: Option<(HashNotice, Arc<S::Snapshot>)>,
     shrink: Option<(SnapshotHash, u32)>,
 }
@@ -104,13 +107,16 @@ impl<S: Source> PollerState<S> {
     /// Picks up the last announced notice and snapshot, if any.
     async fn resume(&mut self) -> Result<(), String> {
         let store = &self.args.store;
-        let Some(notice) = store
+        let Some(latest) = store
             .latest(S::Snapshot::KIND)
             .await
             .map_err(|e| e.to_string())?
         else {
+            self.follows = 0;
             return Ok(());
         };
+        self.follows = latest.sequence;
+        let notice = latest.notice;
         match store.fetch(notice.hash).await {
             Ok(bytes) => match S::Snapshot::decode(&bytes) {
                 Ok(snapshot) => {
@@ -245,14 +251,25 @@ impl<S: Source> PollerState<S> {
             as_of: OffsetDateTime::now_utc(),
             count: snapshot.len() as u64,
             source: snapshot.source().to_owned(),
+            follows: Some(self.follows),
         };
-        if let Err(e) = store
+        match store
             .announce(S::Snapshot::KIND, &notice, trace)
             .instrument(tracing::info_span!("notice", %hash))
             .await
         {
-            tracing::warn!(kind = self.kind(), error = %e, "notice publish failed; will retry next cycle");
-            return Outcome::Failed("bus_unavailable");
+            Ok(sequence) => self.follows = sequence,
+            Err(e) if e.kind() == StoreErrorKind::Fenced => {
+                // Another instance announced since our last look: take up what it announced
+                // next cycle rather than announce over it.
+                tracing::warn!(kind = self.kind(), error = %e, "another instance announced; not announcing");
+                self.resumed = false;
+                return Outcome::Failed("fenced");
+            }
+            Err(e) => {
+                tracing::warn!(kind = self.kind(), error = %e, "notice publish failed; will retry next cycle");
+                return Outcome::Failed("bus_unavailable");
+            }
         }
         let kind = self.kind();
         self.args
@@ -289,9 +306,9 @@ impl<S: Source> PollerState<S> {
         let store = &self.args.store;
         let mut keep = vec![current];
         keep.extend(previous);
-        for kind in Kind::ALL {
-            match store.latest(kind).await {
-                Ok(Some(n)) => keep.push(n.hash),
+        for kind in topcoins_bus::subjects::KINDS {
+            match store.latest(*kind).await {
+                Ok(Some(latest)) => keep.push(latest.notice.hash),
                 Ok(None) => {}
                 Err(_) => return, // not knowing what is current, delete nothing
             }
@@ -339,6 +356,7 @@ impl<S: Source> Actor for Poller<S> {
         Ok(PollerState {
             args,
             resumed: false,
+            follows: 0,
             last: None,
             shrink: None,
         })

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use time::OffsetDateTime;
 use topcoins_api::merge::{Ranked, merge};
-use topcoins_api::render::{Meta, Prepared};
+use topcoins_api::render::{Meta, TopList};
 use topcoins_schemas::{
     HashNotice, PriceSnapshot, PricedCoin, RankedCoin, RankingSnapshot, SnapshotHash,
 };
@@ -49,6 +49,7 @@ fn notice(b: &[u8]) -> HashNotice {
         as_of: OffsetDateTime::UNIX_EPOCH,
         count: 1,
         source: "s".into(),
+        follows: None,
     }
 }
 
@@ -63,7 +64,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("merge 10,000 ranked x 10,000 priced", |b| {
         b.iter(|| merge(black_box(&ranked), black_box(prices.clone())))
     });
-    let prepared = Prepared::new(merge(&ranked, prices));
+    let prepared = TopList::new(merge(&ranked, prices));
     let meta = Meta::new(&notice(b"p"), &notice(b"r"));
     for n in [200, 5000] {
         let body = prepared.json_body(n, &meta, false);

@@ -20,8 +20,8 @@ use tower::ServiceExt;
 
 use crate::error::ApiError;
 use crate::metrics::ApiMetrics;
-use crate::node::View;
 use crate::query::{self, Format};
+use crate::view::View;
 
 const STALE_HEADER: HeaderName = HeaderName::from_static("x-topcoins-stale");
 const AS_OF_HEADER: HeaderName = HeaderName::from_static("x-topcoins-as-of");
@@ -88,7 +88,7 @@ async fn top(State(app): State<AppState>, request: Request) -> Response {
     let Some(view) = view.as_ref() else {
         return ApiError::no_data().into_response();
     };
-    let n = query.limit.min(view.prepared.count());
+    let n = query.limit.min(view.list.count());
     let stale = app.is_stale(view);
     // Only the JSON body says whether it is stale; CSV is the same bytes either way.
     let ready = view.response(n, query.format, stale && query.format == Format::Json);
@@ -123,7 +123,7 @@ async fn readyz(State(app): State<AppState>) -> Response {
     match app.view.load_full() {
         Some(view) => Json(json!({
             "status": "ready",
-            "coins": view.prepared.count(),
+            "coins": view.list.count(),
             "stale": app.is_stale(&view),
             "nats_connected": app.link.is_up(),
         }))

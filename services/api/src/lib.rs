@@ -1,20 +1,26 @@
 //! A topcoins API node: stateless, answers every request from memory.
 //!
-//! - [`sync`]: follows hash notices on NATS (and the store on start and on reconnect).
-//! - [`node`]: snapshot and merge caches, and the [`node::View`] requests read.
+//! - [`follower`]: follows hash notices on NATS (and the store on start and on reconnect), on
+//!   a thread of its own (`bus_thread`).
+//! - [`slots`]: what the node holds of each registered kind of snapshot, and the order of
+//!   notices; [`node`]: applying a notice, and the kinds registered ([`node::registered`]).
+//! - [`view`]: the [`view::View`] requests read, with the responses written for it.
 //! - [`merge`]: ranking × prices, and the rules for shared symbols and missing prices.
 //! - [`render`]: response bytes, written once per (merge, limit, format) and kept by the view.
 //! - [`query`]: strict parsing of `limit` and `format`.
 //! - [`http`]: routes, ETag/304, errors; [`error`]: the error body; [`metrics`].
 
+mod bus_thread;
 pub mod error;
+pub mod follower;
 pub mod http;
 pub mod merge;
 pub mod metrics;
 pub mod node;
 pub mod query;
 pub mod render;
-pub mod sync;
+pub mod slots;
+pub mod view;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,11 +29,11 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use prometheus::Registry;
 use tokio::net::TcpListener;
-use topcoins_bus::{Link, NatsConfig, connect};
+use topcoins_bus::NatsConfig;
 
+use crate::bus_thread::Bus;
 use crate::http::App;
 use crate::metrics::ApiMetrics;
-use crate::node::View;
 
 pub const DEFAULT_LIMIT: usize = 200;
 pub const MAX_LIMIT: usize = 5000;
@@ -92,7 +98,13 @@ pub async fn run(
     }
     let metrics = ApiMetrics::register(&registry)?;
     let view = Arc::new(ArcSwapOption::empty());
-    let (bus, link) = Bus::start(nats.clone(), metrics.clone(), view.clone()).await?;
+    let (bus, link) = Bus::start(
+        nats.clone(),
+        metrics.clone(),
+        node::registered(),
+        view.clone(),
+    )
+    .await?;
     tracing::info!(
         addr = %listener.local_addr()?,
         nats = %nats.redacted_url(),
@@ -120,84 +132,4 @@ pub async fn run(
     bus.stop().await;
     served?;
     Ok(())
-}
-
-/// The node's bus side — the NATS connection, the notice follower, and the fetch, decode and
-/// merge of each new snapshot — on a thread of its own with a single-threaded runtime. Requests
-/// are served by the multi-threaded runtime and read what it prepares through one `ArcSwap`.
-///
-/// Why a thread: a change then goes from socket to view with no hand-off between worker
-/// threads (notice → follower → direct-get request → reply → merge). On a busy machine every
-/// such hand-off is a wait for a core, and they were most of a change's tail latency
-/// (`bench/RESULTS.md`, propagation).
-struct Bus {
-    thread: std::thread::JoinHandle<()>,
-    stop: tokio::sync::oneshot::Sender<()>,
-}
-
-impl Bus {
-    /// Starts the thread and returns once it is connected (or could not connect).
-    async fn start(
-        nats: NatsConfig,
-        metrics: ApiMetrics,
-        view: Arc<ArcSwapOption<View>>,
-    ) -> Result<(Self, Link), ApiRunError> {
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let thread = std::thread::Builder::new()
-            .name("topcoins-bus".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(ApiRunError::Io(e)));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    let (client, link) = match connect(&nats).await {
-                        Ok(connected) => connected,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.into()));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(link.clone()));
-                    sync::follow(
-                        client.clone(),
-                        nats.stream_replicas,
-                        link,
-                        metrics,
-                        view,
-                        async move {
-                            let _ = stop_rx.await;
-                        },
-                    )
-                    .await;
-                    topcoins_bus::close(&client).await;
-                });
-            })?;
-        match ready_rx.await {
-            Ok(Ok(link)) => Ok((Self { thread, stop }, link)),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ApiRunError::Io(std::io::Error::other(
-                "the bus thread ended before connecting",
-            ))),
-        }
-    }
-
-    /// Stops following, drains the connection, and waits for the thread.
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let thread = self.thread;
-        if !matches!(
-            tokio::task::spawn_blocking(move || thread.join()).await,
-            Ok(Ok(()))
-        ) {
-            tracing::warn!("the bus thread did not end cleanly");
-        }
-    }
 }

@@ -21,8 +21,10 @@ pub struct ApiMetrics {
     pub notices_received: IntCounterVec,
     /// Messages on topcoins subjects dropped as unusable, by reason.
     pub notices_rejected: IntCounterVec,
-    /// Snapshots fetched from the store, by kind: once per distinct hash.
+    /// Snapshots fetched from the store, by kind: once per distinct hash not pushed.
     pub snapshot_fetches: IntCounterVec,
+    /// Snapshots taken from the bytes pushed as the actor stored them, by kind.
+    pub snapshots_pushed: IntCounterVec,
     pub snapshot_fetch_errors: IntCounterVec,
     pub hash_mismatches: IntCounterVec,
     /// Lookups in the snapshot and merge caches.
@@ -124,6 +126,16 @@ impl ApiMetrics {
                     &["kind"],
                 )?,
             )?,
+            snapshots_pushed: reg(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "topcoins_api_snapshots_pushed_total",
+                        "Snapshots taken from the bytes pushed as they were stored (no fetch), by kind",
+                    ),
+                    &["kind"],
+                )?,
+            )?,
             snapshot_fetch_errors: reg(
                 registry,
                 IntCounterVec::new(
@@ -196,21 +208,33 @@ impl ApiMetrics {
                 )?,
             )?,
         };
-        // Known label values start at zero, so rates and "never happened" are visible at once.
-        for kind in ["prices", "ranking"] {
-            metrics.notices_received.with_label_values(&[kind]);
-            metrics.snapshot_fetches.with_label_values(&[kind]);
-            metrics.hash_mismatches.with_label_values(&[kind]);
-        }
-        for reason in ["too_large", "malformed", "unknown_subject"] {
+        for reason in ["too_large", "malformed", "unknown_subject", "unregistered"] {
             metrics.notices_rejected.with_label_values(&[reason]);
         }
-        for cache in ["prices_snapshot", "ranking_snapshot", "merge"] {
-            metrics.cache_hits.with_label_values(&[cache]);
-            metrics.cache_misses.with_label_values(&[cache]);
-        }
+        metrics.cache_hits.with_label_values(&["merge"]);
+        metrics.cache_misses.with_label_values(&["merge"]);
         Ok(metrics)
     }
+
+    /// Starts the series of each kind the node takes in at zero, so rates and "never
+    /// happened" are visible at once.
+    pub fn init_kinds(&self, kinds: &[topcoins_schemas::Kind]) {
+        for kind in kinds {
+            let kind = kind.as_str();
+            self.notices_received.with_label_values(&[kind]);
+            self.snapshot_fetches.with_label_values(&[kind]);
+            self.snapshots_pushed.with_label_values(&[kind]);
+            self.hash_mismatches.with_label_values(&[kind]);
+            let cache = snapshot_cache_label(kind);
+            self.cache_hits.with_label_values(&[&cache]);
+            self.cache_misses.with_label_values(&[&cache]);
+        }
+    }
+}
+
+/// The `cache` label of a kind's snapshot cache: `prices_snapshot`.
+pub fn snapshot_cache_label(kind: &str) -> String {
+    format!("{kind}_snapshot")
 }
 
 /// The `GET /` series, counted per thread and added into the shared series whenever the

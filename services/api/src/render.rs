@@ -1,7 +1,7 @@
 //! Response bytes for a merged list.
 //!
 //! A merge keeps its entries; the bytes of a response are written the first time a (limit,
-//! format) is asked for and then kept by the view (see [`crate::node::View::response`]), so a
+//! format) is asked for and then kept by the view (see [`crate::view::View::response`]), so a
 //! request is a cache lookup and a reference-counted clone. Rendering lazily keeps a new
 //! snapshot's path to being served short: a change costs a fetch, a decode and a merge, and
 //! the first request for a limit writes only that many entries.
@@ -15,8 +15,8 @@ use crate::merge::Merged;
 
 pub const CSV_HEADER: &str = "Rank,Symbol,Price USD\n";
 
-/// One merged list, ready to render.
-pub struct Prepared {
+/// The merged top list, rendered on demand (see the module docs).
+pub struct TopList {
     merged: Merged,
 }
 
@@ -31,7 +31,7 @@ fn csv_field(out: &mut BytesMut, field: &str) {
     }
 }
 
-impl Prepared {
+impl TopList {
     pub fn new(merged: Merged) -> Self {
         Self { merged }
     }
@@ -193,12 +193,13 @@ mod tests {
             as_of: OffsetDateTime::UNIX_EPOCH,
             count: 3,
             source: "s".into(),
+            follows: None,
         }
     }
 
     #[test]
     fn sliced_json_is_the_contract_shape() {
-        let p = Prepared::new(merged());
+        let p = TopList::new(merged());
         let meta = Meta::new(&notice(b"p"), &notice(b"r"));
         for n in 0..=3 {
             let body = p.json_body(n, &meta, n == 1);
@@ -213,7 +214,7 @@ mod tests {
 
     #[test]
     fn csv_rows_and_quoting() {
-        let p = Prepared::new(merged());
+        let p = TopList::new(merged());
         let body = String::from_utf8(p.csv_body(3)).unwrap();
         assert_eq!(
             body,

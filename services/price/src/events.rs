@@ -5,7 +5,6 @@
 
 use async_nats::Client;
 use time::OffsetDateTime;
-use topcoins_bus::subjects::price_subject;
 use topcoins_schemas::{PriceEvent, PriceSnapshot};
 use topcoins_upstream::UpstreamMetrics;
 
@@ -53,11 +52,7 @@ impl PriceEvents {
         let events = changes(previous, current, as_of);
         let mut sent = 0u64;
         for event in &events {
-            match self
-                .client
-                .publish(price_subject(&event.symbol), event.to_bytes().into())
-                .await
-            {
+            match topcoins_bus::publish_price(&self.client, event).await {
                 Ok(()) => sent += 1,
                 Err(e) => {
                     tracing::warn!(error = %e, "price events not published");

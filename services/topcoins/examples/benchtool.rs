@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use time::OffsetDateTime;
-use topcoins_bus::{NatsConfig, SnapshotStore, connect};
+use topcoins_bus::{NatsConfig, SnapshotStore, connect, subjects};
 use topcoins_schemas::{HashNotice, Kind, PriceSnapshot, Snapshot};
 
 /// The allocator the `topcoins` binary uses, so `fetch` times what a node does.
@@ -122,9 +122,11 @@ async fn propagation(nats_url: &str, rounds: usize, nodes: &[String]) -> Result<
     topcoins_upstream::init_tls();
     let (client, store) = open(nats_url).await?;
     let latest = store
-        .latest(Kind::Prices)
+        .latest(Kind::PRICES)
         .await?
         .context("no prices notice yet: run the actors first")?;
+    let mut follows = latest.sequence;
+    let latest = latest.notice;
     let mut snapshot = PriceSnapshot::decode(&store.fetch(latest.hash).await?)?;
     let mut pollers = nodes
         .iter()
@@ -132,13 +134,13 @@ async fn propagation(nats_url: &str, rounds: usize, nodes: &[String]) -> Result<
         .collect::<Result<Vec<_>>>()?;
 
     // Baseline: NATS publish → subscribe of a notice-sized message, same connection setup.
-    let mut sub = client.subscribe("bench.baseline").await?;
+    let mut sub = client.subscribe(subjects::BENCH_BASELINE).await?;
     client.flush().await?;
     let mut base = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let t0 = Instant::now();
         client
-            .publish("bench.baseline", latest.to_bytes().into())
+            .publish(subjects::BENCH_BASELINE, latest.to_bytes().into())
             .await?;
         client.flush().await?;
         sub.next().await.context("baseline message")?;
@@ -146,6 +148,7 @@ async fn propagation(nats_url: &str, rounds: usize, nodes: &[String]) -> Result<
     }
 
     let mut times = Vec::with_capacity(rounds);
+    let mut from_put = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let before = pollers
             .iter_mut()
@@ -154,16 +157,19 @@ async fn propagation(nats_url: &str, rounds: usize, nodes: &[String]) -> Result<
         snapshot.coins[0].price_usd *= 1.0 + 1e-6 * (round as f64 + 1.0);
         let snapshot = PriceSnapshot::new(snapshot.source.clone(), snapshot.coins.clone())?;
         let (bytes, hash) = snapshot.encode();
+        // As an actor does: store (which also pushes the bytes to the nodes), then announce.
+        let put_at = Instant::now();
         store.put(hash, &bytes).await?;
         let notice = HashNotice {
             hash,
             as_of: OffsetDateTime::now_utc(),
             count: snapshot.len() as u64,
             source: snapshot.source.clone(),
+            follows: Some(follows),
         };
         let t0 = Instant::now();
-        store
-            .announce(Kind::Prices, &notice, &topcoins_bus::TraceContext::new())
+        follows = store
+            .announce(Kind::PRICES, &notice, &topcoins_bus::TraceContext::new())
             .await?;
         // One thread asks the nodes in turn, each with `If-None-Match: <its old ETag>` over a
         // kept-alive connection (a 304 while unchanged), and notes the moment each one first
@@ -188,6 +194,7 @@ async fn propagation(nats_url: &str, rounds: usize, nodes: &[String]) -> Result<
             Ok(changed.into_iter().flatten().max().unwrap_or_default())
         })?;
         times.push(last.as_secs_f64() * 1e3);
+        from_put.push((last + (t0 - put_at)).as_secs_f64() * 1e3);
     }
     let base_p99 = summary("nats publish->subscribe (baseline)", base);
     let p99 = summary(
@@ -198,6 +205,10 @@ async fn propagation(nats_url: &str, rounds: usize, nodes: &[String]) -> Result<
             snapshot.canonical_bytes().len()
         ),
         times,
+    );
+    summary(
+        "the same from the start of the store put (bytes pushed + notice)",
+        from_put,
     );
     println!(
         "propagation p99 = {:.1} x baseline p99; target p99 <= 5 ms: {}",
@@ -211,13 +222,15 @@ async fn propagation(nats_url: &str, rounds: usize, nodes: &[String]) -> Result<
 async fn fetch_times(nats_url: &str, rounds: usize) -> Result<()> {
     let (_client, store) = open(nats_url).await?;
     let prices = store
-        .latest(Kind::Prices)
+        .latest(Kind::PRICES)
         .await?
-        .context("no prices notice")?;
+        .context("no prices notice")?
+        .notice;
     let ranking = store
-        .latest(Kind::Ranking)
+        .latest(Kind::RANKING)
         .await?
-        .context("no ranking notice")?;
+        .context("no ranking notice")?
+        .notice;
     let ranking = topcoins_api::merge::Ranked::new(std::sync::Arc::new(
         topcoins_schemas::RankingSnapshot::decode(&store.fetch(ranking.hash).await?)?,
     ));
@@ -230,7 +243,7 @@ async fn fetch_times(nats_url: &str, rounds: usize) -> Result<()> {
         let snapshot = PriceSnapshot::decode(&bytes)?;
         decode.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
-        let prepared = topcoins_api::render::Prepared::new(topcoins_api::merge::merge(
+        let prepared = topcoins_api::render::TopList::new(topcoins_api::merge::merge(
             &ranking,
             std::sync::Arc::new(snapshot),
         ));

@@ -10,7 +10,7 @@ use common::{Harness, POLL, WAIT, eventually};
 use futures::StreamExt;
 use topcoins_bus::subjects;
 use topcoins_schemas::api::{ErrorBody, TopResponse};
-use topcoins_schemas::{HashNotice, Kind, PriceEvent};
+use topcoins_schemas::{HashNotice, Kind};
 
 const COINS: usize = 600;
 
@@ -89,8 +89,8 @@ async fn two_nodes_agree_and_switch_together() -> Result<()> {
 async fn each_snapshot_fetched_once_and_unchanged_data_costs_nothing() -> Result<()> {
     let h = Harness::start(COINS).await?;
     let client = async_nats::connect(h.nats.url()).await?;
-    let mut notices = client.subscribe("topcoins.v1.*.hash").await?;
-    let mut everything = client.subscribe(subjects::ALL).await?;
+    let mut notices = topcoins_bus::subscribe_notices(&client, subjects::KINDS).await?;
+    let mut everything = topcoins_bus::watch_all(&client).await?;
     client.flush().await?;
 
     let a = h.start_api().await?;
@@ -108,14 +108,13 @@ async fn each_snapshot_fetched_once_and_unchanged_data_costs_nothing() -> Result
     let mut distinct = [HashSet::new(), HashSet::new()];
     let settle = async {
         loop {
-            let message = notices.next().await.expect("subscription open");
-            let notice = HashNotice::decode(&message.payload).expect("valid notice");
-            let kind = if message.subject.as_str() == subjects::PRICES_HASH {
-                0
-            } else {
-                1
-            };
-            distinct[kind].insert(notice.hash);
+            let received = notices
+                .next()
+                .await
+                .expect("subscription open")
+                .expect("valid notice");
+            let kind = usize::from(received.kind != Kind::PRICES);
+            distinct[kind].insert(received.notice.hash);
         }
     };
     let _ = tokio::time::timeout(POLL * 10, settle).await;
@@ -128,13 +127,10 @@ async fn each_snapshot_fetched_once_and_unchanged_data_costs_nothing() -> Result
     );
     for node in [&a, &b] {
         eventually(
-            "fetch counts to equal the distinct hashes announced",
+            "snapshots taken in (fetched or pushed) to equal the distinct hashes announced",
             || async {
-                let p = node.metric("topcoins_api_snapshot_fetches_total", &[("kind", "prices")]);
-                let r = node.metric(
-                    "topcoins_api_snapshot_fetches_total",
-                    &[("kind", "ranking")],
-                );
+                let p = taken_in(node, "prices");
+                let r = taken_in(node, "ranking");
                 Ok((p == prices_n && r == ranking_n).then_some(()))
             },
         )
@@ -157,14 +153,26 @@ async fn each_snapshot_fetched_once_and_unchanged_data_costs_nothing() -> Result
     );
     for node in [&a, &b] {
         assert_eq!(
-            node.metric("topcoins_api_snapshot_fetches_total", &[]),
+            taken_in(node, "prices") + taken_in(node, "ranking"),
             prices_n + ranking_n
+        );
+        // The live path takes the bytes pushed as they were stored: each fetch is a round
+        // trip that pushing saves.
+        assert!(
+            node.metric("topcoins_api_snapshots_pushed_total", &[]) >= prices_n + ranking_n - 2.0,
+            "most snapshots arrive pushed, not fetched"
         );
     }
     for c in [a.component, b.component, price, ranking, h.sim] {
         c.stop().await;
     }
     Ok(())
+}
+
+/// Snapshots of `kind` a node fetched or took from a push: once per distinct hash.
+fn taken_in(node: &common::ApiNode, kind: &str) -> f64 {
+    node.metric("topcoins_api_snapshot_fetches_total", &[("kind", kind)])
+        + node.metric("topcoins_api_snapshots_pushed_total", &[("kind", kind)])
 }
 
 fn h_unchanged(h: &Harness) -> f64 {
@@ -322,27 +330,25 @@ async fn forged_snapshot_is_rejected_and_counted() -> Result<()> {
 
     // Bytes stored under a hash that is not theirs, and a notice naming that hash.
     let client = async_nats::connect(h.nats.url()).await?;
-    let js = async_nats::jetstream::new(client.clone());
+    let store = topcoins_bus::SnapshotStore::open(client.clone()).await?;
     let claimed = topcoins_schemas::SnapshotHash::of(b"what the notice claims");
-    js.publish(
-        subjects::snapshot_subject(&claimed, 0),
-        r#"{"source":"evil","coins":[]}"#.into(),
-    )
-    .await?
-    .await?;
+    store
+        .put_forged(claimed, r#"{"source":"evil","coins":[]}"#.into())
+        .await?;
     let notice = HashNotice {
         hash: claimed,
         as_of: time::OffsetDateTime::now_utc(),
         count: 1,
         source: "evil".into(),
+        follows: None,
     };
+    // Published raw, as a hostile publisher would, on the prices notice subject.
+    let subject = subjects::hash_subject(Kind::PRICES);
     client
-        .publish(subjects::PRICES_HASH, notice.to_bytes().into())
+        .publish(subject.clone(), notice.to_bytes().into())
         .await?;
     // And junk on the same subject.
-    client
-        .publish(subjects::PRICES_HASH, "not json".into())
-        .await?;
+    client.publish(subject, "not json".into()).await?;
     client.flush().await?;
 
     eventually("the mismatch to be counted", || async {
@@ -384,7 +390,7 @@ async fn fresh_node_warms_from_store_and_restarted_actor_stays_quiet() -> Result
 
     // Restart both actors on unchanged data: nothing is announced again.
     let client = async_nats::connect(h.nats.url()).await?;
-    let mut everything = client.subscribe(subjects::ALL).await?;
+    let mut everything = topcoins_bus::watch_all(&client).await?;
     client.flush().await?;
     price.stop().await;
     ranking.stop().await;
@@ -413,19 +419,15 @@ async fn fresh_node_warms_from_store_and_restarted_actor_stays_quiet() -> Result
     );
 
     // Per-coin price events follow a change, on subjects that decode to their symbol.
-    let mut events = client.subscribe(subjects::PRICE_ALL).await?;
+    // (The bus checks each event's symbol against the one its subject names.)
+    let mut events = topcoins_bus::subscribe_prices(&client).await?;
     client.flush().await?;
     h.tick().await?;
     let mut seen = 0;
     while seen < 20 {
-        let message = tokio::time::timeout(WAIT, events.next())
+        let event = tokio::time::timeout(WAIT, events.next())
             .await?
-            .expect("events");
-        let event = PriceEvent::decode(&message.payload)?;
-        assert_eq!(
-            subjects::symbol_of_price_subject(message.subject.as_str())?,
-            event.symbol
-        );
+            .expect("events")?;
         assert!(event.price_usd > 0.0);
         seen += 1;
     }
@@ -433,7 +435,6 @@ async fn fresh_node_warms_from_store_and_restarted_actor_stays_quiet() -> Result
     for c in [first.component, second.component, price, ranking, h.sim] {
         c.stop().await;
     }
-    let _ = Kind::ALL;
     Ok(())
 }
 

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use common::{ApiNode, Harness, POLL, eventually};
-use futures::StreamExt;
 use serde_json::{Value, json};
-use topcoins_bus::subjects;
+use topcoins_schemas::Kind;
 use topcoins_schemas::api::TopResponse;
 
 const COINS: usize = 300;
@@ -60,12 +59,12 @@ async fn run_cases(
     node: &ApiNode,
     endpoint: &str,
     provider: &str,
-    subject: &str,
+    notice_kind: Kind,
     kind: &str,
     cases: Vec<Case>,
 ) -> Result<()> {
     let client = async_nats::connect(h.nats.url()).await?;
-    let mut notices = client.subscribe(subject.to_owned()).await?;
+    let mut notices = topcoins_bus::subscribe_notices(&client, &[notice_kind]).await?;
     client.flush().await?;
     for case in cases {
         let label = case.fault.to_string();
@@ -126,11 +125,11 @@ async fn extra_fields_break_nothing(
     h: &Harness,
     node: &ApiNode,
     endpoint: &str,
-    subject: &str,
+    notice_kind: Kind,
     kind: &str,
 ) -> Result<()> {
     let client = async_nats::connect(h.nats.url()).await?;
-    let mut notices = client.subscribe(subject.to_owned()).await?;
+    let mut notices = topcoins_bus::subscribe_notices(&client, &[notice_kind]).await?;
     client.flush().await?;
     h.fault(json!({"endpoint": endpoint, "fault": "extra_fields"}))
         .await?;
@@ -143,9 +142,7 @@ async fn extra_fields_break_nothing(
     let message = tokio::time::timeout(common::WAIT, notices.next())
         .await?
         .expect("notice");
-    let with_extras = topcoins_schemas::HashNotice::decode(&message.payload)?
-        .hash
-        .to_hex();
+    let with_extras = message?.notice.hash.to_hex();
     eventually(
         "node to serve the data announced with extra fields",
         || async { Ok((hash_of(h, node, kind).await? == with_extras).then_some(())) },
@@ -167,7 +164,7 @@ async fn extra_fields_break_nothing(
 /// provider's own error body maps to. Returns the harness for endpoint-specific checks.
 async fn endpoint_faults(
     endpoint: &str,
-    subject: &str,
+    notice_kind: Kind,
     kind: &str,
     error_in_200: &'static str,
     price: impl FnOnce(&mut topcoins_price::PriceConfig),
@@ -185,8 +182,8 @@ async fn endpoint_faults(
         case(json!({"fault": "empty_data"}), "empty"),
         case(json!({"fault": "negative_price"}), "bad_number"),
     ]);
-    run_cases(&h, &node, endpoint, endpoint, subject, kind, cases).await?;
-    extra_fields_break_nothing(&h, &node, endpoint, subject, kind).await?;
+    run_cases(&h, &node, endpoint, endpoint, notice_kind, kind, cases).await?;
+    extra_fields_break_nothing(&h, &node, endpoint, notice_kind, kind).await?;
     Ok((h, node, vec![price, ranking]))
 }
 
@@ -202,14 +199,8 @@ async fn coinmarketcap_faults() -> Result<()> {
     // No reachable fallback: this test is about CoinMarketCap alone (failover has its own).
     let no_fallback =
         |c: &mut topcoins_price::PriceConfig| c.coingecko_url = "http://127.0.0.1:1".into();
-    let (h, node, parts) = endpoint_faults(
-        "coinmarketcap",
-        subjects::PRICES_HASH,
-        "prices",
-        "auth",
-        no_fallback,
-    )
-    .await?;
+    let (h, node, parts) =
+        endpoint_faults("coinmarketcap", Kind::PRICES, "prices", "auth", no_fallback).await?;
     let shape = h.actor_metric(
         "topcoins_upstream_shape_errors_total",
         &[("provider", "coinmarketcap"), ("path", "data[].symbol")],
@@ -229,7 +220,7 @@ async fn coinmarketcap_faults() -> Result<()> {
 async fn cryptocompare_faults() -> Result<()> {
     let (h, node, parts) = endpoint_faults(
         "cryptocompare",
-        subjects::RANKING_HASH,
+        Kind::RANKING,
         "ranking",
         "rate_limited",
         |_| {},
@@ -254,14 +245,8 @@ async fn coingecko_faults() -> Result<()> {
         c.cmc_url = topcoins_price::cmc::DEFAULT_URL.into();
         c.cmc_api_key = None;
     };
-    let (h, node, parts) = endpoint_faults(
-        "coingecko",
-        subjects::PRICES_HASH,
-        "prices",
-        "rate_limited",
-        keyless,
-    )
-    .await?;
+    let (h, node, parts) =
+        endpoint_faults("coingecko", Kind::PRICES, "prices", "rate_limited", keyless).await?;
     let top: TopResponse =
         serde_json::from_str(&h.get(&node.url("/?limit=5")).await?.text().await?)?;
     assert_eq!(top.data[0].price_source.as_deref(), Some("coingecko"));

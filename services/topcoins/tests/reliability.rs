@@ -127,9 +127,9 @@ async fn nats_outage_under_load_costs_no_request() -> Result<()> {
                     Ok(store) => format!(
                         "{:?}",
                         store
-                            .latest(topcoins_schemas::Kind::Prices)
+                            .latest(topcoins_schemas::Kind::PRICES)
                             .await
-                            .map(|n| n.map(|n| n.hash))
+                            .map(|n| n.map(|n| n.notice.hash))
                     ),
                     Err(e) => format!("store: {e}"),
                 },
@@ -179,12 +179,15 @@ async fn oversized_and_malformed_bus_messages_are_dropped_and_counted() -> Resul
     let (etag, _) = h.ready(&node, "/").await?;
     let client = async_nats::connect(h.nats.url()).await?;
     let huge = vec![b'{'; 64 * 1024];
-    for subject in [
-        topcoins_bus::subjects::PRICES_HASH,
-        topcoins_bus::subjects::RANKING_HASH,
-    ] {
-        client.publish(subject, huge.clone().into()).await?;
-        client.publish(subject, "\u{0}\u{1}binary".into()).await?;
+    // Raw bytes on the notice subjects, as a broken or hostile publisher would send them.
+    for subject in topcoins_bus::subjects::KINDS
+        .iter()
+        .map(|k| topcoins_bus::subjects::hash_subject(*k))
+    {
+        client.publish(subject.clone(), huge.clone().into()).await?;
+        client
+            .publish(subject.clone(), "\u{0}\u{1}binary".into())
+            .await?;
         client
             .publish(
                 subject,
@@ -348,14 +351,14 @@ async fn nats_authentication_user_password_and_token() -> Result<()> {
 /// intervals when it goes, and no hash is announced twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_of_each_actor_one_polls_and_the_other_takes_over() -> Result<()> {
-    use futures::StreamExt;
     use prometheus::Registry;
     use topcoins_upstream::{ServiceContext, UpstreamMetrics};
 
     const INTERVAL: Duration = Duration::from_millis(500);
     let h = Harness::start(COINS).await?;
     let client = async_nats::connect(h.nats.url()).await?;
-    let mut notices = client.subscribe("topcoins.v1.*.hash").await?;
+    let mut notices =
+        topcoins_bus::subscribe_notices(&client, topcoins_bus::subjects::KINDS).await?;
     client.flush().await?;
 
     let instance = |name: &str| -> Result<(Registry, ServiceContext)> {
@@ -467,9 +470,9 @@ async fn two_of_each_actor_one_polls_and_the_other_takes_over() -> Result<()> {
     while let Ok(Some(message)) =
         tokio::time::timeout(Duration::from_millis(100), notices.next()).await
     {
-        let notice = topcoins_schemas::HashNotice::decode(&message.payload)?;
+        let received = message?;
         *seen
-            .entry((message.subject.to_string(), notice.hash.to_hex()))
+            .entry((received.kind.to_string(), received.notice.hash.to_hex()))
             .or_default() += 1;
     }
     let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
@@ -494,14 +497,11 @@ async fn two_of_each_actor_one_polls_and_the_other_takes_over() -> Result<()> {
 /// started again, stands by and announces nothing already announced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_lease_holder_is_replaced_within_two_intervals() -> Result<()> {
-    use futures::StreamExt;
-
     const INTERVAL_MS: u64 = 1000;
     let h = Harness::start(COINS).await?;
     let client = async_nats::connect(h.nats.url()).await?;
-    let mut notices = client
-        .subscribe(topcoins_bus::subjects::PRICES_HASH)
-        .await?;
+    let mut notices =
+        topcoins_bus::subscribe_notices(&client, &[topcoins_schemas::Kind::PRICES]).await?;
     client.flush().await?;
     let binary = env!("CARGO_BIN_EXE_topcoins");
     let spawn = |metrics_port: u16| {
