@@ -1,4 +1,4 @@
-//! The recorded CryptoCompare bodies in `../shared/fixtures/upstream/` parse correctly — every
+//! The recorded CryptoCompare bodies in `testdata/upstream/` parse correctly — every
 //! coin, every number used — and their errors (inside HTTP 200) become typed errors.
 
 use anyhow::Result;
