@@ -7,7 +7,8 @@
 //! Canonical bytes are [`CANONICAL_MAGIC`] followed by the [postcard] encoding of the
 //! normalised value: fields in declaration order, strings and lists length-prefixed (varint),
 //! floats as their 8 little-endian IEEE-754 bytes, coins in a fixed order (prices by provider
-//! id, ranking by rank), every number finite with `-0` folded into `0`. Normalisation happens
+//! id; a ranking in its source's own order, which *is* the ranking), every number finite with
+//! `-0` folded into `0`. Normalisation happens
 //! once, in the constructors, so a value of these types is always canonical.
 //!
 //! Why not JSON, which earlier versions used: every API node decodes every new snapshot, and
@@ -135,19 +136,24 @@ pub struct PriceSnapshot {
     pub coins: Vec<PricedCoin>,
 }
 
-/// One coin in the volume ranking.
+/// One coin of the ranking source's toplist.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RankedCoin {
     pub id: CompactString,
     pub symbol: CompactString,
     pub name: CompactString,
-    /// Total 24h trading volume in USD; `None` when the provider has no figure.
+    /// Total 24h trading volume in USD; `None` when the provider has no figure. Carried for
+    /// clients, never a sort key: the provider's order is the rank.
     pub volume_24h_usd: Option<f64>,
     /// The ranking source's own USD price, used when the price source lacks the coin.
     pub price_usd: Option<f64>,
 }
 
-/// Coins ranked by 24h volume, highest first; position + 1 is the rank.
+/// Coins in the ranking source's own order; position + 1 is the rank.
+///
+/// The order is the one the client read them in (page × page size + index), not a sort by
+/// [`RankedCoin::volume_24h_usd`]: CryptoCompare sorts its toplist before rendering the
+/// volumes, so the two disagree now and then on real bodies, and the provider's order wins.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RankingSnapshot {
     pub source: String,
@@ -317,8 +323,9 @@ impl PricedCoin {
 }
 
 impl RankingSnapshot {
-    /// Validates and ranks: highest 24h volume first, coins without a volume last, ties in the
-    /// provider's own order.
+    /// Validates, keeping the coins in the order given: that order is the ranking. An id
+    /// listed twice is an error here; a client that reads pages one after another drops later
+    /// repeats itself (the list can shift between two reads), keeping the first place.
     pub fn new(
         source: impl Into<String>,
         mut coins: Vec<RankedCoin>,
@@ -334,12 +341,6 @@ impl RankingSnapshot {
             coin.price_usd = check_optional(&coin.symbol, "price_usd", coin.price_usd)?;
         }
         check_unique_ids(coins.iter().map(|c| c.id.as_str()))?;
-        // Stable sort: equal volumes keep the provider's order, so the result is a function
-        // of the input sequence alone.
-        coins.sort_by(|a, b| {
-            let v = |c: &RankedCoin| c.volume_24h_usd.unwrap_or(-1.0);
-            v(b).total_cmp(&v(a))
-        });
         Ok(Self {
             source: source.into(),
             coins,
@@ -502,19 +503,30 @@ mod tests {
     }
 
     #[test]
-    fn ranking_orders_by_volume_missing_last() {
-        let r = RankingSnapshot::new(
-            "t",
-            vec![
-                ranked("a", "A", Some(1.0)),
-                ranked("b", "B", None),
-                ranked("c", "C", Some(3.0)),
-                ranked("d", "D", Some(1.0)),
-            ],
-        )
-        .unwrap();
+    fn ranking_keeps_the_providers_order_whatever_the_volumes() {
+        let coins = vec![
+            ranked("a", "A", Some(1.0)),
+            ranked("b", "B", None),
+            ranked("c", "C", Some(3.0)),
+            ranked("d", "D", Some(1.0)),
+        ];
+        let r = RankingSnapshot::new("t", coins.clone()).unwrap();
         let order: Vec<_> = r.coins.iter().map(|c| c.id.as_str()).collect();
-        assert_eq!(order, ["c", "a", "d", "b"]);
+        assert_eq!(order, ["a", "b", "c", "d"]);
+        // The order is part of the data: another order is another snapshot, and it survives
+        // the canonical encoding.
+        let mut reversed = coins;
+        reversed.reverse();
+        let other = RankingSnapshot::new("t", reversed).unwrap();
+        assert_ne!(r.canonical_bytes(), other.canonical_bytes());
+        assert_eq!(
+            RankingSnapshot::decode(&other.canonical_bytes()).unwrap(),
+            other
+        );
+        assert_eq!(
+            RankingSnapshot::new("t", vec![ranked("a", "A", None), ranked("a", "B", None)]),
+            Err(SnapshotError::DuplicateId("a".into()))
+        );
     }
 
     fn arb_coin() -> impl Strategy<Value = PricedCoin> {

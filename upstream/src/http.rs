@@ -1,7 +1,8 @@
 //! A provider's HTTP client: timeouts, retries for what is transient, `Retry-After`, metrics.
 //!
-//! Transient means: no connection, a timeout, a 5xx, or a 429. Those are retried with full
-//! jitter exponential backoff (`base · 2^attempt`, capped), or after `Retry-After` when the
+//! Transient means: no connection, a timeout, a 5xx, or a 429. Those are retried with
+//! exponential backoff and equal jitter (a ceiling of `base · 2^attempt`, capped; the wait is
+//! half the ceiling plus a random part up to the other half), or after `Retry-After` when the
 //! provider says how long to wait and that is within the cap. Everything else comes back to
 //! the provider module at once with its status and body, because only it knows what the body
 //! means (CoinMarketCap's `status.error_code`, CryptoCompare's errors inside HTTP 200).
@@ -30,7 +31,8 @@ pub struct HttpConfig {
     /// Retries of a provider call after a transient failure (connection, timeout, 5xx, 429).
     #[arg(long = "upstream-retries", env = "TOPCOINS_UPSTREAM_RETRIES", default_value_t = DEFAULT_RETRIES)]
     pub retries: u32,
-    /// First backoff between retries; doubles each time, with full jitter.
+    /// First backoff between retries; doubles each time, with equal jitter (half of it plus a
+    /// random part up to the other half).
     #[arg(long = "upstream-backoff", env = "TOPCOINS_UPSTREAM_BACKOFF", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub backoff: Duration,
     /// Longest wait between retries; a `Retry-After` longer than this ends the retries.

@@ -1,27 +1,33 @@
-//! Helpers for tests of provider clients: the recorded responses in
-//! `../shared/fixtures/upstream/`, and a one-response HTTP server to replay them through a real
-//! client. Test support only; nothing in a service uses it.
+//! Helpers for tests of provider clients: the recorded responses in the repository's
+//! `testdata/upstream/`, and a one-response HTTP server to replay them through a real client.
+//! Test support only; nothing in a service uses it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// The recorded-responses folder: `$TOPCOINS_FIXTURES`, else `shared/fixtures/upstream` found
-/// beside an ancestor of this crate. Panics with directions when absent, so a missing folder
-/// is never mistaken for a passing test.
+/// The recorded-responses folder: `$TOPCOINS_FIXTURES` when set, else the repository's own
+/// `testdata/upstream` (found from this crate's manifest directory, so a plain clone has it).
 pub fn fixtures_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("TOPCOINS_FIXTURES") {
-        return PathBuf::from(dir);
+    match std::env::var_os("TOPCOINS_FIXTURES") {
+        Some(dir) => PathBuf::from(dir),
+        None => repository_fixtures(),
     }
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+}
+
+/// `testdata/upstream` in the repository this crate was built from. Panics with directions
+/// when absent, so a missing folder is never mistaken for a passing test.
+fn repository_fixtures() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     here.ancestors()
-        .map(|a| a.join("shared/fixtures/upstream"))
+        .map(|a| a.join("testdata/upstream"))
         .find(|p| p.is_dir())
         .unwrap_or_else(|| {
             panic!(
-                "recorded upstream responses not found: expected ../shared/fixtures/upstream beside the \
-                 checkout, or set TOPCOINS_FIXTURES to the folder"
+                "recorded upstream responses not found: expected testdata/upstream in the \
+                 repository above {}, or set TOPCOINS_FIXTURES to the folder",
+                here.display()
             )
         })
 }
@@ -66,4 +72,32 @@ pub async fn serve(
         }
     });
     (url, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without `TOPCOINS_FIXTURES` the recorded bodies come from the repository itself.
+    #[test]
+    fn default_fixtures_are_the_repositorys_testdata() {
+        let dir = repository_fixtures();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        assert_eq!(dir, repo.join("testdata/upstream"));
+        for known in [
+            "SOURCES.md",
+            "coinmarketcap/listings_latest_100_2020-10-24.json",
+            "cryptocompare/v2_histoday_BTC_USD_limit7_2021-11-21.json",
+        ] {
+            assert!(
+                dir.join(known).is_file(),
+                "{known} missing from {}",
+                dir.display()
+            );
+        }
+        if std::env::var_os("TOPCOINS_FIXTURES").is_none() {
+            assert_eq!(fixtures_dir(), dir);
+            assert!(fixture("coinmarketcap/listings_latest_100_2020-10-24.json").starts_with(b"{"));
+        }
+    }
 }

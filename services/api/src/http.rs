@@ -1,5 +1,8 @@
 //! The HTTP surface: `GET /` (top list, JSON or CSV, ETag/304), `/healthz`, `/readyz`,
-//! `/metrics`, and JSON errors for everything else.
+//! `/metrics`, and JSON errors for everything else; [`idle`]: the header and keep-alive
+//! timeouts of a connection.
+
+mod idle;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -233,21 +236,21 @@ fn declared_length(headers: &HeaderMap) -> Option<usize> {
 
 /// Serves `service` on `listener` until `shutdown`, then lets in-flight requests finish.
 ///
-/// Connections are served by hyper directly rather than through `axum::serve`, for one
-/// setting `axum::serve` does not expose: a client gets `header_timeout` to send a request's
-/// headers, or the connection is closed — the time limit that protects a server whose
-/// handlers never wait (every answer is in memory) from slow clients.
+/// Connections are served by hyper directly rather than through `axum::serve`, for the time
+/// limits that protect a server whose handlers never wait (every answer is in memory) from
+/// slow clients, which `axum::serve` does not expose: a request that has started gets
+/// `header_timeout` from its first byte to send its headers, and a connection waiting for its
+/// next request (or its first) is closed after `keepalive_timeout` (see [`idle`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: HttpService,
     header_timeout: Duration,
+    keepalive_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+    use hyper_util::rt::TokioIo;
+    let mut base = hyper::server::conn::http1::Builder::new();
+    base.header_read_timeout(header_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -268,6 +271,10 @@ pub async fn serve(
                     let service = service.clone();
                     async move { Ok::<_, std::convert::Infallible>(service.call(request).await) }
                 });
+                // Each connection its own timer, which its IO tells when a request starts.
+                let (stream, timer) = idle::watch(stream, header_timeout, keepalive_timeout);
+                let mut builder = base.clone();
+                builder.timer(timer);
                 let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
                     let _ = connection.await;

@@ -39,6 +39,7 @@ pub const DEFAULT_LIMIT: usize = 200;
 pub const MAX_LIMIT: usize = 5000;
 pub const DEFAULT_STALE_AFTER: &str = "10m";
 pub const DEFAULT_REQUEST_TIMEOUT: &str = "10s";
+pub const DEFAULT_KEEPALIVE_TIMEOUT: &str = "75s";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApiConfig {
@@ -51,9 +52,14 @@ pub struct ApiConfig {
     /// Data older than this is served with `"stale": true` (so is any data while NATS is away).
     #[arg(long = "stale-after", env = "TOPCOINS_STALE_AFTER", default_value = DEFAULT_STALE_AFTER, value_parser = humantime::parse_duration)]
     pub stale_after: Duration,
-    /// Longest a client may take to send a request's headers; then the connection is closed.
+    /// Longest a client may take to send a request's headers, counted from its first byte;
+    /// then the connection is closed.
     #[arg(long = "request-timeout", env = "TOPCOINS_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT, value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+    /// Longest a connection may wait for its next request (or its first); then it is closed.
+    /// Longer than the idle timeout of a load balancer in front, so the balancer closes first.
+    #[arg(long = "keepalive-timeout", env = "TOPCOINS_KEEPALIVE_TIMEOUT", default_value = DEFAULT_KEEPALIVE_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -63,6 +69,8 @@ impl Default for ApiConfig {
             max_limit: MAX_LIMIT,
             stale_after: humantime::parse_duration(DEFAULT_STALE_AFTER).expect("valid default"),
             request_timeout: humantime::parse_duration(DEFAULT_REQUEST_TIMEOUT)
+                .expect("valid default"),
+            keepalive_timeout: humantime::parse_duration(DEFAULT_KEEPALIVE_TIMEOUT)
                 .expect("valid default"),
         }
     }
@@ -126,6 +134,7 @@ pub async fn run(
         listener,
         http::service(app),
         config.request_timeout,
+        config.keepalive_timeout,
         shutdown,
     )
     .await;

@@ -1,8 +1,8 @@
 //! Ranking × prices → the top list.
 //!
 //! **Rules.**
-//! - Order and ranks come from the ranking snapshot (24h total volume); ranks are 1-based and
-//!   contiguous.
+//! - Order and ranks come from the ranking snapshot, in its source's own order (CryptoCompare's
+//!   toplist by 24h total volume, as the provider sorted it); ranks are 1-based and contiguous.
 //! - A coin is priced by the price snapshot's coin with the same symbol, compared without
 //!   regard to case. When several price-source coins share the symbol, the one with the
 //!   largest market cap wins ([`PriceSnapshot::by_symbol`]).

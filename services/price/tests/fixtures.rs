@@ -1,4 +1,4 @@
-//! The recorded CoinMarketCap bodies in `../shared/fixtures/upstream/` parse correctly — every
+//! The recorded CoinMarketCap bodies in `testdata/upstream/` parse correctly — every
 //! coin, every number used — and error bodies become typed errors, through the real client.
 
 use anyhow::Result;

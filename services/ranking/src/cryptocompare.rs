@@ -4,7 +4,10 @@
 //! as `authorization: Apikey …` (a header, so it never sits in a URL that could be logged).
 //! Errors come with **HTTP 200** and `"Response":"Error"` plus a `Type`: 0 no such path,
 //! 1 key required, 2 bad parameter, 99 rate limit. Success bodies have no `Response` key.
-//! Some toplist entries have no `RAW` block (no USD market); they rank last. `RAW.USD.PRICE`
+//! The order of the list is the ranking: a coin's rank is its position in the pages read one
+//! after another, never a sort by the `TOTALVOLUME24HTO` shown beside it (the provider sorts
+//! before rendering, and on real bodies the two disagree now and then). Some toplist entries
+//! have no `RAW` block (no USD market); they keep their place, without a volume. `RAW.USD.PRICE`
 //! is already in USD whatever its `CONVERSIONTYPE` (direct, invert, multiply via USDT):
 //! CryptoCompare does the conversion; `DISPLAY` strings are never read.
 
@@ -226,8 +229,10 @@ impl CryptoCompareClient {
         Ok(coins)
     }
 
-    /// The top `universe` coins by 24h total volume. Pages are read one after another, and
-    /// the list can shift between two reads; a coin seen twice keeps its first place.
+    /// The top `universe` coins, ranked in the order the pages list them (page × page size +
+    /// index). Pages are read one after another, and the list can shift between two reads: a
+    /// coin seen again on a later page keeps its first place, and the repeat is dropped,
+    /// counted and logged — it never costs the snapshot.
     pub async fn snapshot(&self, universe: usize) -> Result<RankingSnapshot, UpstreamError> {
         let mut coins = Vec::with_capacity(universe);
         let mut seen = HashSet::new();
@@ -247,6 +252,11 @@ impl CryptoCompareClient {
             }
         }
         if duplicates > 0 {
+            tracing::info!(
+                provider = PROVIDER,
+                duplicates,
+                "coins repeated on a later toplist page dropped"
+            );
             self.http
                 .metrics()
                 .rejected

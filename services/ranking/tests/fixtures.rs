@@ -1,4 +1,4 @@
-//! The recorded CryptoCompare bodies in `../shared/fixtures/upstream/` parse correctly — every
+//! The recorded CryptoCompare bodies in `testdata/upstream/` parse correctly — every
 //! coin, every number used — and their errors (inside HTTP 200) become typed errors.
 
 use anyhow::Result;
@@ -62,28 +62,130 @@ fn inverted_conversion_is_already_in_usd() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn toplist_through_the_client_is_ranked_by_volume() -> Result<()> {
-    let (url, server) = serve(200, "application/json", fixture(TOP10)).await;
+fn client(url: &str) -> Result<(CryptoCompareClient, UpstreamMetrics)> {
     let metrics = UpstreamMetrics::register(&Registry::new())?;
     let http = Upstream::new(
         cryptocompare::PROVIDER,
         HttpConfig::default(),
         metrics.clone(),
     );
-    let client = CryptoCompareClient::new(http, &url, Some("secret".into()));
+    Ok((
+        CryptoCompareClient::new(http, url, Some("secret".into())),
+        metrics,
+    ))
+}
+
+/// The recorded toplist is not sorted by the volumes it shows: BSV (7th) shows less
+/// `TOTALVOLUME24HTO` than XRP (8th) — CryptoCompare sorts before rendering. The rank is the
+/// provider's order all the same.
+#[tokio::test]
+async fn toplist_through_the_client_keeps_the_providers_order() -> Result<()> {
+    let body = fixture(TOP10);
+    let raw: Value = serde_json::from_slice(&body)?;
+    let listed: Vec<&str> = raw["Data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["CoinInfo"]["Name"].as_str().unwrap())
+        .collect();
+    let (url, server) = serve(200, "application/json", body).await;
+    let (client, metrics) = client(&url)?;
     let snapshot = client.snapshot(100).await?;
     assert_eq!(snapshot.coins.len(), 10, "a short page ends the paging");
-    let volumes: Vec<f64> = snapshot
-        .coins
-        .iter()
-        .map(|c| c.volume_24h_usd.unwrap())
-        .collect();
-    assert!(volumes.windows(2).all(|w| w[0] >= w[1]), "{volumes:?}");
-    assert_eq!(snapshot.coins[0].symbol, "BTC");
+    let order: Vec<&str> = snapshot.coins.iter().map(|c| c.symbol.as_str()).collect();
+    assert_eq!(order, listed);
+    let (bsv, xrp) = (&snapshot.coins[6], &snapshot.coins[7]);
+    assert_eq!((bsv.symbol.as_str(), xrp.symbol.as_str()), ("BSV", "XRP"));
+    assert!(
+        bsv.volume_24h_usd < xrp.volume_24h_usd,
+        "the recorded body no longer disagrees with its volumes: {:?} {:?}",
+        bsv.volume_24h_usd,
+        xrp.volume_24h_usd
+    );
     assert_eq!(
         metrics.credits.with_label_values(&["cryptocompare"]).get(),
         1
+    );
+    server.abort();
+    Ok(())
+}
+
+/// A toplist entry in the recorded shape, for pages the recordings do not have.
+fn entry(id: u32) -> Value {
+    serde_json::json!({
+        "CoinInfo": {"Id": id.to_string(), "Name": format!("C{id}"), "FullName": format!("Coin {id}")},
+        "RAW": {"USD": {"PRICE": 1.0, "TOTALVOLUME24HTO": f64::from(id)}},
+    })
+}
+
+/// Serves toplist page `n` (the `page` query parameter) from `pages[n]`, an empty list beyond.
+async fn serve_pages(pages: Vec<Vec<u32>>) -> Result<(String, tokio::task::JoinHandle<()>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let task = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&request);
+            let page: usize = line
+                .split(['?', '&', ' '])
+                .find_map(|p| p.strip_prefix("page="))
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            let data: Vec<Value> = pages
+                .get(page)
+                .into_iter()
+                .flatten()
+                .map(|&id| entry(id))
+                .collect();
+            let body =
+                serde_json::json!({"Message": "Success", "Type": 100, "Data": data}).to_string();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(body.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    Ok((url, task))
+}
+
+/// The market moved between two page reads: coins 95–100 of page 0 show up again on page 1.
+/// Each keeps its first place, the repeats are counted, and the snapshot is made; ranks follow
+/// the pages' order (page × 100 + index), not the volumes (here rising with the id).
+#[tokio::test]
+async fn coins_repeated_on_a_later_page_keep_their_first_place() -> Result<()> {
+    let first: Vec<u32> = (1..=100).collect();
+    let second: Vec<u32> = (95..=120).collect();
+    let (url, server) = serve_pages(vec![first, second]).await?;
+    let (client, metrics) = client(&url)?;
+    let snapshot = client.snapshot(300).await?;
+    let ids: Vec<u32> = snapshot
+        .coins
+        .iter()
+        .map(|c| c.id.parse().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=120).collect::<Vec<_>>());
+    assert_eq!(
+        metrics
+            .rejected
+            .with_label_values(&["cryptocompare", "duplicate_entry"])
+            .get(),
+        6
+    );
+    assert_eq!(
+        metrics.credits.with_label_values(&["cryptocompare"]).get(),
+        2,
+        "the short second page ends the paging"
     );
     server.abort();
     Ok(())

@@ -1,5 +1,5 @@
 //! The simulated market rendered in each provider's own response format, with each provider's
-//! parameter rules and error bodies (see `../shared/fixtures/upstream/` for the real ones).
+//! parameter rules and error bodies (see `testdata/upstream/` for the real ones).
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;

@@ -700,34 +700,136 @@ async fn nats_over_tls() -> Result<()> {
     Ok(())
 }
 
-/// A client that starts a request and stalls is disconnected after the header timeout.
+/// Short limits for the connection tests: a slow head is cut off after `HEADER`, an idle
+/// connection only after `KEEPALIVE`.
+const HEADER: Duration = Duration::from_millis(300);
+const KEEPALIVE: Duration = Duration::from_secs(3);
+
+fn short_timeouts() -> topcoins_api::ApiConfig {
+    topcoins_api::ApiConfig {
+        request_timeout: HEADER,
+        keepalive_timeout: KEEPALIVE,
+        ..Default::default()
+    }
+}
+
+/// Reads one response from `stream` (its head and its `content-length` bytes of body) and
+/// returns its status line, within a bounded time.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> Result<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .context("no content-length")?
+                    .trim()
+                    .parse()?;
+                if got.len() >= end + 4 + length {
+                    return Ok::<_, anyhow::Error>(head.lines().next().unwrap_or("").to_owned());
+                }
+            }
+            let n = stream.read(&mut buf).await?;
+            ensure!(
+                n > 0,
+                "connection closed without response after {} bytes",
+                got.len()
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read).await?
+}
+
+/// How long until the server closes `stream` (a read returns end of file or an error),
+/// waiting at most `limit`; `None` if it is still open then.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(limit, stream.read(&mut buf)).await;
+    match read {
+        Ok(Ok(0) | Err(_)) => Some(started.elapsed()),
+        // Bytes (hyper's `408`, say) and then the close.
+        Ok(Ok(_)) => tokio::time::timeout(limit, stream.read(&mut buf))
+            .await
+            .ok()
+            .map(|_| started.elapsed()),
+        Err(_) => None,
+    }
+}
+
+/// A client that starts a request and stalls is disconnected after the header timeout — on
+/// a fresh connection and on one that served a request and was idle before — although the
+/// keep-alive timeout is ten times longer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_client_is_cut_off_after_the_header_timeout() -> Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let h = Harness::start(COINS).await?;
-    let config = topcoins_api::ApiConfig {
-        request_timeout: Duration::from_millis(300),
-        ..Default::default()
-    };
-    let node = h.start_api_with(config).await?;
-    let mut stream = tokio::net::TcpStream::connect(node.addr).await?;
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    let node = h.start_api_with(short_timeouts()).await?;
+    let partial = b"GET /healthz HTTP/1.1\r\nHost: x\r\n";
+
+    let mut fresh = tokio::net::TcpStream::connect(node.addr).await?;
+    fresh.write_all(partial).await?;
+    let cut = closed_within(&mut fresh, Duration::from_secs(5)).await;
+    let cut = cut.context("stalled request on a fresh connection still open after 5 s")?;
+    assert!(cut < Duration::from_secs(2), "cut off after {cut:?}");
+
+    let mut reused = tokio::net::TcpStream::connect(node.addr).await?;
+    reused
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await?;
-    let started = std::time::Instant::now();
-    let mut buf = [0u8; 256];
-    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await?;
+    assert!(read_response(&mut reused).await?.contains(" 200"));
+    tokio::time::sleep(2 * HEADER).await;
+    reused.write_all(partial).await?;
+    let cut = closed_within(&mut reused, Duration::from_secs(5)).await;
+    let cut = cut.context("stalled request on a reused connection still open after 5 s")?;
     assert!(
-        matches!(read, Ok(0) | Err(_)) || String::from_utf8_lossy(&buf).contains("408"),
-        "connection still open: {read:?}"
+        cut >= HEADER - Duration::from_millis(50) && cut < Duration::from_secs(2),
+        "cut off {cut:?} after its first byte"
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "cut off after {:?}",
-        started.elapsed()
-    );
+
     // A normal request on a new connection is unaffected.
     assert_eq!(h.get(&node.url("/healthz")).await?.status(), 200);
+    for c in [node.component, h.sim] {
+        c.stop().await;
+    }
+    Ok(())
+}
+
+/// A keep-alive connection idle for longer than the header timeout still serves its next
+/// request; one idle past the keep-alive timeout is closed, and not much later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_outlives_the_header_timeout_until_the_keepalive_timeout() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::start(COINS).await?;
+    let node = h.start_api_with(short_timeouts()).await?;
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut stream = tokio::net::TcpStream::connect(node.addr).await?;
+    stream.write_all(request).await?;
+    assert!(read_response(&mut stream).await?.contains(" 200"));
+
+    // Idle for over three header timeouts: the connection must still be open...
+    assert_eq!(
+        closed_within(&mut stream, 3 * HEADER).await,
+        None,
+        "idle connection closed at the header timeout"
+    );
+    // ...and serve the next request on it.
+    stream.write_all(request).await?;
+    assert!(read_response(&mut stream).await?.contains(" 200"));
+
+    // Then left idle, it is closed once the keep-alive timeout has passed.
+    let closed = closed_within(&mut stream, KEEPALIVE + Duration::from_secs(3)).await;
+    let closed = closed.context("idle connection still open well past the keep-alive timeout")?;
+    assert!(
+        closed >= KEEPALIVE - Duration::from_millis(100),
+        "closed after {closed:?}, before the keep-alive timeout {KEEPALIVE:?}"
+    );
     for c in [node.component, h.sim] {
         c.stop().await;
     }
