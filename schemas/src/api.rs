@@ -1,5 +1,6 @@
 //! Bodies of the HTTP API, as clients see them. The API node writes these bytes itself for
-//! speed; these types are the contract its output is tested against.
+//! speed; these types are the contract its output is tested against, and (with the `openapi`
+//! feature) the schemas its `/openapi.json` describes them with.
 
 use serde::{Deserialize, Serialize};
 
@@ -7,40 +8,62 @@ use crate::SnapshotHash;
 
 /// One row of `GET /`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TopEntry {
+    /// 1-based and contiguous, in the ranking source's order.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub rank: u32,
     pub symbol: String,
     pub name: String,
+    /// `null` only when no source knows a price.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub price_usd: Option<f64>,
     /// The provider that priced this coin, or `null` when none could.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub price_source: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub volume_24h_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TopMeta {
+    /// Entries in `data`.
     pub count: usize,
+    /// The price snapshot's blake3 hash, 64 lowercase hex digits.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-f]{64}$"))]
     pub prices_hash: SnapshotHash,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-f]{64}$"))]
     pub ranking_hash: SnapshotHash,
+    /// When the price snapshot was announced (RFC 3339).
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub prices_as_of: String,
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub ranking_as_of: String,
+    /// NATS is unreachable, or the data is older than the node's `stale-after`.
     pub stale: bool,
 }
 
+/// The body of `GET /` as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TopResponse {
     pub data: Vec<TopEntry>,
     pub meta: TopMeta,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
+    /// Stable and matchable, e.g. `invalid_limit`, `no_data`.
     pub code: String,
+    /// For people; may change.
     pub message: String,
 }
 
 /// `{"error":{"code":"…","message":"…"}}`, for every 4xx and 503.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
@@ -54,4 +77,26 @@ impl ErrorBody {
             },
         }
     }
+}
+
+/// `GET /healthz`: the process is alive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Health {
+    /// Always `ok`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^ok$"))]
+    pub status: String,
+}
+
+/// `GET /readyz` once the node has data to serve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Readiness {
+    /// Always `ready`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^ready$"))]
+    pub status: String,
+    /// Coins in the merged list: the most `GET /` can show.
+    pub coins: usize,
+    pub stale: bool,
+    pub nats_connected: bool,
 }

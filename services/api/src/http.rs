@@ -1,6 +1,9 @@
 //! The HTTP surface: `GET /` (top list, JSON or CSV, ETag/304), `/healthz`, `/readyz`,
-//! `/metrics`, and JSON errors for everything else; [`idle`]: the header and keep-alive
-//! timeouts of a connection.
+//! `/metrics`, `/openapi.json`, and JSON errors for everything else; [`idle`]: the header and
+//! keep-alive timeouts of a connection.
+//!
+//! Each handler carries its OpenAPI description (`#[utoipa::path]`); [`routes`] is the one
+//! list of routes, from which both the router and `/openapi.json` are made.
 
 mod idle;
 
@@ -13,16 +16,18 @@ use axum::extract::{Request, State};
 use axum::http::header::{self, ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use prometheus::{Encoder, Registry, TextEncoder};
-use serde_json::json;
 use time::OffsetDateTime;
 use topcoins_bus::Link;
+use topcoins_schemas::api::{ErrorBody, Health, Readiness, TopResponse};
 use tower::ServiceExt;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::metrics::ApiMetrics;
+use crate::openapi::Spec;
 use crate::query::{self, Format};
 use crate::view::View;
 
@@ -40,6 +45,8 @@ pub struct App {
     pub default_limit: usize,
     pub max_limit: usize,
     pub stale_after: Duration,
+    /// `/openapi.json`, made by [`openapi`] for this node's limits.
+    pub openapi: Spec,
 }
 
 /// Longest query string accepted; a longer one is answered 414.
@@ -47,7 +54,7 @@ pub const MAX_QUERY_BYTES: usize = 2048;
 /// Largest request body accepted (no route takes one); larger ones are answered 413.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-type AppState = Arc<App>;
+pub(crate) type AppState = Arc<App>;
 
 impl App {
     /// Stale: the bus is away (we cannot know of changes), or the data is older than
@@ -59,7 +66,7 @@ impl App {
 }
 
 /// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110 says for this header).
-fn not_modified(headers: &HeaderMap, etag: &[u8]) -> bool {
+pub(crate) fn not_modified(headers: &HeaderMap, etag: &[u8]) -> bool {
     headers.get_all(IF_NONE_MATCH).iter().any(|value| {
         value.to_str().is_ok_and(|v| {
             v.split(',')
@@ -69,6 +76,46 @@ fn not_modified(headers: &HeaderMap, etag: &[u8]) -> bool {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "top",
+    summary = "The top coins, ranked by 24 h volume and priced in USD",
+    description = "JSON by default; CSV (`Rank,Symbol,Price USD`, then one row per coin) with \
+        `format=csv`, or without `format` when `Accept` prefers `text/csv`. Fewer entries than \
+        `limit` come back when fewer are known. Unknown parameters are ignored; `limit` or \
+        `format` given twice is a 400.",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 5000,
+            description = "How many of the top coins; an integer from 1 to the node's maximum"),
+        ("format" = inline(Option<Format>), Query, description = "`json` or `csv`; wins over `Accept`"),
+        ("If-None-Match" = Option<String>, Header, nullable = false,
+            description = "An ETag of an earlier response: `304` if it is still current"),
+    ),
+    responses(
+        (status = 200, description = "The top list",
+            content((TopResponse = "application/json"),
+                (String = "text/csv", example = "Rank,Symbol,Price USD\n1,BTC,67012.5\n")),
+            headers(
+                ("ETag" = String, description = "Strong; names the snapshots, limit and format"),
+                ("Cache-Control" = String, description = "`no-cache`"),
+                ("x-topcoins-stale" = String, description = "`true` or `false`, as `meta.stale`"),
+                ("x-topcoins-as-of" = String, description = "The older snapshot's time (RFC 3339)"),
+            )),
+        (status = 304, description = "Not modified: `If-None-Match` names the current ETag",
+            headers(
+                ("ETag" = String),
+                ("Cache-Control" = String),
+                ("x-topcoins-stale" = String),
+                ("x-topcoins-as-of" = String),
+            )),
+        (status = 400, description = "`invalid_limit`, `invalid_format` or `duplicate_parameter`",
+            body = ErrorBody),
+        (status = 414, description = "`uri_too_long`: a query string over 2 KiB", body = ErrorBody),
+        (status = 503, description = "`no_data`: no snapshots yet", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds"))),
+    ),
+)]
 async fn top(State(app): State<AppState>, request: Request) -> Response {
     // The request itself, not the `RawQuery` and `HeaderMap` extractors: those copy the query
     // and every header on each request.
@@ -118,23 +165,52 @@ async fn top(State(app): State<AppState>, request: Request) -> Response {
     response
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    summary = "Liveness: 200 while the process runs",
+    responses((status = 200, description = "Alive", body = Health)),
+)]
 async fn healthz() -> Response {
-    Json(json!({"status": "ok"})).into_response()
+    Json(Health {
+        status: "ok".into(),
+    })
+    .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    summary = "Readiness: 200 once the node has data to serve",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "`no_data`: no snapshots yet", body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds"))),
+    ),
+)]
 async fn readyz(State(app): State<AppState>) -> Response {
     match app.view.load_full() {
-        Some(view) => Json(json!({
-            "status": "ready",
-            "coins": view.list.count(),
-            "stale": app.is_stale(&view),
-            "nats_connected": app.link.is_up(),
-        }))
+        Some(view) => Json(Readiness {
+            status: "ready".into(),
+            coins: view.list.count(),
+            stale: app.is_stale(&view),
+            nats_connected: app.link.is_up(),
+        })
         .into_response(),
         None => ApiError::no_data().into_response(),
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    summary = "The node's metrics, in the Prometheus text format",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4",
+        content_type = "text/plain", body = String)),
+)]
 async fn metrics(State(app): State<AppState>) -> Response {
     if let Some(view) = app.view.load_full() {
         let now = OffsetDateTime::now_utc();
@@ -213,15 +289,18 @@ impl HttpService {
     }
 }
 
+/// Every path the router serves, `/` first (nearly every request is for it): the values of
+/// the metrics' `route` label. The openapi test checks that it names exactly the paths of
+/// [`routes`].
+pub const ROUTES: [&str; 5] = ["/", "/healthz", "/readyz", "/metrics", "/openapi.json"];
+
 /// The `route` label of a request: its path if that is one of ours.
 fn route_label(path: &str) -> &'static str {
-    match path {
-        "/" => "/",
-        "/healthz" => "/healthz",
-        "/readyz" => "/readyz",
-        "/metrics" => "/metrics",
-        _ => "unmatched",
-    }
+    ROUTES
+        .iter()
+        .find(|route| **route == path)
+        .copied()
+        .unwrap_or("unmatched")
 }
 
 /// The request's `Content-Length`, if it has one. An unparsable value counts as too large.
@@ -288,14 +367,27 @@ pub async fn serve(
     Ok(())
 }
 
+/// Every route, each with its description. A route joins here, with `routes!` (which takes
+/// its path and method from the handler's `#[utoipa::path]`), and in [`ROUTES`].
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(crate::openapi::frame())
+        .routes(routes!(top))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(self::metrics))
+        .routes(routes!(crate::openapi::serve))
+}
+
+/// `/openapi.json` for a node whose `limit` defaults to `default_limit`, at most `max_limit`.
+pub fn openapi(default_limit: usize, max_limit: usize) -> Spec {
+    Spec::new(routes().into_openapi(), default_limit, max_limit)
+}
+
 pub fn service(app: App) -> HttpService {
     let metrics = Arc::new(app.metrics.clone());
     let app = Arc::new(app);
-    let router = Router::new()
-        .route("/", get(top))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(self::metrics))
+    let (router, _) = routes().split_for_parts();
+    let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app);

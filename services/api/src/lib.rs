@@ -9,6 +9,7 @@
 //! - [`render`]: response bytes, written once per (merge, limit, format) and kept by the view.
 //! - [`query`]: strict parsing of `limit` and `format`.
 //! - [`http`]: routes, ETag/304, errors; [`error`]: the error body; [`metrics`].
+//! - [`openapi`]: `/openapi.json`, made from the routes' descriptions in [`http`].
 
 mod bus_thread;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod http;
 pub mod merge;
 pub mod metrics;
 pub mod node;
+pub mod openapi;
 pub mod query;
 pub mod render;
 pub mod slots;
@@ -129,6 +131,7 @@ pub async fn run(
         default_limit: config.default_limit,
         max_limit: config.max_limit,
         stale_after: config.stale_after,
+        openapi: http::openapi(config.default_limit, config.max_limit),
     };
     let served = http::serve(
         listener,

@@ -1,0 +1,237 @@
+//! `/openapi.json`: an OpenAPI 3 document that describes exactly the routes the node serves,
+//! served with a strong ETag and counted like every other route. Against a real nats-server,
+//! with no actors: the node has no data, which every route must still describe.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use prometheus::Registry;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use topcoins_api::ApiConfig;
+use topcoins_api::http::ROUTES;
+use topcoins_bus::{LocalServer, NatsConfig};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn document(default_limit: usize, max_limit: usize) -> Value {
+    let spec = topcoins_api::http::openapi(default_limit, max_limit);
+    serde_json::from_slice(&spec.body).expect("/openapi.json is JSON")
+}
+
+#[test]
+fn describes_every_route_and_nothing_else() {
+    let doc = document(200, 5000);
+    let version = doc["openapi"].as_str().expect("an openapi field");
+    assert!(version.starts_with("3."), "OpenAPI 3, got {version}");
+    assert_eq!(doc["info"]["title"], "topcoins");
+    let described: BTreeSet<&str> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let served: BTreeSet<&str> = ROUTES.into_iter().collect();
+    assert_eq!(
+        described, served,
+        "every route served must be described, and only those"
+    );
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let get = &item["get"];
+        assert!(get.is_object(), "{path}: GET is described");
+        assert!(get["operationId"].is_string(), "{path}: an operationId");
+        assert!(get["responses"]["200"].is_object(), "{path}: a 200");
+    }
+}
+
+#[test]
+fn describes_the_bodies_and_errors() {
+    let doc = document(200, 5000);
+    let schemas = &doc["components"]["schemas"];
+    for name in [
+        "TopResponse",
+        "TopEntry",
+        "TopMeta",
+        "ErrorBody",
+        "ErrorDetail",
+    ] {
+        assert!(schemas[name].is_object(), "schema {name}");
+    }
+    let entry = &schemas["TopEntry"];
+    let required: BTreeSet<&str> = entry["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for field in ["rank", "symbol", "name", "price_usd", "price_source"] {
+        assert!(required.contains(field), "TopEntry.{field} is required");
+    }
+    assert!(
+        entry["properties"]["price_usd"]["type"]
+            .as_array()
+            .is_some_and(|t| t.contains(&"null".into())),
+        "price_usd is nullable: {}",
+        entry["properties"]["price_usd"]
+    );
+    let top = &doc["paths"]["/"]["get"];
+    let content = &top["responses"]["200"]["content"];
+    assert!(content["application/json"].is_object() && content["text/csv"].is_object());
+    for status in ["400", "414", "503"] {
+        assert_eq!(
+            top["responses"][status]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody",
+            "GET / {status}"
+        );
+    }
+    assert!(top["responses"]["304"].is_object());
+    assert_eq!(top["responses"]["200"]["headers"]["ETag"]["required"], true);
+}
+
+#[test]
+fn limit_bounds_are_the_nodes() {
+    let doc = document(50, 700);
+    let limit = doc["paths"]["/"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .expect("a limit parameter");
+    assert_eq!(limit["in"], "query");
+    assert_eq!(limit["schema"]["minimum"], 1);
+    assert_eq!(limit["schema"]["maximum"], 700);
+    assert_eq!(limit["schema"]["default"], 50);
+}
+
+/// A response as read off the socket: status, headers (names in lower case), body.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request on a connection of its own, read until the server closes it.
+async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Answer> {
+    tokio::time::timeout(WAIT, async {
+        let mut stream = TcpStream::connect(addr).await?;
+        let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .context("no end of headers")?;
+        let head = std::str::from_utf8(&raw[..split])?;
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .context("no status line")?
+            .parse()?;
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        Ok(Answer {
+            status,
+            headers,
+            body: raw[split + 4..].to_vec(),
+        })
+    })
+    .await?
+}
+
+fn requests(registry: &Registry, route: &str, status: &str) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "topcoins_http_requests_total")
+        .flat_map(|f| f.get_metric())
+        .filter(|m| {
+            let label = |name: &str| m.get_label().iter().find(|l| l.name() == name);
+            label("route").is_some_and(|l| l.value() == route)
+                && label("status").is_some_and(|l| l.value() == status)
+        })
+        .map(|m| m.get_counter().get_value())
+        .sum()
+}
+
+#[tokio::test]
+async fn served_with_an_etag_and_counted() -> Result<()> {
+    let mut nats = LocalServer::start().await?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let registry = Registry::new();
+    let config = ApiConfig::default();
+    let expected = topcoins_api::http::openapi(config.default_limit, config.max_limit);
+    let nats_config = NatsConfig {
+        url: nats.url().to_owned(),
+        name: "api".into(),
+        ..Default::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let node = tokio::spawn(topcoins_api::run(
+        config,
+        nats_config,
+        registry.clone(),
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    // Every described route is served (not the fallback's 404), with one of the statuses its
+    // description lists; the node has no data, so `/` and `/readyz` answer 503.
+    let doc: Value = serde_json::from_slice(&expected.body)?;
+    for route in ROUTES {
+        let answer = get(addr, route, &[]).await?;
+        let status = answer.status.to_string();
+        assert!(
+            doc["paths"][route]["get"]["responses"][&status].is_object(),
+            "{route}: {status} is not described"
+        );
+        assert_eq!(requests(&registry, route, &status), 1.0, "{route} counted");
+    }
+    let answer = get(addr, "/openapi.json", &[]).await?;
+    ensure!(answer.status == 200, "status {}", answer.status);
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    assert_eq!(answer.body, expected.body);
+    let etag = answer.header("etag").context("an ETag")?.to_owned();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"'),
+        "strong: {etag}"
+    );
+    let again = get(addr, "/openapi.json", &[("If-None-Match", &etag)]).await?;
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+    let other = get(addr, "/openapi.json", &[("If-None-Match", "\"other\"")]).await?;
+    assert_eq!(other.status, 200);
+
+    assert_eq!(get(addr, "/nope", &[]).await?.status, 404);
+    assert_eq!(requests(&registry, "unmatched", "404"), 1.0);
+    assert_eq!(requests(&registry, "/openapi.json", "200"), 3.0);
+    assert_eq!(requests(&registry, "/openapi.json", "304"), 1.0);
+
+    let _ = stop.send(());
+    tokio::time::timeout(WAIT, node).await???;
+    nats.stop().await;
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! Property-based fuzzing of the HTTP API against its own description: schemathesis reads a
+//! live node's `/openapi.json`, generates requests for every operation (valid ones and ones
+//! the description rules out), and checks that no answer is a 5xx and that each matches what
+//! is described — status, content type, headers and body schema — and that invalid input is
+//! refused with a 4xx.
+//!
+//! schemathesis is a Python program: `scripts/test` installs the pinned version and sets
+//! `SCHEMATHESIS_BIN`. Without it this test fails rather than passing unchecked.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use common::{Harness, POLL};
+
+/// Test cases per operation and phase: enough to reach every parameter's edges (at 40, a run
+/// seldom tried a query string long enough for the 414), few enough that the run takes
+/// seconds.
+const MAX_EXAMPLES: &str = "100";
+/// The whole schemathesis run is killed after this.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+/// Every check that applies to an API of GET routes without authentication.
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
+    response_headers_conformance,response_schema_conformance,negative_data_rejection,\
+    positive_data_acceptance,unsupported_method,allow_header_conformance";
+
+/// What the checks accept, and that a warning fails the run.
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml");
+
+/// Whether `bin` runs and is schemathesis 4 (an `st` on PATH may be another program).
+fn is_schemathesis(bin: &Path) -> bool {
+    std::process::Command::new(bin)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|out| {
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("version 4.")
+        })
+}
+
+/// `$SCHEMATHESIS_BIN`, else `schemathesis` or `st` on PATH or in Python's scripts folders.
+fn schemathesis() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("SCHEMATHESIS_BIN") {
+        let bin = PathBuf::from(bin);
+        if is_schemathesis(&bin) {
+            return Ok(bin);
+        }
+        bail!(
+            "SCHEMATHESIS_BIN={} is not schemathesis 4; run scripts/test, which installs it",
+            bin.display()
+        );
+    }
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    for query in [
+        "import sysconfig; print(sysconfig.get_path('scripts'))",
+        "import site, os; print(os.path.join(site.getuserbase(), 'bin'))",
+    ] {
+        if let Ok(out) = std::process::Command::new("python3")
+            .args(["-c", query])
+            .output()
+        {
+            dirs.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+        }
+    }
+    dirs.iter()
+        .flat_map(|d| [d.join("schemathesis"), d.join("st")])
+        .find(|bin| is_schemathesis(bin))
+        .context(
+            "schemathesis not found (SCHEMATHESIS_BIN unset, none on PATH or in Python's scripts \
+             folders): run scripts/test, which installs it, or set SCHEMATHESIS_BIN",
+        )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_matches_its_description_under_fuzzing() -> Result<()> {
+    let bin = schemathesis()?;
+    let h = Harness::start(60).await?;
+    let price = h.start_price(POLL);
+    let ranking = h.start_ranking(POLL);
+    let node = h.start_api().await?;
+    h.ready(&node, "/?limit=1").await?;
+
+    // The node's own /openapi.json, read from a file: given the document's URL, schemathesis
+    // leaves out the operation served there. Its own folder, as schemathesis may leave a report
+    // or an example database behind.
+    let scratch = tempfile::tempdir()?;
+    let spec = h.get(&node.url("/openapi.json")).await?;
+    anyhow::ensure!(spec.status() == 200, "GET /openapi.json: {}", spec.status());
+    std::fs::write(scratch.path().join("openapi.json"), spec.bytes().await?)?;
+    let args = [
+        "--config-file",
+        CONFIG,
+        "run",
+        "openapi.json",
+        "--url",
+        &node.url("/"),
+        "--checks",
+        CHECKS,
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--max-examples",
+        MAX_EXAMPLES,
+        "--workers",
+        "2",
+        "--request-timeout",
+        "5",
+        "--generation-database",
+        "none",
+        "--no-color",
+    ];
+    let started = Instant::now();
+    let run = tokio::process::Command::new(&bin)
+        .args(args)
+        .current_dir(scratch.path())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(RUN_LIMIT, run)
+        .await
+        .with_context(|| format!("schemathesis ran longer than {RUN_LIMIT:?}"))??;
+    let report = format!(
+        "{} {}\n(exit {}, {:.1} s)\n{}\n{}",
+        bin.display(),
+        args.join(" "),
+        out.status,
+        started.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    println!("{report}");
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}"
+    );
+
+    node.component.stop().await;
+    price.stop().await;
+    ranking.stop().await;
+    h.sim.stop().await;
+    Ok(())
+}
