@@ -264,13 +264,23 @@ fn router(sim: Sim) -> Router {
         .with_state(sim)
 }
 
-/// Serves the simulator on `listener` until `shutdown` completes.
+/// Serves the simulator on `listener` until `shutdown` completes, with a registry of its own.
 pub async fn run(
     config: SimConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let registry = prometheus::Registry::new();
+    run_in(config, prometheus::Registry::new(), listener, shutdown).await
+}
+
+/// Serves the simulator, its metrics registered into `registry` (under `topcoins up`, the
+/// process's one registry, so the API node's `/metrics` has the simulator's series too).
+pub async fn run_in(
+    config: SimConfig,
+    registry: prometheus::Registry,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let requests = prometheus::IntCounterVec::new(
         prometheus::Opts::new(
             "topcoins_sim_requests_total",
@@ -279,9 +289,9 @@ pub async fn run(
         &["endpoint"],
     )
     .expect("valid metric");
-    registry
-        .register(Box::new(requests.clone()))
-        .expect("registers once");
+    if let Err(e) = registry.register(Box::new(requests.clone())) {
+        return Err(std::io::Error::other(format!("simulator metrics: {e}")));
+    }
     let sim = Sim {
         market: Arc::new(RwLock::new(Market::new(config.sim_coins, config.sim_seed))),
         faults: Arc::new(Faults::default()),

@@ -4,9 +4,12 @@
 //!   `TOPCOINS_DATA_DIR`, so a restart resumes from the stored snapshots).
 //! - Upstream: a provider with an API key set is called for real; a provider without a key
 //!   whose base URL was left at the real provider's is pointed at the built-in simulator.
-//! - Both actors and one API node; one Prometheus registry served on the node's `/metrics`.
+//! - The services are the rows of [`COMPONENTS`]: each says whether it runs in this setup and
+//!   how it starts. **A new service is one row.** They share one Prometheus registry, served on
+//!   the API node's `/metrics`.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 
 use anyhow::Context;
 use prometheus::Registry;
@@ -23,6 +26,99 @@ pub struct Started {
     pub api: SocketAddr,
     pub sim: Option<SocketAddr>,
     pub nats_url: String,
+}
+
+/// What the components are started from: the settings, the bus, the shared registry, and the
+/// listeners bound before anything starts (so a port in use fails `up` at once).
+struct Plan {
+    args: UpArgs,
+    nats_url: String,
+    registry: Registry,
+    upstream_metrics: UpstreamMetrics,
+    sim: Option<TcpListener>,
+    api: Option<TcpListener>,
+}
+
+impl Plan {
+    /// What a polling service needs besides its own provider settings.
+    fn actor_context(&self, name: &str) -> ServiceContext {
+        ServiceContext {
+            nats: self.args.nats.config(&self.nats_url, name),
+            http: self.args.http.clone(),
+            retention: self.args.retention.retention,
+            metrics: self.upstream_metrics.clone(),
+            lease: false,
+        }
+    }
+}
+
+type Run = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+/// One service `up` runs.
+struct Component {
+    name: &'static str,
+    /// Starts it: a future that runs until `shutdown` (taking what it needs from the plan).
+    start: fn(&mut Plan, Shutdown) -> anyhow::Result<Run>,
+}
+
+/// Everything `up` runs, in start order. The simulator's row runs only when some provider is
+/// pointed at it (its listener is bound then).
+const COMPONENTS: &[Component] = &[
+    Component {
+        name: "sim",
+        start: |plan, shutdown| {
+            let Some(listener) = plan.sim.take() else {
+                return Ok(Box::pin(async { Ok(()) }));
+            };
+            Ok(boxed(topcoins_sim::run_in(
+                plan.args.sim.clone(),
+                plan.registry.clone(),
+                listener,
+                shutdown.wait(),
+            )))
+        },
+    },
+    Component {
+        name: "price",
+        start: |plan, shutdown| {
+            Ok(boxed(topcoins_price::run(
+                plan.args.price.clone(),
+                plan.actor_context("topcoins-price"),
+                shutdown.wait(),
+            )))
+        },
+    },
+    Component {
+        name: "ranking",
+        start: |plan, shutdown| {
+            Ok(boxed(topcoins_ranking::run(
+                plan.args.ranking.clone(),
+                plan.actor_context("topcoins-ranking"),
+                shutdown.wait(),
+            )))
+        },
+    },
+    Component {
+        name: "api",
+        start: |plan, shutdown| {
+            let listener = plan.api.take().context("the API listener is bound once")?;
+            Ok(boxed(topcoins_api::run(
+                plan.args.api.clone(),
+                plan.args.nats.config(&plan.nats_url, "topcoins-api"),
+                plan.registry.clone(),
+                listener,
+                shutdown.wait(),
+            )))
+        },
+    },
+];
+
+/// A component's run, with its own error type turned into `anyhow` for the join set.
+fn boxed<E>(future: impl Future<Output = Result<(), E>> + Send + 'static) -> Run
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    Box::pin(async move { future.await.map_err(anyhow::Error::from) })
 }
 
 pub async fn run(
@@ -49,7 +145,7 @@ pub async fn run(
     // A provider without a key, left at its real URL, is served by the built-in simulator.
     let needs_sim =
         args.price.clone().use_sim_for_keyless("") | args.ranking.clone().use_sim_for_keyless("");
-    let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    let mut sim = None;
     let mut sim_addr = None;
     if needs_sim {
         let listener = TcpListener::bind(args.sim_listen).await.with_context(|| {
@@ -63,47 +159,32 @@ pub async fn run(
         args.price.use_sim_for_keyless(&url);
         args.ranking.use_sim_for_keyless(&url);
         sim_addr = Some(addr);
-        tasks.spawn(component(topcoins_sim::run(
-            args.sim.clone(),
-            listener,
-            shutdown.wait(),
-        )));
+        sim = Some(listener);
     }
-
-    let context = |name: &str| ServiceContext {
-        nats: args.nats.config(&nats_url, name),
-        http: args.http.clone(),
-        retention: args.retention.retention,
-        metrics: upstream_metrics.clone(),
-        lease: false,
-    };
-    tasks.spawn(component(topcoins_price::run(
-        args.price.clone(),
-        context("topcoins-price"),
-        shutdown.wait(),
-    )));
-    tasks.spawn(component(topcoins_ranking::run(
-        args.ranking.clone(),
-        context("topcoins-ranking"),
-        shutdown.wait(),
-    )));
-
-    let listener = TcpListener::bind(args.listen)
+    let api = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("API cannot listen on {} (set TOPCOINS_LISTEN)", args.listen))?;
     let started = Started {
-        api: listener.local_addr()?,
+        api: api.local_addr()?,
         sim: sim_addr,
         nats_url: nats_url.clone(),
     };
-    let api_nats = args.nats.config(&nats_url, "topcoins-api");
-    tasks.spawn(component(topcoins_api::run(
-        args.api.clone(),
-        api_nats,
+
+    let mut plan = Plan {
+        args,
+        nats_url,
         registry,
-        listener,
-        shutdown.wait(),
-    )));
+        upstream_metrics,
+        sim,
+        api: Some(api),
+    };
+    let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    for component in COMPONENTS {
+        let future = (component.start)(&mut plan, shutdown.clone())
+            .with_context(|| format!("starting {}", component.name))?;
+        let name = component.name;
+        tasks.spawn(async move { future.await.with_context(|| format!("{name} failed")) });
+    }
     on_started(&started);
 
     // The first component to fail takes the others down with it.
@@ -120,18 +201,10 @@ pub async fn run(
     result
 }
 
-/// A component's run, with its own error type turned into `anyhow` for the join set.
-async fn component<E>(run: impl Future<Output = Result<(), E>>) -> anyhow::Result<()>
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    run.await.map_err(anyhow::Error::from)
-}
-
 /// The banner `topcoins up` prints once everything is listening.
 pub fn banner(started: &Started) -> String {
     let mut s = format!(
-        "\ntopcoins is up\n  open      http://{api}/?limit=200\n  csv       http://{api}/?limit=200&format=csv\n  metrics   http://{api}/metrics\n  nats      {nats}\n",
+        "\ntopcoins is up\n  open      http://{api}/?limit=200\n  csv       http://{api}/?limit=200&format=csv\n  api spec  http://{api}/openapi.json\n  metrics   http://{api}/metrics\n  nats      {nats}\n",
         api = started.api,
         nats = started.nats_url
     );

@@ -1,0 +1,98 @@
+//! `topcoins up` as a user runs it: the real binary, with no NATS_URL (so it starts its own
+//! nats-server) and no API keys (so it starts the simulator), listening on ports the OS picks.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_runs_every_component_and_stops_cleanly_on_sigterm() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_topcoins"))
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--sim-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--price-interval", "1s", "--ranking-interval", "1s"])
+        .env_remove("NATS_URL")
+        .env_remove("CMC_API_KEY")
+        .env_remove("CRYPTOCOMPARE_API_KEY")
+        .env_remove("COINGECKO_API_KEY")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+
+    // The banner names the address the API was given.
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let api = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(rest) = line.trim().strip_prefix("open") {
+                let url = rest.trim();
+                return Ok(url.trim_end_matches("/?limit=200").to_owned());
+            }
+        }
+        bail!("up ended before printing its banner")
+    })
+    .await
+    .context("no banner")??;
+
+    topcoins_upstream::init_tls();
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let body = loop {
+        let response = http.get(format!("{api}/?limit=5")).send().await?;
+        if response.status() == 200 {
+            break response.text().await?;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("GET / never answered 200 (last {})", response.status());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let top: topcoins_schemas::api::TopResponse = serde_json::from_str(&body)?;
+    assert_eq!(top.data.len(), 5);
+    assert_eq!(top.data[0].rank, 1);
+
+    // One registry: the API's /metrics has the actors' and the simulator's series too.
+    let metrics = http
+        .get(format!("{api}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for name in [
+        "topcoins_http_requests_total",
+        "topcoins_poll_cycles_total",
+        "topcoins_upstream_requests_total",
+        "topcoins_sim_requests_total",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(name)),
+            "{name} missing from /metrics under up"
+        );
+    }
+
+    // SIGTERM: every component stops and the process exits 0.
+    let pid = child.id().context("pid")?;
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await?;
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .context("up did not stop within 15 s of SIGTERM")??;
+    assert!(exit.success(), "up exited with {exit}");
+    Ok(())
+}
