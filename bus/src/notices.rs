@@ -18,9 +18,7 @@ use futures::stream::SelectAll;
 use topcoins_schemas::{HashNotice, Kind, NoticeError, PriceEvent, SnapshotHash};
 
 use crate::TraceContext;
-use crate::subjects::{
-    self, PRICE_ALL, SNAPSHOT_PREFIX, hash_subject, kind_of_hash_subject, price_subject,
-};
+use crate::subjects::{self, PRICE_ALL, SNAPSHOT_PREFIX, hash_subject, price_subject};
 
 /// A notice as a follower receives it.
 #[derive(Debug, Clone)]
@@ -63,6 +61,8 @@ impl Rejected {
 /// The hash notices of some kinds, as they are announced.
 pub struct Notices {
     subscriptions: SelectAll<Subscriber>,
+    /// Each subscribed kind with its subject, to map a message back to its kind.
+    subjects: Vec<(String, Kind)>,
 }
 
 /// Subscribes to the notices of `kinds` (core NATS: one small message per change).
@@ -71,23 +71,37 @@ pub async fn subscribe_notices(
     kinds: &[Kind],
 ) -> Result<Notices, async_nats::SubscribeError> {
     let mut subscriptions = SelectAll::new();
+    let mut subjects = Vec::with_capacity(kinds.len());
     for kind in kinds {
-        subscriptions.push(client.subscribe(hash_subject(*kind)).await?);
+        let subject = hash_subject(*kind);
+        subscriptions.push(client.subscribe(subject.clone()).await?);
+        subjects.push((subject, *kind));
     }
-    Ok(Notices { subscriptions })
+    Ok(Notices {
+        subscriptions,
+        subjects,
+    })
 }
 
 impl Notices {
     /// The next notice; `None` once the connection is closed for good.
     pub async fn next(&mut self) -> Option<Result<Received, Rejected>> {
         let message = self.subscriptions.next().await?;
-        Some(decode_notice(&message))
+        Some(self.decode(&message))
+    }
+
+    fn decode(&self, message: &Message) -> Result<Received, Rejected> {
+        let kind = self
+            .subjects
+            .iter()
+            .find(|(subject, _)| subject.as_str() == message.subject.as_str())
+            .map(|(_, kind)| *kind)
+            .ok_or_else(|| Rejected::UnknownSubject(message.subject.to_string()))?;
+        decode_notice(kind, message)
     }
 }
 
-fn decode_notice(message: &Message) -> Result<Received, Rejected> {
-    let kind = kind_of_hash_subject(message.subject.as_str())
-        .ok_or_else(|| Rejected::UnknownSubject(message.subject.to_string()))?;
+fn decode_notice(kind: Kind, message: &Message) -> Result<Received, Rejected> {
     let notice = HashNotice::decode(&message.payload).map_err(|error| Rejected::Undecodable {
         kind: Some(kind),
         error,

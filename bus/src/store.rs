@@ -147,11 +147,10 @@ impl SnapshotStore {
     pub async fn open_replicated(client: Client, replicas: usize) -> Result<Self, StoreError> {
         let replicas = replicas.max(1);
         let js = jetstream::new(client);
-        let notice_subjects: Vec<String> = KINDS.iter().map(|k| hash_subject(*k)).collect();
-        let mut notices = js
+        let notices = js
             .get_or_create_stream(stream::Config {
                 name: NOTICE_STREAM.to_owned(),
-                subjects: notice_subjects.clone(),
+                subjects: KINDS.iter().map(|k| hash_subject(*k)).collect(),
                 max_messages_per_subject: NOTICES_KEPT,
                 storage: stream::StorageType::File,
                 allow_direct: true,
@@ -160,28 +159,6 @@ impl SnapshotStore {
             })
             .await
             .map_err(|e| StoreError::unavailable("notice stream", e))?;
-        // A stream created by a version that knew fewer kinds learns the new subjects.
-        let config = notices
-            .info()
-            .await
-            .map_err(|e| StoreError::unavailable("notice stream", e))?
-            .config
-            .clone();
-        if notice_subjects.iter().any(|s| !config.subjects.contains(s)) {
-            let mut subjects = config.subjects.clone();
-            subjects.extend(
-                notice_subjects
-                    .into_iter()
-                    .filter(|s| !config.subjects.contains(s)),
-            );
-            js.update_stream(stream::Config { subjects, ..config })
-                .await
-                .map_err(|e| StoreError::unavailable("notice stream update", e))?;
-            notices = js
-                .get_stream(NOTICE_STREAM)
-                .await
-                .map_err(|e| StoreError::unavailable("notice stream", e))?;
-        }
         let snapshots = js
             .get_or_create_stream(stream::Config {
                 name: SNAPSHOT_STREAM.to_owned(),
@@ -195,11 +172,42 @@ impl SnapshotStore {
             })
             .await
             .map_err(|e| StoreError::unavailable("snapshot stream", e))?;
-        Ok(Self {
+        let store = Self {
             js,
             snapshots,
             notices,
-        })
+        };
+        // A stream created by a version that knew fewer kinds learns the new subjects.
+        store.ensure_kinds(KINDS).await?;
+        Ok(store)
+    }
+
+    /// Makes the notice stream keep the notices of `kinds` too. The kinds of
+    /// [`KINDS`] are kept from the start; a process that takes in a kind of its own (a test
+    /// kind, a kind being introduced) ensures it before announcing or following it.
+    pub async fn ensure_kinds(&self, kinds: &[Kind]) -> Result<(), StoreError> {
+        let mut notices = self.notices.clone();
+        let config = notices
+            .info()
+            .await
+            .map_err(|e| StoreError::unavailable("notice stream", e))?
+            .config
+            .clone();
+        let missing: Vec<String> = kinds
+            .iter()
+            .map(|k| hash_subject(*k))
+            .filter(|s| !config.subjects.contains(s))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut subjects = config.subjects.clone();
+        subjects.extend(missing);
+        self.js
+            .update_stream(stream::Config { subjects, ..config })
+            .await
+            .map_err(|e| StoreError::unavailable("notice stream update", e))?;
+        Ok(())
     }
 
     /// Opens the store, retrying with backoff until NATS answers; `None` if `shutdown` fires

@@ -52,6 +52,11 @@ pub async fn follow(
     let Some(store) = SnapshotStore::open_when_ready(&client, replicas, &mut shutdown).await else {
         return;
     };
+    if let Err(e) = store.ensure_kinds(&kinds).await {
+        // Only a kind outside `topcoins_bus::subjects::KINDS` needs this; its warm-up reads
+        // find nothing until it works, its live notices still arrive.
+        tracing::warn!(error = %e, "notice stream does not keep every kind followed");
+    }
     let mut node = Node::new(store, metrics.clone(), slots, view);
     let mut connects = link.connects();
     connects.mark_unchanged();
