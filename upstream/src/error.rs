@@ -47,6 +47,21 @@ impl UpstreamError {
         }
     }
 
+    /// What a reply's HTTP status alone says, for a reply without a usable error body: 401 and
+    /// 403 are about the key (the one place that rule is written), any other is its status.
+    pub fn from_status(provider: &'static str, http: u16) -> Self {
+        let kind = match http {
+            401 | 403 => UpstreamErrorKind::Auth,
+            s => UpstreamErrorKind::Status(s),
+        };
+        Self::new(provider, kind, format!("HTTP {http}"))
+    }
+
+    /// Whether an HTTP status is the provider refusing the key.
+    pub fn is_auth_status(http: u16) -> bool {
+        matches!(http, 401 | 403)
+    }
+
     /// Data that parsed but cannot become a snapshot.
     pub fn rejected(provider: &'static str, e: &topcoins_schemas::SnapshotError) -> Self {
         Self::new(

@@ -2,6 +2,8 @@
 //!
 //! - [`http`]: [`Upstream`], a provider's HTTP client with timeouts, retries with jittered
 //!   exponential backoff, `Retry-After`, metrics, and errors that never carry a key.
+//! - [`endpoint`]: [`Endpoint`], a provider's configured URL and key, and whether it is the
+//!   real provider.
 //! - [`error`]: [`UpstreamError`] and its matchable [`UpstreamErrorKind`].
 //! - [`json`]: decoding a provider body into types, with the JSON path that broke.
 //! - [`poller`]: [`Poller`], the ractor actor that polls a [`Source`] on an interval, hashes
@@ -9,6 +11,7 @@
 //! - [`supervisor`]: restarts a poller that fails, with backoff.
 //! - [`metrics`]: the Prometheus metrics of all of the above.
 
+pub mod endpoint;
 pub mod error;
 pub mod http;
 pub mod json;
@@ -18,6 +21,7 @@ pub mod supervisor;
 #[doc(hidden)]
 pub mod testing;
 
+pub use endpoint::Endpoint;
 pub use error::{RunError, UpstreamError, UpstreamErrorKind};
 pub use http::{HttpConfig, Upstream};
 pub use metrics::UpstreamMetrics;

@@ -95,7 +95,7 @@ fn error_from_status(http: u16, status: &Status) -> UpstreamError {
     let kind = match code {
         1001 | 1002 => UpstreamErrorKind::Auth,
         1008..=1011 => UpstreamErrorKind::RateLimited { retry_after: None },
-        _ if http == 401 || http == 403 => UpstreamErrorKind::Auth,
+        _ if UpstreamError::is_auth_status(http) => UpstreamErrorKind::Auth,
         _ => UpstreamErrorKind::Provider { code },
     };
     UpstreamError::new(PROVIDER, kind, format!("error {code}: {message}"))
@@ -108,14 +108,7 @@ fn listings(http: u16, body: &[u8]) -> Result<(Status, Vec<Listing>), UpstreamEr
     if !(200..300).contains(&http) {
         return Err(match json::decode::<Body>(PROVIDER, body) {
             Ok(b) => error_from_status(http, &b.status),
-            Err(_) if http == 401 || http == 403 => {
-                UpstreamError::new(PROVIDER, UpstreamErrorKind::Auth, format!("HTTP {http}"))
-            }
-            Err(_) => UpstreamError::new(
-                PROVIDER,
-                UpstreamErrorKind::Status(http),
-                format!("HTTP {http}"),
-            ),
+            Err(_) => UpstreamError::from_status(PROVIDER, http),
         });
     }
     let parsed: Body = json::decode(PROVIDER, body)?;

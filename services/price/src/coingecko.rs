@@ -46,7 +46,8 @@ pub struct Page {
 fn error_kind(code: i64) -> UpstreamErrorKind {
     match code {
         429 => UpstreamErrorKind::RateLimited { retry_after: None },
-        401 | 403 | 10002 | 10010 | 10011 => UpstreamErrorKind::Auth,
+        10002 | 10010 | 10011 => UpstreamErrorKind::Auth,
+        c if UpstreamError::is_auth_status(c.try_into().unwrap_or(0)) => UpstreamErrorKind::Auth,
         c => UpstreamErrorKind::Provider { code: c },
     }
 }
@@ -56,12 +57,7 @@ pub fn parse(http: u16, body: &[u8]) -> Result<Page, UpstreamError> {
     let value: Value = match json::decode(PROVIDER, body) {
         Ok(v) => v,
         Err(_) if !(200..300).contains(&http) => {
-            let kind = if http == 401 || http == 403 {
-                UpstreamErrorKind::Auth
-            } else {
-                UpstreamErrorKind::Status(http)
-            };
-            return Err(UpstreamError::new(PROVIDER, kind, format!("HTTP {http}")));
+            return Err(UpstreamError::from_status(PROVIDER, http));
         }
         Err(e) => return Err(e),
     };

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use topcoins_schemas::{HashNotice, PriceSnapshot};
 use topcoins_upstream::poller::serve;
-use topcoins_upstream::{RunError, ServiceContext, Source, Upstream, UpstreamError};
+use topcoins_upstream::{Endpoint, RunError, ServiceContext, Source, Upstream, UpstreamError};
 
 use crate::cmc::CmcClient;
 use crate::coingecko::CoinGeckoClient;
@@ -61,35 +61,45 @@ pub struct PriceConfig {
 }
 
 impl PriceConfig {
+    /// CoinMarketCap as configured.
+    pub fn cmc(&self) -> Endpoint {
+        Endpoint::new(
+            self.cmc_url.clone(),
+            self.cmc_api_key.clone(),
+            cmc::DEFAULT_URL,
+        )
+    }
+
+    /// CoinGecko as configured.
+    pub fn coingecko(&self) -> Endpoint {
+        Endpoint::new(
+            self.coingecko_url.clone(),
+            self.coingecko_api_key.clone(),
+            coingecko::DEFAULT_URL,
+        )
+    }
+
     /// An empty key (as `KEY=${KEY:-}` in a compose file gives) counts as no key.
     fn normalise_keys(&mut self) {
-        self.cmc_api_key = self.cmc_api_key.take().filter(|k| !k.trim().is_empty());
-        self.coingecko_api_key = self
-            .coingecko_api_key
-            .take()
-            .filter(|k| !k.trim().is_empty());
+        (self.cmc_url, self.cmc_api_key) = self.cmc().into_parts();
+        (self.coingecko_url, self.coingecko_api_key) = self.coingecko().into_parts();
     }
 
     /// Points every provider that has no key, and whose base URL was left at the real one, at
     /// the simulator at `sim_url` (what `topcoins up` and `TOPCOINS_SIM_URL` do). Returns
-    /// whether any provider was pointed there.
+    /// whether CoinMarketCap was pointed there (CoinGecko needs no key, so it is the fallback
+    /// either way).
     pub fn use_sim_for_keyless(&mut self, sim_url: &str) -> bool {
-        self.normalise_keys();
-        let mut used = false;
-        if self.cmc_api_key.is_none() && self.is_real_provider() {
-            self.cmc_url = sim_url.to_owned();
-            used = true;
-        }
-        if self.coingecko_api_key.is_none()
-            && self.coingecko_url.trim_end_matches('/') == coingecko::DEFAULT_URL
-        {
-            self.coingecko_url = sim_url.to_owned();
-        }
+        let (mut cmc, mut coingecko) = (self.cmc(), self.coingecko());
+        let used = cmc.use_sim_if_keyless(sim_url);
+        coingecko.use_sim_if_keyless(sim_url);
+        (self.cmc_url, self.cmc_api_key) = cmc.into_parts();
+        (self.coingecko_url, self.coingecko_api_key) = coingecko.into_parts();
         used
     }
 
     fn is_real_provider(&self) -> bool {
-        self.cmc_url.trim_end_matches('/') == cmc::DEFAULT_URL
+        self.cmc().is_real()
     }
 
     /// CoinMarketCap is usable with a key, or at any other base URL (the simulator, a proxy).

@@ -81,11 +81,7 @@ pub fn parse(http: u16, body: &[u8]) -> Result<Vec<RankedCoin>, UpstreamError> {
     let envelope: Envelope = match json::decode(PROVIDER, body) {
         Ok(e) => e,
         Err(_) if !(200..300).contains(&http) => {
-            return Err(UpstreamError::new(
-                PROVIDER,
-                status_kind(http),
-                format!("HTTP {http}"),
-            ));
+            return Err(UpstreamError::from_status(PROVIDER, http));
         }
         Err(e) => return Err(e),
     };
@@ -93,7 +89,8 @@ pub fn parse(http: u16, body: &[u8]) -> Result<Vec<RankedCoin>, UpstreamError> {
         let code = envelope.kind.unwrap_or(-1);
         let message = envelope.message.unwrap_or_default();
         let kind = match (http, code) {
-            (401 | 403, _) | (_, 1) => UpstreamErrorKind::Auth,
+            (_, 1) => UpstreamErrorKind::Auth,
+            (http, _) if UpstreamError::is_auth_status(http) => UpstreamErrorKind::Auth,
             (429, _) | (_, 99) => UpstreamErrorKind::RateLimited { retry_after: None },
             _ => UpstreamErrorKind::Provider { code },
         };
@@ -104,11 +101,7 @@ pub fn parse(http: u16, body: &[u8]) -> Result<Vec<RankedCoin>, UpstreamError> {
         ));
     }
     if !(200..300).contains(&http) {
-        return Err(UpstreamError::new(
-            PROVIDER,
-            status_kind(http),
-            format!("HTTP {http}"),
-        ));
+        return Err(UpstreamError::from_status(PROVIDER, http));
     }
     let Some(data) = envelope.data else {
         return Err(UpstreamError::new(
@@ -166,13 +159,6 @@ pub fn calls_left(body: &[u8]) -> Vec<(String, i64)> {
         }
     }
     out
-}
-
-fn status_kind(http: u16) -> UpstreamErrorKind {
-    match http {
-        401 | 403 => UpstreamErrorKind::Auth,
-        s => UpstreamErrorKind::Status(s),
-    }
 }
 
 /// CryptoCompare toplist client.

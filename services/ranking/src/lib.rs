@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use topcoins_schemas::RankingSnapshot;
 use topcoins_upstream::poller::serve;
-use topcoins_upstream::{RunError, ServiceContext, Source, Upstream, UpstreamError};
+use topcoins_upstream::{Endpoint, RunError, ServiceContext, Source, Upstream, UpstreamError};
 
 use crate::cryptocompare::CryptoCompareClient;
 
@@ -44,26 +44,35 @@ pub struct RankingConfig {
 }
 
 impl RankingConfig {
+    /// CryptoCompare as configured.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::new(
+            self.cryptocompare_url.clone(),
+            self.cryptocompare_api_key.clone(),
+            cryptocompare::DEFAULT_URL,
+        )
+    }
+
+    fn set_endpoint(&mut self, endpoint: Endpoint) {
+        (self.cryptocompare_url, self.cryptocompare_api_key) = endpoint.into_parts();
+    }
+
+    /// An empty key counts as no key.
     fn normalise_keys(&mut self) {
-        self.cryptocompare_api_key = self
-            .cryptocompare_api_key
-            .take()
-            .filter(|k| !k.trim().is_empty());
+        self.set_endpoint(self.endpoint());
     }
 
     /// Points CryptoCompare at the simulator at `sim_url` when it has no key and its base URL
     /// was left at the real one. Returns whether it did.
     pub fn use_sim_for_keyless(&mut self, sim_url: &str) -> bool {
-        self.normalise_keys();
-        if self.cryptocompare_api_key.is_none() && self.is_real_provider() {
-            self.cryptocompare_url = sim_url.to_owned();
-            return true;
-        }
-        false
+        let mut endpoint = self.endpoint();
+        let used = endpoint.use_sim_if_keyless(sim_url);
+        self.set_endpoint(endpoint);
+        used
     }
 
     fn is_real_provider(&self) -> bool {
-        self.cryptocompare_url.trim_end_matches('/') == cryptocompare::DEFAULT_URL
+        self.endpoint().is_real()
     }
 
     /// The polling interval in force.

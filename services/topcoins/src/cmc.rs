@@ -42,8 +42,8 @@ pub struct CmcArgs {
 }
 
 pub async fn run(args: CmcArgs) -> anyhow::Result<String> {
-    let is_real = args.url.trim_end_matches('/') == cmc::DEFAULT_URL;
-    if args.api_key.is_none() && is_real {
+    let endpoint = topcoins_upstream::Endpoint::new(args.url, args.api_key, cmc::DEFAULT_URL);
+    if endpoint.key().is_none() && endpoint.is_real() {
         bail!("a CoinMarketCap API key is needed: set CMC_API_KEY or pass --cmc-api-key");
     }
     let convert = args.convert.trim().to_uppercase();
@@ -55,7 +55,8 @@ pub async fn run(args: CmcArgs) -> anyhow::Result<String> {
     }
     let metrics = UpstreamMetrics::register(&Registry::new())?;
     let http = Upstream::new(cmc::PROVIDER, args.http, metrics);
-    let client = CmcClient::new(http, &args.url, args.api_key);
+    let (url, key) = endpoint.into_parts();
+    let client = CmcClient::new(http, &url, key);
     let rows = client
         .rows(args.start as usize, args.limit as usize, &convert)
         .await?;
