@@ -27,8 +27,8 @@ pub mod trace;
 pub use connect::{Link, NatsAuth, NatsConfig, close, connect};
 pub use lease::Lease;
 pub use notices::{
-    Notices, PriceEvents, PushedSnapshots, Received, Rejected, publish_price, subscribe_notices,
-    subscribe_prices, subscribe_snapshots, watch_all,
+    Notices, PriceEvents, Pushed, PushedSnapshots, Received, Rejected, publish_price,
+    subscribe_notices, subscribe_prices, subscribe_snapshots, watch_all,
 };
 pub use server::{LocalServer, ServerError};
 pub use store::{Latest, SnapshotStore, StoreError, StoreErrorKind};

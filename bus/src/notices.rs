@@ -188,10 +188,20 @@ pub async fn subscribe_snapshots(
     })
 }
 
+/// A snapshot as it went by on its way into the store: unverified.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// The hash it is stored under (what its bytes should hash to).
+    pub hash: SnapshotHash,
+    /// The kind its publisher named, if it named one ([`crate::SnapshotStore::put_kind`]).
+    pub kind: Option<String>,
+    pub bytes: Bytes,
+}
+
 impl PushedSnapshots {
-    /// The next whole snapshot that went by: its claimed hash and its bytes. Chunks that do
-    /// not fit together are dropped here; `None` once the connection is closed for good.
-    pub async fn next(&mut self) -> Option<(SnapshotHash, Bytes)> {
+    /// The next whole snapshot that went by. Chunks that do not fit together are dropped
+    /// here; `None` once the connection is closed for good.
+    pub async fn next(&mut self) -> Option<Pushed> {
         loop {
             let message = self.subscription.next().await?;
             if let Some(whole) = self.take(message) {
@@ -200,7 +210,7 @@ impl PushedSnapshots {
         }
     }
 
-    fn take(&mut self, message: Message) -> Option<(SnapshotHash, Bytes)> {
+    fn take(&mut self, message: Message) -> Option<Pushed> {
         let (hash, index) = crate::store::parse_snapshot_subject(message.subject.as_str())?;
         if index > 0 {
             if !self.partial.contains_key(&hash) {
@@ -218,16 +228,23 @@ impl PushedSnapshots {
             return None;
         }
         let count = crate::store::chunk_count(message.headers.as_ref())?;
+        let kind = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(crate::store::KIND_HEADER))
+            .map(|v| v.as_str().to_owned());
         let mut rest = self.partial.remove(&hash).unwrap_or_default();
         self.order.retain(|h| *h != hash);
-        if count == 1 {
-            return Some((hash, message.payload));
-        }
-        let mut all = BytesMut::with_capacity(message.payload.len() * count);
-        all.extend_from_slice(&message.payload);
-        for index in 1..count {
-            all.extend_from_slice(&rest.remove(&index)?);
-        }
-        Some((hash, all.freeze()))
+        let bytes = if count == 1 {
+            message.payload
+        } else {
+            let mut all = BytesMut::with_capacity(message.payload.len() * count);
+            all.extend_from_slice(&message.payload);
+            for index in 1..count {
+                all.extend_from_slice(&rest.remove(&index)?);
+            }
+            all.freeze()
+        };
+        Some(Pushed { hash, kind, bytes })
     }
 }

@@ -38,6 +38,8 @@ use crate::subjects::{
 pub const CHUNK_BYTES: usize = 512 * 1024;
 /// Header on every chunk: how many chunks the snapshot has.
 const CHUNKS_HEADER: &str = "Topcoins-Chunks";
+/// Header on the chunks of a snapshot stored with its kind (see [`SnapshotStore::put_kind`]).
+pub(crate) const KIND_HEADER: &str = "Topcoins-Kind";
 
 /// Notices kept per subject in the notice stream (history for tools; readers use the last).
 pub const NOTICES_KEPT: i64 = 64;
@@ -233,6 +235,27 @@ impl SnapshotStore {
 
     /// Stores `bytes` under `hash` unless already there. The caller made `hash` from `bytes`.
     pub async fn put(&self, hash: SnapshotHash, bytes: &[u8]) -> Result<(), StoreError> {
+        self.put_with(None, hash, bytes).await
+    }
+
+    /// Stores a snapshot of `kind`, as [`SnapshotStore::put`], and names its kind in the chunks'
+    /// headers: a follower that has the bytes pushed to it can then decode them before their
+    /// notice arrives (the notice follows once the store has acknowledged every chunk).
+    pub async fn put_kind(
+        &self,
+        kind: Kind,
+        hash: SnapshotHash,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.put_with(Some(kind), hash, bytes).await
+    }
+
+    async fn put_with(
+        &self,
+        kind: Option<Kind>,
+        hash: SnapshotHash,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
         match self
             .snapshots
             .direct_get_last_for_subject(snapshot_subject(&hash, 0))
@@ -251,6 +274,9 @@ impl SnapshotStore {
         for (index, chunk) in chunks.iter().enumerate().rev() {
             let mut headers = HeaderMap::new();
             headers.insert(CHUNKS_HEADER, chunks.len().to_string().as_str());
+            if let Some(kind) = kind {
+                headers.insert(KIND_HEADER, kind.as_str());
+            }
             let ack = self
                 .js
                 .publish_with_headers(

@@ -130,10 +130,17 @@ async fn stored_snapshots_are_pushed_whole() -> Result<()> {
     for bytes in [&small, &big] {
         let hash = SnapshotHash::of(bytes);
         timeout(T, store.put(hash, bytes)).await??;
-        let (got_hash, got) = timeout(T, pushed.next()).await?.expect("pushed");
-        assert_eq!(got_hash, hash);
-        assert_eq!(&got[..], &bytes[..]);
+        let got = timeout(T, pushed.next()).await?.expect("pushed");
+        assert_eq!(got.hash, hash);
+        assert_eq!(got.kind, None);
+        assert_eq!(&got.bytes[..], &bytes[..]);
     }
+    // Stored with its kind, the kind travels along.
+    let typed = b"typed".to_vec();
+    let hash = SnapshotHash::of(&typed);
+    timeout(T, store.put_kind(Kind::PRICES, hash, &typed)).await??;
+    let got = timeout(T, pushed.next()).await?.expect("pushed");
+    assert_eq!((got.hash, got.kind.as_deref()), (hash, Some("prices")));
     Ok(())
 }
 

@@ -229,7 +229,7 @@ impl<S: Source> PollerState<S> {
         self.shrink = None;
         let store = &self.args.store;
         if let Err(e) = store
-            .put(hash, &bytes)
+            .put_kind(S::Snapshot::KIND, hash, &bytes)
             .instrument(tracing::info_span!("store", %hash))
             .await
         {

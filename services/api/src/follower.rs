@@ -78,8 +78,8 @@ pub async fn follow(
             biased;
             _ = &mut shutdown => break,
             snapshot = pushed.next() => {
-                let Some((hash, bytes)) = snapshot else { break };
-                node.pushed(hash, bytes);
+                let Some(snapshot) = snapshot else { break };
+                node.pushed(snapshot);
             }
             received = notices.next() => {
                 let Some(received) = received else { break };

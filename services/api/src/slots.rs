@@ -93,6 +93,9 @@ pub trait Held: Send + Sync {
         position: Position,
         bytes: &[u8],
     ) -> Result<(), SnapshotError>;
+    /// Decodes `bytes` (already checked against `hash`) into the cache, ahead of the notice
+    /// that will make them current. Returns false if they were decoded already.
+    fn preload(&mut self, hash: SnapshotHash, bytes: &[u8]) -> Result<bool, SnapshotError>;
     /// A better position for the notice in force (the same notice, read back from the store).
     fn reposition(&mut self, position: Position);
     fn as_any(&self) -> &dyn Any;
@@ -120,6 +123,11 @@ impl<S: Snapshot> Slot<S> {
     /// The snapshot in force, with its notice.
     pub fn get(&self) -> Option<(&HashNotice, &Arc<S>)> {
         self.current.as_ref().map(|(n, _, s)| (n, s))
+    }
+
+    /// A snapshot decoded here, in force or not.
+    pub fn decoded(&self, hash: SnapshotHash) -> Option<Arc<S>> {
+        self.decoded.get(&hash)
     }
 
     fn set(&mut self, notice: HashNotice, position: Position, snapshot: Arc<S>) {
@@ -162,6 +170,14 @@ impl<S: Snapshot> Held for Slot<S> {
         Ok(())
     }
 
+    fn preload(&mut self, hash: SnapshotHash, bytes: &[u8]) -> Result<bool, SnapshotError> {
+        if self.decoded.contains_key(&hash) {
+            return Ok(false);
+        }
+        self.decoded.insert(hash, Arc::new(S::decode(bytes)?));
+        Ok(true)
+    }
+
     fn reposition(&mut self, position: Position) {
         if let Some((_, held, _)) = &mut self.current {
             *held = position;
@@ -193,6 +209,11 @@ impl Slots {
         let mut kinds: Vec<Kind> = self.slots.keys().copied().collect();
         kinds.sort();
         kinds
+    }
+
+    /// The registered kind called `name`.
+    pub fn kind_named(&self, name: &str) -> Option<Kind> {
+        self.slots.keys().copied().find(|k| k.as_str() == name)
     }
 
     pub fn held(&mut self, kind: Kind) -> Option<&mut (dyn Held + 'static)> {

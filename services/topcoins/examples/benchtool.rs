@@ -159,7 +159,7 @@ async fn propagation(nats_url: &str, rounds: usize, nodes: &[String]) -> Result<
         let (bytes, hash) = snapshot.encode();
         // As an actor does: store (which also pushes the bytes to the nodes), then announce.
         let put_at = Instant::now();
-        store.put(hash, &bytes).await?;
+        store.put_kind(Kind::PRICES, hash, &bytes).await?;
         let notice = HashNotice {
             hash,
             as_of: OffsetDateTime::now_utc(),
