@@ -13,7 +13,8 @@ use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use topcoins_bus::LocalServer;
-use topcoins_upstream::{ServiceContext, UpstreamMetrics};
+use topcoins_poller::{PollerMetrics, ServiceContext};
+use topcoins_upstream::UpstreamMetrics;
 
 use crate::cli::UpArgs;
 use crate::shutdown::Shutdown;
@@ -32,6 +33,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let registry = Registry::new();
     let upstream_metrics = UpstreamMetrics::register(&registry)?;
+    let poller_metrics = PollerMetrics::register(&registry)?;
 
     let (_server, nats_url) = match args.nats.nats_url.clone() {
         Some(url) => (None, url),
@@ -74,7 +76,8 @@ pub async fn run(
         nats: args.nats.config(&nats_url, name),
         http: args.http.clone(),
         retention: args.retention.retention,
-        metrics: upstream_metrics.clone(),
+        upstream_metrics: upstream_metrics.clone(),
+        poller_metrics: poller_metrics.clone(),
         lease: false,
     };
     tasks.spawn(component(topcoins_price::run(
