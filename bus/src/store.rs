@@ -28,6 +28,7 @@ use async_nats::jetstream::{self, stream};
 use bytes::{Bytes, BytesMut};
 use futures::TryStreamExt;
 use time::OffsetDateTime;
+use topcoins_runtime::{Backoff, retry_until_shutdown};
 use topcoins_schemas::{HashNotice, Kind, NoticeError, SnapshotHash};
 
 use crate::subjects::{
@@ -212,25 +213,19 @@ impl SnapshotStore {
         Ok(())
     }
 
-    /// Opens the store, retrying with backoff until NATS answers; `None` if `shutdown` fires
-    /// first. Services start before NATS is reachable and wait here.
+    /// Opens the store, retrying until NATS answers (100 ms, doubling up to 2 s, with equal
+    /// jitter: [`topcoins_runtime::Backoff`]); `None` if `shutdown` fires first. Services
+    /// start before NATS is reachable and wait here.
     pub async fn open_when_ready(
         client: &Client,
         replicas: usize,
         shutdown: &mut (impl std::future::Future<Output = ()> + Unpin),
     ) -> Option<Self> {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match Self::open_replicated(client.clone(), replicas).await {
-                Ok(store) => return Some(store),
-                Err(e) => tracing::warn!(error = %e, "snapshot store not available yet; retrying"),
-            }
-            tokio::select! {
-                _ = &mut *shutdown => return None,
-                _ = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(Duration::from_secs(2));
-        }
+        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        retry_until_shutdown("snapshot store", backoff, shutdown, || {
+            Self::open_replicated(client.clone(), replicas)
+        })
+        .await
     }
 
     /// Stores `bytes` under `hash` unless already there. The caller made `hash` from `bytes`.

@@ -96,12 +96,3 @@ impl UpstreamError {
         }
     }
 }
-
-/// Why a polling service could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("nats: {0}")]
-    Connect(#[from] async_nats::ConnectError),
-    #[error("actor did not start: {0}")]
-    Spawn(#[from] ractor::SpawnErr),
-}

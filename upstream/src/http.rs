@@ -1,17 +1,18 @@
 //! A provider's HTTP client: timeouts, retries for what is transient, `Retry-After`, metrics.
 //!
 //! Transient means: no connection, a timeout, a 5xx, or a 429. Those are retried with
-//! exponential backoff and equal jitter (a ceiling of `base · 2^attempt`, capped; the wait is
-//! half the ceiling plus a random part up to the other half), or after `Retry-After` when the
-//! provider says how long to wait and that is within the cap. Everything else comes back to
+//! [`topcoins_runtime::Backoff`]: exponential with equal jitter (a ceiling of
+//! `backoff · 2^attempt`, capped at `backoff_max`; the wait is half the ceiling plus a random
+//! part up to the other half), or after `Retry-After` when the provider says how long to wait
+//! and that is within the cap (a longer one ends the retries). Everything else comes back to
 //! the provider module at once with its status and body, because only it knows what the body
 //! means (CoinMarketCap's `status.error_code`, CryptoCompare's errors inside HTTP 200).
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use topcoins_runtime::Backoff;
 
 use crate::{UpstreamError, UpstreamErrorKind, UpstreamMetrics};
 
@@ -118,19 +119,19 @@ impl Upstream {
             value.set_sensitive(true);
             header_map.insert(name.clone(), value);
         }
-        let mut attempt = 0;
+        let mut backoff = Backoff::new(self.config.backoff, self.config.backoff_max);
         loop {
             let failed = match self.once(url, query, &header_map).await {
                 Ok(reply) => return Ok(reply),
                 Err(failed) => failed,
             };
+            let attempt = backoff.attempt();
             if !failed.error.is_transient() || attempt >= self.config.retries {
                 return Err(failed.error);
             }
-            let wait = match failed.retry_after {
-                Some(asked) if asked > self.config.backoff_max => return Err(failed.error),
-                Some(asked) => asked,
-                None => self.backoff(attempt),
+            // The provider's `Retry-After` wins when it is within the cap; beyond it, give up.
+            let Some(wait) = backoff.next_delay_or(failed.retry_after) else {
+                return Err(failed.error);
             };
             self.metrics
                 .retries
@@ -138,18 +139,7 @@ impl Upstream {
                 .inc();
             tracing::warn!(provider = self.provider, attempt, wait = ?wait, error = %failed.error, "upstream call failed, retrying");
             tokio::time::sleep(wait).await;
-            attempt += 1;
         }
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self
-            .config
-            .backoff
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.config.backoff_max);
-        let ms = ceiling.as_millis() as u64;
-        Duration::from_millis(rand::rng().random_range(ms / 2..=ms.max(1)))
     }
 
     async fn once(

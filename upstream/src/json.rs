@@ -32,6 +32,27 @@ pub fn decode_value<T: DeserializeOwned>(
     })
 }
 
+/// `data[17].quote` → `data[].quote`: one metric label per place in the shape, not per coin.
+pub fn fold_indices(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                out.push('[');
+            }
+            ']' => {
+                in_index = false;
+                out.push(']');
+            }
+            _ if in_index => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn malformed(
     provider: &'static str,
     prefix: &str,
@@ -84,6 +105,16 @@ mod tests {
     struct Inner {
         #[allow(dead_code)]
         price: f64,
+    }
+
+    #[test]
+    fn indices_fold_to_one_label_per_place() {
+        assert_eq!(
+            fold_indices("data[17].quote.USD.price"),
+            "data[].quote.USD.price"
+        );
+        assert_eq!(fold_indices("[0][3]"), "[][]");
+        assert_eq!(fold_indices("status.error_code"), "status.error_code");
     }
 
     #[test]

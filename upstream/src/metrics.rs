@@ -1,9 +1,9 @@
-//! Prometheus metrics of upstream calls and poll cycles. One [`UpstreamMetrics`] per
-//! registry, shared by every poller in the process.
+//! Prometheus metrics of provider calls and what providers answered. One [`UpstreamMetrics`]
+//! per registry, shared by every provider client in the process (the poll-cycle metrics are
+//! `topcoins_poller::PollerMetrics`, registered into the same registry).
 
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{Histogram, HistogramVec, IntCounterVec, IntGaugeVec, Registry};
+use topcoins_runtime::metrics::{CALL_SECONDS_BUCKETS, counter, gauge, histogram};
 
 #[derive(Clone)]
 pub struct UpstreamMetrics {
@@ -13,11 +13,6 @@ pub struct UpstreamMetrics {
     pub retries: IntCounterVec,
     /// Credits (CoinMarketCap) or calls (others) spent, by provider.
     pub credits: IntCounterVec,
-    /// Poll cycles by kind and outcome: `changed`, `unchanged`, or an error reason.
-    pub cycles: IntCounterVec,
-    pub cycle_seconds: HistogramVec,
-    /// Cycles that took more than half their interval, by kind.
-    pub slow_cycles: IntCounterVec,
     /// Bodies rejected, by provider and reason; the last good snapshot stays.
     pub rejected: IntCounterVec,
     /// Bodies that stopped matching the expected shape, by provider and the JSON path that
@@ -28,53 +23,12 @@ pub struct UpstreamMetrics {
     /// The price source in force (1) and the others (0).
     pub active_source: IntGaugeVec,
     pub failovers: IntCounterVec,
-    /// Pollers restarted by their supervisor after a failure, by kind.
-    pub actor_restarts: IntCounterVec,
-    pub notices_published: IntCounterVec,
     pub price_events_published: IntCounterVec,
-    pub snapshot_coins: IntGaugeVec,
-    pub snapshot_bytes: IntGaugeVec,
-}
-
-fn counter(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<IntCounterVec> {
-    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(c.clone()))?;
-    Ok(c)
-}
-
-fn gauge(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<IntGaugeVec> {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(g.clone()))?;
-    Ok(g)
-}
-
-fn histogram(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<HistogramVec> {
-    let buckets = vec![
-        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    ];
-    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)?;
-    registry.register(Box::new(h.clone()))?;
-    Ok(h)
 }
 
 impl UpstreamMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let metrics = Self {
+        Ok(Self {
             requests: counter(
                 registry,
                 "topcoins_upstream_requests_total",
@@ -86,6 +40,7 @@ impl UpstreamMetrics {
                 "topcoins_upstream_request_duration_seconds",
                 "Upstream HTTP request latency",
                 &["provider"],
+                CALL_SECONDS_BUCKETS,
             )?,
             retries: counter(
                 registry,
@@ -98,24 +53,6 @@ impl UpstreamMetrics {
                 "topcoins_upstream_credits_used_total",
                 "Provider credits (CoinMarketCap) or calls (others) spent",
                 &["provider"],
-            )?,
-            cycles: counter(
-                registry,
-                "topcoins_poll_cycles_total",
-                "Poll cycles by kind and outcome",
-                &["kind", "outcome"],
-            )?,
-            cycle_seconds: histogram(
-                registry,
-                "topcoins_poll_cycle_duration_seconds",
-                "Duration of a whole poll cycle",
-                &["kind"],
-            )?,
-            slow_cycles: counter(
-                registry,
-                "topcoins_poll_slow_cycles_total",
-                "Poll cycles longer than half their interval",
-                &["kind"],
             )?,
             rejected: counter(
                 registry,
@@ -147,44 +84,13 @@ impl UpstreamMetrics {
                 "Switches of the price source, by the source switched to",
                 &["to"],
             )?,
-            actor_restarts: counter(
-                registry,
-                "topcoins_actor_restarts_total",
-                "Pollers restarted after a failure, by kind",
-                &["kind"],
-            )?,
-            notices_published: counter(
-                registry,
-                "topcoins_notices_published_total",
-                "Hash notices published",
-                &["kind"],
-            )?,
             price_events_published: counter(
                 registry,
                 "topcoins_price_events_published_total",
                 "Per-coin price events published",
                 &["source"],
             )?,
-            snapshot_coins: gauge(
-                registry,
-                "topcoins_snapshot_coins",
-                "Coins in the latest announced snapshot",
-                &["kind"],
-            )?,
-            snapshot_bytes: gauge(
-                registry,
-                "topcoins_snapshot_bytes",
-                "Canonical size of the latest announced snapshot",
-                &["kind"],
-            )?,
-        };
-        // Known label values start at zero, so rates and "never happened" are visible at once.
-        for kind in ["prices", "ranking"] {
-            metrics.actor_restarts.with_label_values(&[kind]);
-            metrics.notices_published.with_label_values(&[kind]);
-            metrics.slow_cycles.with_label_values(&[kind]);
-        }
-        Ok(metrics)
+        })
     }
 
     /// A histogram child for one provider, for timing a call.

@@ -10,6 +10,7 @@ use prometheus::proto::MetricFamily;
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
+use topcoins_runtime::metrics::{counter, register};
 
 #[derive(Clone)]
 pub struct ApiMetrics {
@@ -61,13 +62,6 @@ impl ApiMetrics {
     }
 
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        fn reg<C: prometheus::core::Collector + Clone + 'static>(
-            r: &Registry,
-            c: C,
-        ) -> prometheus::Result<C> {
-            r.register(Box::new(c.clone()))?;
-            Ok(c)
-        }
         let buckets = vec![
             0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
         ];
@@ -96,94 +90,62 @@ impl ApiMetrics {
             top,
             http_requests,
             http_seconds,
-            notices_received: reg(
+            notices_received: counter(
                 registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "topcoins_api_notices_received_total",
-                        "Hash notices received by kind",
-                    ),
-                    &["kind"],
-                )?,
+                "topcoins_api_notices_received_total",
+                "Hash notices received by kind",
+                &["kind"],
             )?,
-            notices_rejected: reg(
+            notices_rejected: counter(
                 registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "topcoins_api_notices_rejected_total",
-                        "Bus messages dropped as unusable, by reason",
-                    ),
-                    &["reason"],
-                )?,
+                "topcoins_api_notices_rejected_total",
+                "Bus messages dropped as unusable, by reason",
+                &["reason"],
             )?,
-            snapshot_fetches: reg(
+            snapshot_fetches: counter(
                 registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "topcoins_api_snapshot_fetches_total",
-                        "Snapshots fetched from the store by kind",
-                    ),
-                    &["kind"],
-                )?,
+                "topcoins_api_snapshot_fetches_total",
+                "Snapshots fetched from the store by kind",
+                &["kind"],
             )?,
-            snapshots_pushed: reg(
+            snapshots_pushed: counter(
                 registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "topcoins_api_snapshots_pushed_total",
-                        "Snapshots taken from the bytes pushed as they were stored (no fetch), by kind",
-                    ),
-                    &["kind"],
-                )?,
+                "topcoins_api_snapshots_pushed_total",
+                "Snapshots taken from the bytes pushed as they were stored (no fetch), by kind",
+                &["kind"],
             )?,
-            snapshot_fetch_errors: reg(
+            snapshot_fetch_errors: counter(
                 registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "topcoins_api_snapshot_fetch_errors_total",
-                        "Snapshot fetches that failed, by kind and reason",
-                    ),
-                    &["kind", "reason"],
-                )?,
+                "topcoins_api_snapshot_fetch_errors_total",
+                "Snapshot fetches that failed, by kind and reason",
+                &["kind", "reason"],
             )?,
-            hash_mismatches: reg(
+            hash_mismatches: counter(
                 registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "topcoins_api_hash_mismatches_total",
-                        "Fetched snapshots whose bytes did not match their hash",
-                    ),
-                    &["kind"],
-                )?,
+                "topcoins_api_hash_mismatches_total",
+                "Fetched snapshots whose bytes did not match their hash",
+                &["kind"],
             )?,
-            cache_hits: reg(
+            cache_hits: counter(
                 registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "topcoins_api_cache_hits_total",
-                        "Cache lookups that hit, by cache",
-                    ),
-                    &["cache"],
-                )?,
+                "topcoins_api_cache_hits_total",
+                "Cache lookups that hit, by cache",
+                &["cache"],
             )?,
-            cache_misses: reg(
+            cache_misses: counter(
                 registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "topcoins_api_cache_misses_total",
-                        "Cache lookups that missed, by cache",
-                    ),
-                    &["cache"],
-                )?,
+                "topcoins_api_cache_misses_total",
+                "Cache lookups that missed, by cache",
+                &["cache"],
             )?,
-            merges: reg(
+            merges: register(
                 registry,
                 IntCounter::new(
                     "topcoins_api_merges_total",
                     "Merges of a ranking and a price snapshot",
                 )?,
             )?,
-            snapshot_age_seconds: reg(
+            snapshot_age_seconds: register(
                 registry,
                 prometheus::GaugeVec::new(
                     Opts::new(
@@ -193,14 +155,14 @@ impl ApiMetrics {
                     &["kind"],
                 )?,
             )?,
-            stale: reg(
+            stale: register(
                 registry,
                 IntGauge::new(
                     "topcoins_api_stale",
                     "1 when the node serves data it cannot confirm is current",
                 )?,
             )?,
-            coins_served: reg(
+            coins_served: register(
                 registry,
                 IntGauge::new(
                     "topcoins_api_coins",

@@ -15,9 +15,9 @@ pub mod failover;
 use std::future::Future;
 use std::time::Duration;
 
+use topcoins_poller::{RunError, ServiceContext, Source, serve};
 use topcoins_schemas::{HashNotice, PriceSnapshot};
-use topcoins_upstream::poller::serve;
-use topcoins_upstream::{Endpoint, RunError, ServiceContext, Source, Upstream, UpstreamError};
+use topcoins_upstream::{Endpoint, Upstream, UpstreamError};
 
 use crate::cmc::CmcClient;
 use crate::coingecko::CoinGeckoClient;
@@ -184,7 +184,7 @@ pub async fn run(
         nats = %context.nats.redacted_url(),
         "price service starting"
     );
-    let metrics = context.metrics.clone();
+    let metrics = context.upstream_metrics.clone();
     let primary = config.has_cmc().then(|| {
         let http = Upstream::new(cmc::PROVIDER, context.http.clone(), metrics.clone());
         (

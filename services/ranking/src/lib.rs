@@ -9,9 +9,9 @@ pub mod cryptocompare;
 use std::future::Future;
 use std::time::Duration;
 
+use topcoins_poller::{RunError, ServiceContext, Source, serve};
 use topcoins_schemas::RankingSnapshot;
-use topcoins_upstream::poller::serve;
-use topcoins_upstream::{Endpoint, RunError, ServiceContext, Source, Upstream, UpstreamError};
+use topcoins_upstream::{Endpoint, Upstream, UpstreamError};
 
 use crate::cryptocompare::CryptoCompareClient;
 
@@ -129,7 +129,7 @@ pub async fn run(
     let http = Upstream::new(
         cryptocompare::PROVIDER,
         context.http.clone(),
-        context.metrics.clone(),
+        context.upstream_metrics.clone(),
     );
     let client = CryptoCompareClient::new(
         http,

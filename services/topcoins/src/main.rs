@@ -7,7 +7,8 @@ use tokio::net::TcpListener;
 use topcoins::cli::{ActorArgs, Cli, Command};
 use topcoins::shutdown::Shutdown;
 use topcoins::{telemetry, up};
-use topcoins_upstream::{ServiceContext, UpstreamMetrics};
+use topcoins_poller::{PollerMetrics, ServiceContext};
+use topcoins_upstream::UpstreamMetrics;
 
 /// mimalloc instead of the system allocator: taking in a snapshot allocates thousands of small
 /// strings, and glibc's malloc and free were a third of an API node's CPU for it (perf, see
@@ -89,7 +90,8 @@ fn actor_context(
         nats: args.nats.required(name)?,
         http: args.http.clone(),
         retention: args.retention.retention,
-        metrics: UpstreamMetrics::register(&registry)?,
+        upstream_metrics: UpstreamMetrics::register(&registry)?,
+        poller_metrics: PollerMetrics::register(&registry)?,
         lease: args.lease,
     };
     if let Some(addr) = args.metrics.metrics_listen {

@@ -16,7 +16,8 @@ use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use topcoins_bus::LocalServer;
-use topcoins_upstream::{ServiceContext, UpstreamMetrics};
+use topcoins_poller::{PollerMetrics, ServiceContext};
+use topcoins_upstream::UpstreamMetrics;
 
 use crate::cli::UpArgs;
 use crate::shutdown::Shutdown;
@@ -35,6 +36,7 @@ struct Plan {
     nats_url: String,
     registry: Registry,
     upstream_metrics: UpstreamMetrics,
+    poller_metrics: PollerMetrics,
     sim: Option<TcpListener>,
     api: Option<TcpListener>,
 }
@@ -46,7 +48,8 @@ impl Plan {
             nats: self.args.nats.config(&self.nats_url, name),
             http: self.args.http.clone(),
             retention: self.args.retention.retention,
-            metrics: self.upstream_metrics.clone(),
+            upstream_metrics: self.upstream_metrics.clone(),
+            poller_metrics: self.poller_metrics.clone(),
             lease: false,
         }
     }
@@ -128,6 +131,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let registry = Registry::new();
     let upstream_metrics = UpstreamMetrics::register(&registry)?;
+    let poller_metrics = PollerMetrics::register(&registry)?;
 
     let (_server, nats_url) = match args.nats.nats_url.clone() {
         Some(url) => (None, url),
@@ -175,6 +179,7 @@ pub async fn run(
         nats_url,
         registry,
         upstream_metrics,
+        poller_metrics,
         sim,
         api: Some(api),
     };

@@ -352,7 +352,8 @@ async fn nats_authentication_user_password_and_token() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_of_each_actor_one_polls_and_the_other_takes_over() -> Result<()> {
     use prometheus::Registry;
-    use topcoins_upstream::{ServiceContext, UpstreamMetrics};
+    use topcoins_poller::{PollerMetrics, ServiceContext};
+    use topcoins_upstream::UpstreamMetrics;
 
     const INTERVAL: Duration = Duration::from_millis(500);
     let h = Harness::start(COINS).await?;
@@ -367,7 +368,8 @@ async fn two_of_each_actor_one_polls_and_the_other_takes_over() -> Result<()> {
             nats: h.nats_config(name),
             http: Harness::http_config(),
             retention: Duration::from_secs(3600),
-            metrics: UpstreamMetrics::register(&registry)?,
+            upstream_metrics: UpstreamMetrics::register(&registry)?,
+            poller_metrics: PollerMetrics::register(&registry)?,
             lease: true,
         };
         Ok((registry, context))

@@ -16,10 +16,11 @@ use tokio::task::JoinHandle;
 use topcoins::shutdown::Shutdown;
 use topcoins_api::ApiConfig;
 use topcoins_bus::{LocalServer, NatsAuth, NatsConfig};
+use topcoins_poller::{PollerMetrics, ServiceContext};
 use topcoins_price::PriceConfig;
 use topcoins_ranking::RankingConfig;
 use topcoins_sim::SimConfig;
-use topcoins_upstream::{HttpConfig, ServiceContext, UpstreamMetrics};
+use topcoins_upstream::{HttpConfig, UpstreamMetrics};
 
 /// Every wait in a test is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -119,6 +120,7 @@ pub struct Harness {
     pub http: reqwest::Client,
     pub actor_registry: Registry,
     pub actor_metrics: UpstreamMetrics,
+    pub poller_metrics: PollerMetrics,
     pub coins: usize,
 }
 
@@ -162,6 +164,7 @@ impl Harness {
             Component::spawn(move |s| Box::pin(topcoins_sim::run(sim_config, listener, s.wait())));
         let actor_registry = Registry::new();
         let actor_metrics = UpstreamMetrics::register(&actor_registry)?;
+        let poller_metrics = PollerMetrics::register(&actor_registry)?;
         Ok(Self {
             nats,
             sim_addr,
@@ -169,6 +172,7 @@ impl Harness {
             http: reqwest::Client::new(),
             actor_registry,
             actor_metrics,
+            poller_metrics,
             coins,
         })
     }
@@ -255,7 +259,8 @@ impl Harness {
             nats: self.nats_config(name),
             http: Self::http_config(),
             retention: Duration::from_secs(3600),
-            metrics: self.actor_metrics.clone(),
+            upstream_metrics: self.actor_metrics.clone(),
+            poller_metrics: self.poller_metrics.clone(),
             lease: false,
         }
     }

@@ -1,11 +1,6 @@
-//! Keeps a [`Poller`] running: it is spawned linked to this actor, and when it fails (an error
-//! or a panic in a cycle) it is started again with a fresh source.
-//!
-//! **Restart policy** (in `handle_supervisor_evt`): every failure is counted in
-//! `topcoins_actor_restarts_total{kind}` and logged; the restart waits 100 ms, doubling with
-//! each failure in a row up to 10 s, and the count of failures in a row starts over once a
-//! poller has lived a minute. A restarted poller resumes from the store like a new process, so
-//! nothing unchanged is announced again.
+//! The `PollSupervisor` actor: keeps a `Poller` running. The poller is spawned linked to it,
+//! and when it fails (an error or a panic in a cycle) it is started again with a fresh source.
+//! The policy is in `handle_supervisor_evt`.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -13,39 +8,45 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use topcoins_bus::SnapshotStore;
+use topcoins_runtime::Backoff;
 use topcoins_schemas::Snapshot;
+use topcoins_upstream::UpstreamMetrics;
 
-use crate::UpstreamMetrics;
-use crate::poller::{Poller, PollerArgs, PollerMsg, Source};
+use crate::actor::{Poller, PollerArgs, PollerMsg, SharedLease};
+use crate::{PollerMetrics, Source};
 
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The wait before a restart: 100 ms, doubling with each failure in a row up to 10 s.
+const RESTART_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+/// A poller that lived this long was healthy: its failure is the first in a row.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 
-pub struct SupervisorArgs<S> {
+pub(crate) struct SupervisorArgs<S> {
     /// Builds the source for each (re)start.
     pub make_source: Arc<dyn Fn() -> S + Send + Sync>,
-    pub lease: Option<crate::poller::SharedLease>,
+    pub lease: Option<SharedLease>,
     pub store: SnapshotStore,
     pub interval: Duration,
     pub retention: Duration,
-    pub metrics: UpstreamMetrics,
+    pub metrics: PollerMetrics,
+    pub upstream_metrics: UpstreamMetrics,
 }
 
-pub enum SupervisorMsg {
+pub(crate) enum SupervisorMsg {
     /// Start the poller (again).
     Spawn,
 }
 
-pub struct SupervisorState<S> {
+pub(crate) struct SupervisorState<S> {
     args: SupervisorArgs<S>,
-    failures_in_a_row: u32,
+    /// The wait before the next restart; its attempt count is the failures in a row.
+    backoff: Backoff,
     started: Instant,
     child: Option<ActorRef<PollerMsg>>,
     stopping: bool,
 }
 
-pub struct PollSupervisor<S>(PhantomData<fn() -> S>);
+/// The actor; see the module docs.
+pub(crate) struct PollSupervisor<S>(PhantomData<fn() -> S>);
 
 impl<S> Default for PollSupervisor<S> {
     fn default() -> Self {
@@ -66,7 +67,7 @@ impl<S: Source> Actor for PollSupervisor<S> {
         myself.send_message(SupervisorMsg::Spawn)?;
         Ok(SupervisorState {
             args,
-            failures_in_a_row: 0,
+            backoff: RESTART_BACKOFF,
             started: Instant::now(),
             child: None,
             stopping: false,
@@ -86,6 +87,7 @@ impl<S: Source> Actor for PollSupervisor<S> {
                     store: state.args.store.clone(),
                     interval: state.args.interval,
                     metrics: state.args.metrics.clone(),
+                    upstream_metrics: state.args.upstream_metrics.clone(),
                     retention: state.args.retention,
                     lease: state.args.lease.clone(),
                 };
@@ -100,6 +102,13 @@ impl<S: Source> Actor for PollSupervisor<S> {
         Ok(())
     }
 
+    /// **Restart policy.** A poller that failed (an error escaping a cycle, or a panic) or
+    /// stopped on its own is counted in `topcoins_actor_restarts_total{kind}`, logged, and
+    /// started again with a fresh source after [`RESTART_BACKOFF`]: 100 ms, doubling with each
+    /// failure in a row up to 10 s, with equal jitter (each wait between half its ceiling and
+    /// the ceiling). Once a poller has lived [`HEALTHY_AFTER`], its failure counts as the first
+    /// in a row again. A restarted poller resumes from the store like a new process, so
+    /// nothing unchanged is announced again. While the supervisor stops, nothing restarts.
     async fn handle_supervisor_evt(
         &self,
         myself: ActorRef<Self::Msg>,
@@ -115,7 +124,7 @@ impl<S: Source> Actor for PollSupervisor<S> {
         };
         state.child = None;
         if state.started.elapsed() > HEALTHY_AFTER {
-            state.failures_in_a_row = 0;
+            state.backoff.reset();
         }
         let kind = S::Snapshot::KIND.as_str();
         state
@@ -124,12 +133,9 @@ impl<S: Source> Actor for PollSupervisor<S> {
             .actor_restarts
             .with_label_values(&[kind])
             .inc();
-        let backoff = FIRST_BACKOFF
-            .saturating_mul(1 << state.failures_in_a_row.min(7))
-            .min(MAX_BACKOFF);
-        state.failures_in_a_row += 1;
-        tracing::error!(kind, %reason, restart_in = ?backoff, "poller failed; restarting it");
-        myself.send_after(backoff, || SupervisorMsg::Spawn);
+        let wait = state.backoff.next_delay();
+        tracing::error!(kind, %reason, failures_in_a_row = state.backoff.attempt(), restart_in = ?wait, "poller failed; restarting it");
+        myself.send_after(wait, || SupervisorMsg::Spawn);
         Ok(())
     }
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::Result;
 use prometheus::Registry;
 use topcoins_bus::{LocalServer, NatsConfig, SnapshotStore, connect};
+use topcoins_poller::{PollerMetrics, Source, run_poller};
 use topcoins_schemas::{PriceSnapshot, PricedCoin};
-use topcoins_upstream::poller::run_poller;
-use topcoins_upstream::{Source, UpstreamError, UpstreamErrorKind, UpstreamMetrics};
+use topcoins_upstream::{UpstreamError, UpstreamErrorKind, UpstreamMetrics};
 
 /// Always the same prices; fetch 2 panics, fetch 4 fails.
 struct Flaky {
@@ -58,7 +58,9 @@ async fn panicking_poller_is_restarted_and_resumes_quietly() -> Result<()> {
     let (client, _) = connect(&config).await?;
     client.flush().await?;
     let store = SnapshotStore::open(client.clone()).await?;
-    let metrics = UpstreamMetrics::register(&Registry::new())?;
+    let registry = Registry::new();
+    let metrics = PollerMetrics::register(&registry)?;
+    let upstream_metrics = UpstreamMetrics::register(&registry)?;
     let fetches = Arc::new(AtomicUsize::new(0));
     let counter = fetches.clone();
     let make_source = Arc::new(move || Flaky {
@@ -71,7 +73,7 @@ async fn panicking_poller_is_restarted_and_resumes_quietly() -> Result<()> {
         store,
         Duration::from_millis(50),
         Duration::from_secs(3600),
-        metrics.clone(),
+        (metrics.clone(), upstream_metrics.clone()),
         async {
             let _ = stop_rx.await;
         },
@@ -91,7 +93,7 @@ async fn panicking_poller_is_restarted_and_resumes_quietly() -> Result<()> {
         "one panic, one restart"
     );
     assert_eq!(
-        metrics
+        upstream_metrics
             .rejected
             .with_label_values(&["flaky", "http_status"])
             .get(),
