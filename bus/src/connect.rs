@@ -65,17 +65,7 @@ impl std::fmt::Debug for NatsConfig {
 impl NatsConfig {
     /// The server URLs with any `user:password@` replaced by `<redacted>@`, for logs.
     pub fn redacted_url(&self) -> String {
-        self.url
-            .split(',')
-            .map(|u| match (u.find("://"), u.rfind('@')) {
-                (Some(scheme), Some(at)) if at > scheme => {
-                    format!("{}<redacted>{}", &u[..scheme + 3], &u[at..])
-                }
-                (None, Some(at)) => format!("<redacted>{}", &u[at..]),
-                _ => u.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join(",")
+        topcoins_runtime::secret::redact_urls(&self.url)
     }
 }
 

@@ -54,6 +54,18 @@ pub fn histogram(
     register(registry, HistogramVec::new(opts, labels)?)
 }
 
+/// The Prometheus text exposition of `registry`, and its content type: what every `/metrics`
+/// endpoint (the API node's, the actors', the simulator's) answers.
+pub fn render(registry: &Registry) -> (&'static str, Vec<u8>) {
+    use prometheus::Encoder;
+    let encoder = prometheus::TextEncoder::new();
+    let mut body = Vec::new();
+    if let Err(e) = encoder.encode(&registry.gather(), &mut body) {
+        tracing::error!(error = %e, "metrics encoding failed");
+    }
+    (prometheus::TEXT_FORMAT, body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,11 +61,7 @@ impl fmt::Debug for Endpoint {
             .field("url", &self.url)
             .field(
                 "key",
-                &if self.key.is_some() {
-                    "<set>"
-                } else {
-                    "<unset>"
-                },
+                &topcoins_runtime::secret::presence(self.key.as_ref()),
             )
             .field("real", &self.is_real())
             .finish()

@@ -17,7 +17,7 @@ use axum::http::header::{self, ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NON
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::Registry;
 use time::OffsetDateTime;
 use topcoins_bus::Link;
 use topcoins_schemas::api::{ErrorBody, Health, Readiness, TopResponse};
@@ -223,12 +223,8 @@ async fn metrics(State(app): State<AppState>) -> Response {
         }
         app.metrics.stale.set(i64::from(app.is_stale(&view)));
     }
-    let mut buffer = Vec::new();
-    let encoder = TextEncoder::new();
-    if let Err(e) = encoder.encode(&app.registry.gather(), &mut buffer) {
-        tracing::error!(error = %e, "metrics encoding failed");
-    }
-    ([(CONTENT_TYPE, encoder.format_type().to_owned())], buffer).into_response()
+    let (content_type, body) = topcoins_runtime::metrics::render(&app.registry);
+    ([(CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn not_found() -> ApiError {

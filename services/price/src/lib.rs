@@ -175,9 +175,9 @@ pub async fn run(
     config.normalise_keys();
     tracing::info!(
         cmc_url = %config.cmc_url,
-        cmc_api_key = if config.cmc_api_key.is_some() { "<set>" } else { "<unset>" },
+        cmc_api_key = topcoins_runtime::secret::presence(config.cmc_api_key.as_ref()),
         coingecko_url = %config.coingecko_url,
-        coingecko_api_key = if config.coingecko_api_key.is_some() { "<set>" } else { "<unset>" },
+        coingecko_api_key = topcoins_runtime::secret::presence(config.coingecko_api_key.as_ref()),
         primary = if config.has_cmc() { cmc::PROVIDER } else { coingecko::PROVIDER },
         interval = %humantime::format_duration(config.interval()),
         universe = config.universe(),

@@ -120,7 +120,7 @@ pub async fn run(
     config.normalise_keys();
     tracing::info!(
         url = %config.cryptocompare_url,
-        api_key = if config.cryptocompare_api_key.is_some() { "<set>" } else { "<unset>" },
+        api_key = topcoins_runtime::secret::presence(config.cryptocompare_api_key.as_ref()),
         interval = %humantime::format_duration(config.interval()),
         universe = config.universe(),
         nats = %context.nats.redacted_url(),

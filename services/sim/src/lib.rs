@@ -227,18 +227,8 @@ async fn status(State(sim): State<Sim>) -> Response {
 }
 
 async fn metrics(State(sim): State<Sim>) -> Response {
-    use prometheus::Encoder;
-    let encoder = prometheus::TextEncoder::new();
-    let mut buffer = Vec::new();
-    let _ = encoder.encode(&sim.registry.gather(), &mut buffer);
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            encoder.format_type().to_owned(),
-        )],
-        buffer,
-    )
-        .into_response()
+    let (content_type, body) = topcoins_runtime::metrics::render(&sim.registry);
+    ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn not_found() -> Response {

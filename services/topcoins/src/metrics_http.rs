@@ -7,7 +7,7 @@ use axum::Router;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::Registry;
 
 /// Serves `registry` on `addr` until `shutdown`.
 pub async fn serve(
@@ -23,12 +23,8 @@ pub async fn serve(
             get(move || {
                 let registry = registry.clone();
                 async move {
-                    let encoder = TextEncoder::new();
-                    let mut buffer = Vec::new();
-                    if let Err(e) = encoder.encode(&registry.gather(), &mut buffer) {
-                        tracing::error!(error = %e, "metrics encoding failed");
-                    }
-                    ([(CONTENT_TYPE, encoder.format_type().to_owned())], buffer).into_response()
+                    let (content_type, body) = topcoins_runtime::metrics::render(&registry);
+                    ([(CONTENT_TYPE, content_type)], body).into_response()
                 }
             }),
         )
