@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use prometheus::Registry;
-use topcoins_bus::{LocalServer, NatsConfig, SnapshotStore, connect};
+use topcoins_bus::{NatsConfig, SnapshotStore, connect};
 use topcoins_schemas::{PriceSnapshot, PricedCoin};
+use topcoins_testkit::NatsServer;
 use topcoins_upstream::poller::run_poller;
 use topcoins_upstream::{Source, UpstreamError, UpstreamErrorKind, UpstreamMetrics};
 
@@ -49,7 +50,7 @@ impl Source for Flaky {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panicking_poller_is_restarted_and_resumes_quietly() -> Result<()> {
-    let server = LocalServer::start().await?;
+    let server = NatsServer::start().await?;
     let config = NatsConfig {
         url: server.url().to_owned(),
         name: "test".into(),

