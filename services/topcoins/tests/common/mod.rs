@@ -340,6 +340,25 @@ impl Harness {
         metric(&self.actor_registry, name, labels)
     }
 
+    /// Poll cycles of `kind` the actors have finished, whatever came of them.
+    pub fn cycles(&self, kind: &str) -> f64 {
+        self.actor_metric("topcoins_poll_cycles_total", &[("kind", kind)])
+    }
+
+    /// Hash notices of `kind` the actors have announced.
+    pub fn published(&self, kind: &str) -> f64 {
+        self.actor_metric("topcoins_notices_published_total", &[("kind", kind)])
+    }
+
+    /// Waits until the actors have finished `n` more poll cycles of `kind` than `since`: the
+    /// event that says a poll really happened, so "nothing was announced" is not vacuous.
+    pub async fn cycles_past(&self, kind: &str, since: f64, n: f64) -> Result<()> {
+        eventually(&format!("{n} more {kind} poll cycles"), || async {
+            Ok((self.cycles(kind) >= since + n).then_some(()))
+        })
+        .await
+    }
+
     pub async fn start_api(&self) -> Result<ApiNode> {
         self.start_api_with(ApiConfig::default()).await
     }
