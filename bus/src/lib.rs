@@ -13,7 +13,8 @@
 //!   (yielding kind, notice and trace context), price events, and the snapshot bytes actors
 //!   store, pushed to followers as they are written.
 //! - [`lease`]: which of several instances of an actor polls.
-//! - [`server`]: starts a private `nats-server` process (for `topcoins up` and for tests).
+//! - [`server`]: starts a private `nats-server` process for `topcoins up` (tests use
+//!   `topcoins-testkit`).
 //! - [`trace`]: the W3C trace context carried in notice headers.
 
 pub mod connect;

@@ -1,12 +1,14 @@
-//! A private `nats-server` process with JetStream, on a free loopback port, stopped on drop.
+//! A private `nats-server` process with JetStream, for `topcoins up` when `NATS_URL` is not
+//! set: data in a directory that outlives it (a restarted `up` resumes from the stored
+//! snapshots), a loopback port the server picks itself, stopped on drop. The binary is
+//! `$NATS_SERVER_BIN` if set, else `nats-server` on `PATH`.
 //!
-//! `topcoins up` uses it when `NATS_URL` is not set, and every integration test uses it, so no
-//! test depends on a server somebody else started. The binary is `$NATS_SERVER_BIN` if set,
-//! else `nats-server` on `PATH`.
+//! Tests use `topcoins-testkit`'s harness instead, which can also stop, kill and restart a
+//! server in a temporary directory; nothing here is for tests only.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
@@ -27,15 +29,10 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-/// A running server; killed (and its data removed, unless kept) when dropped.
+/// A running server; killed when dropped (its data stays).
 pub struct LocalServer {
     child: Child,
     url: String,
-    port: u16,
-    store_dir: PathBuf,
-    extra: Vec<String>,
-    _scratch: Option<tempfile::TempDir>,
-    binary: PathBuf,
 }
 
 /// The nats-server binary to run.
@@ -56,62 +53,20 @@ pub fn find_binary() -> Result<PathBuf, ServerError> {
 }
 
 impl LocalServer {
-    /// Starts a server with JetStream on a free port, data in a scratch directory.
-    pub async fn start() -> Result<Self, ServerError> {
-        Self::start_with(&[]).await
-    }
-
-    /// Like [`LocalServer::start`], with extra `nats-server` arguments (`--user`, `--auth`, …),
-    /// kept across [`LocalServer::restart`].
-    pub async fn start_with(extra: &[&str]) -> Result<Self, ServerError> {
-        let scratch = tempfile::Builder::new()
-            .prefix("topcoins-nats-")
-            .tempdir()?;
-        let store = scratch.path().join("js");
-        let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
-        let mut server = Self::spawn(&store, None, extra).await?;
-        server._scratch = Some(scratch);
-        Ok(server)
-    }
-
-    /// Starts a server keeping its JetStream data in `store_dir` (kept after exit).
+    /// Starts a server keeping its JetStream data in `store_dir` (created if missing).
     pub async fn start_in(store_dir: &Path) -> Result<Self, ServerError> {
-        Self::spawn(store_dir, None, Vec::new()).await
-    }
-
-    /// Starts again on the same port and data directory — a server that went away and came
-    /// back, as clients see it.
-    pub async fn restart(&mut self) -> Result<(), ServerError> {
-        self.stop().await;
-        let scratch = self._scratch.take();
-        let next = Self::spawn(&self.store_dir, Some(self.port), self.extra.clone()).await?;
-        let _ = std::mem::replace(self, next);
-        self._scratch = scratch;
-        Ok(())
-    }
-
-    /// Stops the process (the object stays usable for [`LocalServer::restart`]).
-    pub async fn stop(&mut self) {
-        let _ = self.child.kill().await;
-    }
-
-    async fn spawn(
-        store_dir: &Path,
-        port: Option<u16>,
-        extra: Vec<String>,
-    ) -> Result<Self, ServerError> {
         let binary = find_binary()?;
         std::fs::create_dir_all(store_dir)?;
-        let ports_dir = tempfile::Builder::new()
-            .prefix("topcoins-ports-")
-            .tempdir()?;
-        let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
+        // The server writes `<exe>_<pid>.ports` here once it listens. One that was killed
+        // left its file behind: those go, and only this process's file is read.
+        let ports_dir = store_dir.join("ports");
+        let _ = std::fs::remove_dir_all(&ports_dir);
+        std::fs::create_dir_all(&ports_dir)?;
         let mut child = Command::new(&binary)
-            .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
+            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
             .arg(store_dir)
             .arg("--ports_file_dir")
-            .arg(ports_dir.path())
-            .args(&extra)
+            .arg(&ports_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -121,55 +76,45 @@ impl LocalServer {
             .process_group(0)
             .spawn()
             .map_err(|e| ServerError::Start(format!("{}: {e}", binary.display())))?;
-        // The server writes `<exe>_<pid>.ports` once it listens; the directory is ours alone.
-        let started = Instant::now();
+        let pid = child
+            .id()
+            .ok_or_else(|| ServerError::Start("exited at once".into()))?;
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         let url = loop {
             if let Some(status) = child.try_wait()? {
                 return Err(ServerError::Start(format!("exited with {status}")));
             }
-            if let Some(url) = read_ports_file(ports_dir.path()) {
+            if let Some(url) = read_ports_file(&ports_dir, pid) {
                 break url;
             }
-            if started.elapsed() > START_TIMEOUT {
+            if tokio::time::Instant::now() > deadline {
                 let _ = child.kill().await;
-                return Err(ServerError::Start("no ports file after 15s".into()));
+                return Err(ServerError::Start(format!(
+                    "no ports file after {START_TIMEOUT:?}"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
-        let port = url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| ServerError::Start(format!("bad url in ports file: {url}")))?;
-        Ok(Self {
-            child,
-            url,
-            port,
-            store_dir: store_dir.to_owned(),
-            extra,
-            _scratch: None,
-            binary,
-        })
+        Ok(Self { child, url })
     }
 
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> &str {
         &self.url
     }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub fn binary(&self) -> &Path {
-        &self.binary
-    }
 }
 
-fn read_ports_file(dir: &Path) -> Option<String> {
+/// The client URL in process `pid`'s ports file (JSON, `{"nats":[url],…}`), once whole.
+fn read_ports_file(dir: &Path, pid: u32) -> Option<String> {
+    let suffix = format!("_{pid}.ports");
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        if entry.path().extension().is_some_and(|e| e == "ports") {
-            let text = std::fs::read_to_string(entry.path()).ok()?;
+        let path = entry.path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(&suffix))
+        {
+            let text = std::fs::read_to_string(&path).ok()?;
             let value: serde_json::Value = serde_json::from_str(&text).ok()?;
             return value["nats"][0].as_str().map(str::to_owned);
         }

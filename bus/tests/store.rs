@@ -6,25 +6,32 @@ use anyhow::Result;
 use time::OffsetDateTime;
 use tokio::time::timeout;
 use topcoins_bus::{
-    Latest, LocalServer, NatsConfig, SnapshotStore, StoreErrorKind, connect, subjects,
-    subscribe_notices, subscribe_snapshots,
+    Latest, Link, NatsConfig, SnapshotStore, StoreErrorKind, connect, subjects, subscribe_notices,
+    subscribe_snapshots,
 };
 use topcoins_schemas::{HashNotice, Kind, SnapshotHash};
+use topcoins_testkit::NatsServer;
 
 const T: Duration = Duration::from_secs(10);
 
-async fn setup() -> Result<(LocalServer, async_nats::Client, SnapshotStore)> {
-    let server = LocalServer::start().await?;
+async fn setup() -> Result<(NatsServer, async_nats::Client, SnapshotStore)> {
+    let (server, client, store, _) = setup_linked().await?;
+    Ok((server, client, store))
+}
+
+/// [`setup`], with the client's [`Link`] (to wait for its reconnects).
+async fn setup_linked() -> Result<(NatsServer, async_nats::Client, SnapshotStore, Link)> {
+    let server = timeout(T, NatsServer::start()).await??;
     let config = NatsConfig {
         url: server.url().to_owned(),
         name: "test".into(),
         ..Default::default()
     };
     let (client, link) = timeout(T, connect(&config)).await??;
-    client.flush().await?;
+    timeout(T, client.flush()).await??;
     assert!(link.is_up());
     let store = timeout(T, SnapshotStore::open(client.clone())).await??;
-    Ok((server, client, store))
+    Ok((server, client, store, link))
 }
 
 #[tokio::test]
@@ -53,8 +60,8 @@ async fn put_fetch_verify_and_latest_notice() -> Result<()> {
     assert_eq!(&timeout(T, store.fetch(big_hash)).await??[..], &big[..]);
 
     assert_eq!(timeout(T, store.latest(Kind::PRICES)).await??, None);
-    let mut live = subscribe_notices(&client, subjects::KINDS).await?;
-    client.flush().await?;
+    let mut live = timeout(T, subscribe_notices(&client, subjects::KINDS)).await??;
+    timeout(T, client.flush()).await??;
     let notice = HashNotice {
         hash,
         as_of: OffsetDateTime::now_utc(),
@@ -123,8 +130,8 @@ async fn announcing_is_fenced_on_the_notice_it_follows() -> Result<()> {
 #[tokio::test]
 async fn stored_snapshots_are_pushed_whole() -> Result<()> {
     let (_server, client, store) = setup().await?;
-    let mut pushed = subscribe_snapshots(&client).await?;
-    client.flush().await?;
+    let mut pushed = timeout(T, subscribe_snapshots(&client)).await??;
+    timeout(T, client.flush()).await??;
     let small = b"small".to_vec();
     let big: Vec<u8> = (0..1_300_000u32).map(|i| (i % 253) as u8).collect();
     for bytes in [&small, &big] {
@@ -150,32 +157,32 @@ async fn prune_keeps_current_and_recent() -> Result<()> {
     let a = b"a".to_vec();
     let b = b"b".to_vec();
     let (ha, hb) = (SnapshotHash::of(&a), SnapshotHash::of(&b));
-    store.put(ha, &a).await?;
-    store.put(hb, &b).await?;
-    assert_eq!(store.prune(&[], Duration::from_secs(3600)).await?, 0);
-    assert_eq!(store.prune(&[hb], Duration::ZERO).await?, 1);
-    assert!(store.fetch(ha).await.is_err());
-    assert!(store.fetch(hb).await.is_ok());
+    timeout(T, store.put(ha, &a)).await??;
+    timeout(T, store.put(hb, &b)).await??;
+    assert_eq!(
+        timeout(T, store.prune(&[], Duration::from_secs(3600))).await??,
+        0
+    );
+    assert_eq!(timeout(T, store.prune(&[hb], Duration::ZERO)).await??, 1);
+    assert!(timeout(T, store.fetch(ha)).await?.is_err());
+    assert!(timeout(T, store.fetch(hb)).await?.is_ok());
     Ok(())
 }
 
 #[tokio::test]
 async fn store_survives_a_server_restart() -> Result<()> {
-    let (mut server, _client, store) = setup().await?;
+    let (mut server, client, store, link) = setup_linked().await?;
     let bytes = b"durable".to_vec();
     let hash = SnapshotHash::of(&bytes);
-    store.put(hash, &bytes).await?;
-    server.restart().await?;
-    // The same client reconnects by itself; the data is on disk.
-    let got = timeout(T, async {
-        loop {
-            match store.fetch(hash).await {
-                Ok(b) => break b,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    })
-    .await?;
+    timeout(T, store.put(hash, &bytes)).await??;
+    let mut connects = link.connects();
+    connects.mark_unchanged();
+    timeout(T, server.restart()).await??;
+    // The same client reconnects by itself, and the data is on disk: once a connection is
+    // back (the server restores its streams before it takes clients), the fetch answers.
+    timeout(T, connects.changed()).await??;
+    timeout(T, client.flush()).await??;
+    let got = timeout(T, store.fetch(hash)).await??;
     assert_eq!(&got[..], &bytes[..]);
     Ok(())
 }

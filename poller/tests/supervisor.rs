@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 use prometheus::Registry;
-use topcoins_bus::{LocalServer, NatsConfig, SnapshotStore, connect};
+use topcoins_bus::{NatsConfig, SnapshotStore, connect};
 use topcoins_poller::{PollerMetrics, Source, run_poller};
 use topcoins_schemas::{PriceSnapshot, PricedCoin};
+use topcoins_testkit::NatsServer;
 use topcoins_upstream::{UpstreamError, UpstreamErrorKind, UpstreamMetrics};
 
 /// Always the same prices; fetch 2 panics, fetch 4 fails.
@@ -49,7 +50,7 @@ impl Source for Flaky {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panicking_poller_is_restarted_and_resumes_quietly() -> Result<()> {
-    let server = LocalServer::start().await?;
+    let server = NatsServer::start().await?;
     let config = NatsConfig {
         url: server.url().to_owned(),
         name: "test".into(),

@@ -12,8 +12,9 @@ use time::OffsetDateTime;
 use tokio::time::timeout;
 use topcoins_api::metrics::ApiMetrics;
 use topcoins_api::slots::Slots;
-use topcoins_bus::{LocalServer, NatsConfig, SnapshotStore, TraceContext, connect};
+use topcoins_bus::{NatsConfig, SnapshotStore, TraceContext, connect};
 use topcoins_schemas::{HashNotice, Kind, Snapshot};
+use topcoins_testkit::NatsServer;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -38,7 +39,7 @@ impl Snapshot for Tickers {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registered_test_kind_is_followed_end_to_end() -> Result<()> {
-    let server = LocalServer::start().await?;
+    let server = NatsServer::start().await?;
     let config = NatsConfig {
         url: server.url().to_owned(),
         name: "kinds-test".into(),

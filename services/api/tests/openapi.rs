@@ -13,7 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use topcoins_api::ApiConfig;
 use topcoins_api::http::ROUTES;
-use topcoins_bus::{LocalServer, NatsConfig};
+use topcoins_bus::NatsConfig;
+use topcoins_testkit::NatsServer;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -175,7 +176,7 @@ fn requests(registry: &Registry, route: &str, status: &str) -> f64 {
 
 #[tokio::test]
 async fn served_with_an_etag_and_counted() -> Result<()> {
-    let mut nats = LocalServer::start().await?;
+    let mut nats = NatsServer::start().await?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let registry = Registry::new();

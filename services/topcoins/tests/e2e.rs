@@ -100,24 +100,41 @@ async fn each_snapshot_fetched_once_and_unchanged_data_costs_nothing() -> Result
     h.ready(&a, "/").await?;
     h.ready(&b, "/").await?;
     for _ in 0..3 {
+        let announced = (h.published("prices"), h.published("ranking"));
         h.tick().await?;
-        tokio::time::sleep(POLL * 4).await;
+        eventually("both actors to announce the tick", || async {
+            Ok(
+                (h.published("prices") > announced.0 && h.published("ranking") > announced.1)
+                    .then_some(()),
+            )
+        })
+        .await?;
+        // Settled: a poll of each kind found nothing new. (A ranking poll that straddled the
+        // tick announced pages from two moments; the next one announces the tick's own.)
+        let unchanged = |kind| {
+            h.actor_metric(
+                "topcoins_poll_cycles_total",
+                &[("kind", kind), ("outcome", "unchanged")],
+            )
+        };
+        let before = (unchanged("prices"), unchanged("ranking"));
+        eventually("both actors to settle", || async {
+            Ok((unchanged("prices") > before.0 && unchanged("ranking") > before.1).then_some(()))
+        })
+        .await?;
     }
 
-    // Collect every notice announced until both nodes have settled on the last ones.
+    // Every notice announced so far: the subscriptions were made before the actors started,
+    // so what they hold is exactly what the actors count as published.
+    let announced = (h.published("prices") + h.published("ranking")) as usize;
     let mut distinct = [HashSet::new(), HashSet::new()];
-    let settle = async {
-        loop {
-            let received = notices
-                .next()
-                .await
-                .expect("subscription open")
-                .expect("valid notice");
-            let kind = usize::from(received.kind != Kind::PRICES);
-            distinct[kind].insert(received.notice.hash);
-        }
-    };
-    let _ = tokio::time::timeout(POLL * 10, settle).await;
+    for _ in 0..announced {
+        let received = tokio::time::timeout(WAIT, notices.next())
+            .await?
+            .expect("subscription open")?;
+        let kind = usize::from(received.kind != Kind::PRICES);
+        distinct[kind].insert(received.notice.hash);
+    }
     // At least one snapshot at start and one per tick; a ranking poll that straddles a tick
     // reads pages from two moments and is a snapshot of its own, as with the real provider.
     let (prices_n, ranking_n) = (distinct[0].len() as f64, distinct[1].len() as f64);
@@ -138,14 +155,23 @@ async fn each_snapshot_fetched_once_and_unchanged_data_costs_nothing() -> Result
     }
 
     // Now nothing moves: several polls later, nothing was published and nothing refetched.
-    while let Ok(Some(_)) = tokio::time::timeout(POLL * 3, everything.next()).await {}
+    // Everything on the bus so far is the notices and the price events the actors counted.
+    let sent =
+        || h.published("prices") + h.published("ranking") + h.actor_metric(PRICE_EVENTS, &[]);
+    let sent_before = sent();
+    for _ in 0..sent_before as usize {
+        tokio::time::timeout(WAIT, everything.next())
+            .await?
+            .expect("subscription open");
+    }
     let unchanged_before = h_unchanged(&h);
-    tokio::time::sleep(POLL * 10).await;
-    assert!(
-        h_unchanged(&h) >= unchanged_before + 6.0,
-        "the actors kept polling ({unchanged_before} -> {})",
-        h_unchanged(&h)
-    );
+    eventually("six more unchanged polls", || async {
+        Ok((h_unchanged(&h) >= unchanged_before + 6.0).then_some(()))
+    })
+    .await?;
+    assert_eq!(sent(), sent_before, "the actors published nothing");
+    // And nothing crossed the bus: this window follows six counted polls, so a publish from
+    // any of them would have arrived by now; it cannot pass for want of polling.
     let quiet = tokio::time::timeout(Duration::from_millis(300), everything.next()).await;
     assert!(
         quiet.is_err(),
@@ -174,6 +200,8 @@ fn taken_in(node: &common::ApiNode, kind: &str) -> f64 {
     node.metric("topcoins_api_snapshot_fetches_total", &[("kind", kind)])
         + node.metric("topcoins_api_snapshots_pushed_total", &[("kind", kind)])
 }
+
+const PRICE_EVENTS: &str = "topcoins_price_events_published_total";
 
 fn h_unchanged(h: &Harness) -> f64 {
     common::metric(
@@ -395,12 +423,20 @@ async fn fresh_node_warms_from_store_and_restarted_actor_stays_quiet() -> Result
     price.stop().await;
     ranking.stop().await;
     let cycles_before = h_unchanged(&h);
+    let announced_before_restart = (h.published("prices"), h.published("ranking"));
     let price = h.start_price(POLL);
     let ranking = h.start_ranking(POLL);
     eventually("restarted actors to poll", || async {
         Ok((h_unchanged(&h) >= cycles_before + 4.0).then_some(()))
     })
     .await?;
+    assert_eq!(
+        (h.published("prices"), h.published("ranking")),
+        announced_before_restart,
+        "a restarted actor announced unchanged data"
+    );
+    // Nor anything else on the bus; the window follows four counted polls of the restarted
+    // actors, so it cannot pass because they had not polled yet.
     let quiet = tokio::time::timeout(Duration::from_millis(300), everything.next()).await;
     assert!(
         quiet.is_err(),
@@ -409,10 +445,8 @@ async fn fresh_node_warms_from_store_and_restarted_actor_stays_quiet() -> Result
 
     // A node started now serves at once from the stored snapshots, without a new notice.
     let second = h.start_api().await?;
-    let started = std::time::Instant::now();
     let (etag2, _) = h.ready(&second, "/").await?;
     assert_eq!(etag2, etag);
-    assert!(started.elapsed() < WAIT);
     assert_eq!(
         second.metric("topcoins_api_snapshot_fetches_total", &[]),
         2.0
@@ -448,7 +482,12 @@ async fn services_stop_promptly_even_with_nats_gone() -> Result<()> {
     // The server goes first (as when a terminal's Ctrl-C reaches it too): draining must not
     // wait for a reconnect that will never come.
     h.nats.stop().await;
-    tokio::time::sleep(POLL * 2).await;
+    eventually("the node to see NATS gone", || async {
+        let r = h.get(&node.url("/readyz")).await?;
+        let ready: topcoins_schemas::api::Readiness = serde_json::from_str(&r.text().await?)?;
+        Ok((!ready.nats_connected).then_some(()))
+    })
+    .await?;
     for c in [node.component, price, ranking] {
         c.shutdown.trigger();
         tokio::time::timeout(Duration::from_secs(5), c.task)

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use common::{ApiNode, Harness, POLL, eventually};
 use serde_json::{Value, json};
 use topcoins_schemas::Kind;
@@ -66,9 +66,9 @@ async fn run_cases(
     let client = async_nats::connect(h.nats.url()).await?;
     let mut notices = topcoins_bus::subscribe_notices(&client, &[notice_kind]).await?;
     client.flush().await?;
+    let store = topcoins_bus::SnapshotStore::open(client.clone()).await?;
     for case in cases {
         let label = case.fault.to_string();
-        let before = hash_of(h, node, kind).await?;
         let counter = |reason| {
             h.actor_metric(
                 "topcoins_upstream_rejected_total",
@@ -79,24 +79,36 @@ async fn run_cases(
         let mut spec = case.fault.clone();
         spec["endpoint"] = json!(endpoint);
         h.fault(spec).await?;
-        // Drain what was announced before the fault took hold, then move the market: without
-        // the fault this would be announced.
-        tokio::time::sleep(POLL * 3).await;
-        while tokio::time::timeout(Duration::from_millis(50), notices.next())
-            .await
-            .is_ok()
-        {}
+        // Two whole cycles later the fault has taken hold (a cycle in flight when it was set
+        // may still have read good data); then move the market: without the fault this would
+        // be announced.
+        h.cycles_past(kind, h.cycles(kind), 2.0).await?;
+        let published = h.published(kind);
+        // What was announced last before the fault took hold (the previous case's recovery
+        // may have taken two announcements: a ranking poll that straddled its tick and the
+        // next one), served by the node: the data the fault must leave in place.
+        let before = tokio::time::timeout(common::WAIT, store.latest(notice_kind))
+            .await??
+            .context("a notice")?
+            .notice
+            .hash
+            .to_hex();
+        eventually(
+            &format!("{label}: node to serve the last announced data"),
+            || async { Ok((hash_of(h, node, kind).await? == before).then_some(())) },
+        )
+        .await?;
         h.tick().await?;
         eventually(
             &format!("{label}: counter {provider}/{}", case.reason),
             || async { Ok((counter(case.reason) > count_before).then_some(())) },
         )
         .await?;
-        tokio::time::sleep(POLL * 3).await;
-        let leaked = tokio::time::timeout(Duration::from_millis(100), notices.next()).await;
+        // Two more cycles under the fault, counted, so that this is no vacuous "nothing yet".
+        h.cycles_past(kind, h.cycles(kind), 2.0).await?;
         ensure!(
-            leaked.is_err(),
-            "{label}: a notice was published during the fault: {leaked:?}"
+            h.published(kind) == published,
+            "{label}: a notice was published during the fault"
         );
         let r = h.get(&node.url("/?limit=20")).await?;
         ensure!(r.status() == 200, "{label}: API answered {}", r.status());
@@ -105,16 +117,27 @@ async fn run_cases(
             "{label}: the served {kind} snapshot changed"
         );
 
-        // Recovery: the change made during the fault is announced once the fault is gone.
+        // Recovery: the change made during the fault is announced once the fault is gone,
+        // and that notice crosses the bus.
         h.clear_faults().await?;
-        tokio::time::timeout(common::WAIT, notices.next())
-            .await
-            .map_err(|_| anyhow::anyhow!("{label}: no notice after the fault was cleared"))?;
-        eventually(
+        let recovered = eventually(
             &format!("{label}: node to serve the recovered data"),
-            || async { Ok((hash_of(h, node, kind).await? != before).then_some(())) },
+            || async {
+                let served = hash_of(h, node, kind).await?;
+                Ok((served != before).then_some(served))
+            },
         )
         .await?;
+        tokio::time::timeout(common::WAIT, async {
+            loop {
+                let received = notices.next().await.context("subscription open")??;
+                if received.notice.hash.to_hex() == recovered {
+                    return Ok::<_, anyhow::Error>(());
+                }
+            }
+        })
+        .await
+        .with_context(|| format!("{label}: no notice of the recovered data"))??;
     }
     Ok(())
 }
@@ -133,26 +156,42 @@ async fn extra_fields_break_nothing(
     client.flush().await?;
     h.fault(json!({"endpoint": endpoint, "fault": "extra_fields"}))
         .await?;
-    tokio::time::sleep(POLL * 3).await;
-    while tokio::time::timeout(Duration::from_millis(50), notices.next())
-        .await
-        .is_ok()
-    {}
+    // Two whole cycles later every poll sees the extra fields.
+    h.cycles_past(kind, h.cycles(kind), 2.0).await?;
+    let published = h.published(kind);
     h.tick().await?;
-    let message = tokio::time::timeout(common::WAIT, notices.next())
-        .await?
-        .expect("notice");
-    let with_extras = message?.notice.hash.to_hex();
+    // What is announced after that is the data read with extra fields, and its notice
+    // crosses the bus.
+    eventually("the change to be announced", || async {
+        Ok((h.published(kind) > published).then_some(()))
+    })
+    .await?;
+    let store = topcoins_bus::SnapshotStore::open(client.clone()).await?;
+    let latest = tokio::time::timeout(common::WAIT, store.latest(notice_kind))
+        .await??
+        .context("a notice")?;
+    let with_extras = latest.notice.hash.to_hex();
+    tokio::time::timeout(common::WAIT, async {
+        loop {
+            let received = notices.next().await.context("subscription open")??;
+            if received.notice.hash == latest.notice.hash {
+                return Ok::<_, anyhow::Error>(());
+            }
+        }
+    })
+    .await
+    .context("no notice of the data with extra fields")??;
     eventually(
         "node to serve the data announced with extra fields",
         || async { Ok((hash_of(h, node, kind).await? == with_extras).then_some(())) },
     )
     .await?;
+    let published = h.published(kind);
     h.clear_faults().await?;
-    tokio::time::sleep(POLL * 5).await;
-    let again = tokio::time::timeout(Duration::from_millis(200), notices.next()).await;
+    // Three counted cycles without the extra fields: the same data, so nothing is announced.
+    h.cycles_past(kind, h.cycles(kind), 3.0).await?;
     ensure!(
-        again.is_err(),
+        h.published(kind) == published,
         "the same data without the extra fields was announced again"
     );
     ensure!(hash_of(h, node, kind).await? == with_extras);

