@@ -1,6 +1,7 @@
 //! A new kind of data is a type and a registration: this test kind is declared here, outside
 //! every crate, and the API node's follower takes it in — subscribed, fetched or pushed,
-//! verified, ordered, and published to the request side — with no code that names it.
+//! verified, ordered by the notice stream's sequence (not the publisher's clock), and published to
+//! the request side — with no code that names it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,14 +51,14 @@ async fn a_registered_test_kind_is_followed_end_to_end() -> Result<()> {
     store.ensure_kinds(&[Tickers::KIND]).await?;
 
     // A first snapshot, stored and announced before the follower starts: warm-up reads it.
-    let announce = |tickers: Tickers, follows: u64| {
+    let announce = |tickers: Tickers, follows: u64, as_of: OffsetDateTime| {
         let store = store.clone();
         async move {
             let (bytes, hash) = tickers.encode();
             store.put(hash, &bytes).await?;
             let notice = HashNotice {
                 hash,
-                as_of: OffsetDateTime::now_utc(),
+                as_of,
                 count: tickers.len() as u64,
                 source: tickers.source.clone(),
                 follows: Some(follows),
@@ -72,7 +73,7 @@ async fn a_registered_test_kind_is_followed_end_to_end() -> Result<()> {
         source: "kraken".into(),
         pairs: vec![("btc-usd".into(), 67_000.0)],
     };
-    let (first_hash, sequence) = announce(first.clone(), 0).await?;
+    let (first_hash, sequence) = announce(first.clone(), 0, OffsetDateTime::now_utc()).await?;
 
     // The one registration.
     let mut slots = Slots::default();
@@ -112,12 +113,15 @@ async fn a_registered_test_kind_is_followed_end_to_end() -> Result<()> {
     let latest = held(first_hash).await.context("warm-up")?;
     assert_eq!(*latest.snapshot, first);
 
-    // A live change: the bytes are pushed as they are stored, the notice follows.
+    // A live change: the bytes are pushed as they are stored, the notice follows. Its
+    // publisher's clock is an hour behind (a new leader on another machine): notices are
+    // ordered by the stream's sequence, so it is taken all the same.
     let second = Tickers {
         source: "kraken".into(),
         pairs: vec![("btc-usd".into(), 67_100.0), ("eth-usd".into(), 3_500.0)],
     };
-    let (second_hash, _) = announce(second.clone(), sequence).await?;
+    let behind = OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let (second_hash, _) = announce(second.clone(), sequence, behind).await?;
     let latest = held(second_hash).await.context("live")?;
     assert_eq!(*latest.snapshot, second);
     for (name, at_least) in [
