@@ -12,6 +12,7 @@
 //! /sim/faults` (see [`faults`]).
 
 pub mod faults;
+pub mod history;
 pub mod market;
 pub mod providers;
 
@@ -171,6 +172,37 @@ async fn cc_toplist(State(sim): State<Sim>, Query(q): Query<HashMap<String, Stri
     .await
 }
 
+/// `/data/v2/histoday` and `/data/v2/histohour`: CryptoCompare's history, consistent with the
+/// market (see [`history`]); faults set for `cryptocompare` apply here too.
+async fn cc_histo(
+    sim: Sim,
+    resolution: history::Resolution,
+    q: HashMap<String, String>,
+) -> Response {
+    let q = history::HistoQuery {
+        fsym: q.get("fsym").cloned(),
+        tsym: q.get("tsym").cloned(),
+        limit: q.get("limit").cloned(),
+        to_ts: q.get("toTs").cloned(),
+    };
+    let seed = sim.seed;
+    answer(&sim, Endpoint::Cryptocompare, |m| {
+        Ok(history::histo(m, seed, resolution, &q))
+    })
+    .await
+}
+
+async fn cc_histoday(State(sim): State<Sim>, Query(q): Query<HashMap<String, String>>) -> Response {
+    cc_histo(sim, history::Resolution::Day, q).await
+}
+
+async fn cc_histohour(
+    State(sim): State<Sim>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    cc_histo(sim, history::Resolution::Hour, q).await
+}
+
 async fn gecko_markets(
     State(sim): State<Sim>,
     Query(q): Query<HashMap<String, String>>,
@@ -245,6 +277,8 @@ fn router(sim: Sim) -> Router {
     Router::new()
         .route("/v1/cryptocurrency/listings/latest", get(cmc_listings))
         .route("/data/top/totalvolfull", get(cc_toplist))
+        .route("/data/v2/histoday", get(cc_histoday))
+        .route("/data/v2/histohour", get(cc_histohour))
         .route("/api/v3/coins/markets", get(gecko_markets))
         .route("/sim/tick", post(tick))
         .route("/sim/status", get(status))

@@ -8,7 +8,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::market::{Coin, Market};
 
 /// A number as the providers write it: whole values as integers, others as floats.
-fn num(x: f64) -> Value {
+pub(crate) fn num(x: f64) -> Value {
     if x.fract() == 0.0 && x.abs() < 9e15 {
         json!(x as i64)
     } else {
