@@ -29,6 +29,7 @@ macro_rules! behaviours {
             retention_deletes_only_what_it_should,
             latest_is_each_coins_newest_priced_candle,
             migrate_is_idempotent,
+            sql_merge_equals_the_reference,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {
@@ -446,4 +447,70 @@ pub async fn migrate_is_idempotent(store: &impl CandleStore) {
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
     assert_eq!(all(store, "BTC", Interval::D1).await.len(), 1);
+}
+
+/// A small deterministic generator (xorshift64*), so a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The database's merge (SQL) against [`Candle::merge`] (Rust) on many samples with tied
+/// times, tied prices and missing caps, written in batches in a shuffled order, some twice.
+pub async fn sql_merge_equals_the_reference(store: &impl CandleStore) {
+    let symbols = ["AAA", "BBB", "CCC"];
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let samples: Vec<Sample> = (0..600)
+        .map(|_| {
+            let symbol = symbols[rng.below(3) as usize];
+            let time = DAY0 + rng.below(3 * 360) as i64 * 10_000; // 3 hours in 10 s steps
+            let observation = if rng.below(4) == 0 {
+                Observation::Rank {
+                    rank: 1 + rng.below(5) as u32,
+                    volume_24h_usd: (rng.below(3) > 0).then(|| rng.below(4) as f64 * 1e6),
+                }
+            } else {
+                Observation::Price {
+                    price_usd: 1.0 + rng.below(12) as f64 / 4.0,
+                    market_cap_usd: (rng.below(3) > 0).then(|| rng.below(4) as f64 * 1e9),
+                }
+            };
+            Sample {
+                symbol: symbol.into(),
+                time,
+                observation,
+            }
+        })
+        .collect();
+    let mut batches: Vec<&[Sample]> = samples.chunks(7).collect();
+    for i in (1..batches.len()).rev() {
+        batches.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let replays: Vec<&[Sample]> = (0..20)
+        .map(|_| batches[rng.below(batches.len() as u64) as usize])
+        .collect();
+    for batch in batches.iter().chain(&replays) {
+        store.apply(Batch::from_samples(*batch)).await.unwrap();
+    }
+    for symbol in symbols {
+        for interval in Interval::ALL {
+            let stored = all(store, symbol, interval).await;
+            assert!(!stored.is_empty());
+            assert_eq!(
+                stored,
+                reference(&samples, symbol, interval),
+                "{symbol} {interval}"
+            );
+        }
+    }
 }
