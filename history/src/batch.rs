@@ -1,0 +1,172 @@
+//! A batch: the candles one snapshot makes, ready for one write.
+//!
+//! A snapshot becomes one sample per coin symbol, and each sample one candle per interval:
+//! the coarser intervals of recorded candles come straight from the samples, which is the
+//! same as rolling up the finer candles since the merge is associative. Samples of one batch
+//! that land on the same row are merged here first, so a batch holds each key once — what
+//! PostgreSQL's `INSERT … ON CONFLICT DO UPDATE` needs (it refuses to touch a row twice in
+//! one statement), and fewer statements for SQLite.
+
+use std::collections::HashMap;
+
+use compact_str::CompactString;
+use topcoins_schemas::{PriceSnapshot, RankingSnapshot};
+
+use crate::{Candle, Interval, Observation, Sample};
+
+/// Recorded candles, one per (symbol, interval, bucket), sorted by that key (one lock order
+/// for every writer).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    candles: Vec<Candle>,
+}
+
+/// The key candles are stored under: the symbol in upper case, as [`Caseless`] compares it.
+///
+/// [`Caseless`]: topcoins_schemas::Caseless
+pub fn symbol_key(symbol: &str) -> CompactString {
+    if symbol.bytes().any(|b| b.is_ascii_lowercase()) || !symbol.is_ascii() {
+        CompactString::from(symbol.to_uppercase())
+    } else {
+        CompactString::from(symbol)
+    }
+}
+
+impl Batch {
+    /// Folds samples into candles of every interval.
+    pub fn from_samples<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Self {
+        let mut rows: HashMap<(CompactString, Interval, i64), Candle> = HashMap::new();
+        for sample in samples {
+            let sample = Sample {
+                symbol: symbol_key(&sample.symbol),
+                ..sample.clone()
+            };
+            for interval in Interval::ALL {
+                let candle = Candle::of_sample(&sample, interval);
+                rows.entry((candle.symbol.clone(), interval, candle.time))
+                    .and_modify(|held| held.merge(&candle))
+                    .or_insert(candle);
+            }
+        }
+        let mut candles: Vec<Candle> = rows.into_values().collect();
+        candles
+            .sort_by(|a, b| (&a.symbol, a.interval, a.time).cmp(&(&b.symbol, b.interval, b.time)));
+        Batch { candles }
+    }
+
+    /// A price snapshot observed at `as_of` (Unix ms). Where several coins share a symbol the
+    /// one [`PriceSnapshot::by_symbol`] names is recorded (largest market cap).
+    pub fn from_prices(snapshot: &PriceSnapshot, as_of: i64) -> Self {
+        let samples: Vec<Sample> = snapshot
+            .symbol_index()
+            .into_values()
+            .map(|coin| Sample {
+                symbol: symbol_key(&coin.symbol),
+                time: as_of,
+                observation: Observation::Price {
+                    price_usd: coin.price_usd,
+                    market_cap_usd: coin.market_cap_usd,
+                },
+            })
+            .collect();
+        Self::from_samples(&samples)
+    }
+
+    /// A ranking snapshot observed at `as_of`: rank = position + 1. Where several coins share
+    /// a symbol the best ranked one is recorded.
+    pub fn from_ranking(snapshot: &RankingSnapshot, as_of: i64) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        let samples: Vec<Sample> = snapshot
+            .coins
+            .iter()
+            .enumerate()
+            .filter(|(_, coin)| seen.insert(symbol_key(&coin.symbol)))
+            .map(|(position, coin)| Sample {
+                symbol: symbol_key(&coin.symbol),
+                time: as_of,
+                observation: Observation::Rank {
+                    rank: u32::try_from(position + 1).unwrap_or(u32::MAX),
+                    volume_24h_usd: coin.volume_24h_usd,
+                },
+            })
+            .collect();
+        Self::from_samples(&samples)
+    }
+
+    pub fn candles(&self) -> &[Candle] {
+        &self.candles
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.candles.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.candles.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use topcoins_schemas::PricedCoin;
+
+    fn coin(id: &str, symbol: &str, price: f64, cap: Option<f64>) -> PricedCoin {
+        PricedCoin {
+            id: id.into(),
+            symbol: symbol.into(),
+            name: symbol.into(),
+            price_usd: price,
+            market_cap_usd: cap,
+        }
+    }
+
+    #[test]
+    fn a_price_snapshot_makes_one_candle_per_symbol_and_interval() {
+        let snapshot = PriceSnapshot::new(
+            "coinmarketcap",
+            vec![
+                coin("1", "BTC", 100.0, Some(10.0)),
+                coin("2", "eth", 5.0, None),
+                // Shares BTC's symbol with a smaller cap: not recorded.
+                coin("3", "btc", 1.0, Some(1.0)),
+            ],
+        )
+        .unwrap();
+        let batch = Batch::from_prices(&snapshot, 1_764_596_832_345);
+        assert_eq!(batch.len(), 12);
+        let btc: Vec<_> = batch
+            .candles()
+            .iter()
+            .filter(|c| c.symbol == "BTC")
+            .collect();
+        assert_eq!(btc.len(), 6);
+        assert!(btc.iter().all(|c| c.price.unwrap().close == 100.0));
+        assert!(batch.candles().iter().any(|c| c.symbol == "ETH"));
+    }
+
+    #[test]
+    fn samples_of_one_row_are_merged_before_the_write() {
+        let sample = |time, price| Sample {
+            symbol: "btc".into(),
+            time,
+            observation: Observation::Price {
+                price_usd: price,
+                market_cap_usd: None,
+            },
+        };
+        // Two minutes: two 1m rows, one row of every coarser interval.
+        let batch = Batch::from_samples(&[sample(60_000, 2.0), sample(120_000, 3.0)]);
+        assert_eq!(batch.len(), 7);
+        let day = batch
+            .candles()
+            .iter()
+            .find(|c| c.interval == Interval::D1)
+            .unwrap();
+        let ohlc = day.price.unwrap();
+        assert_eq!(
+            (ohlc.open, ohlc.high, ohlc.low, ohlc.close),
+            (2.0, 3.0, 2.0, 3.0)
+        );
+    }
+}

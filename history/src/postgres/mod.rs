@@ -1,0 +1,385 @@
+//! The PostgreSQL backend, for more than one machine: a deadpool of tokio-postgres
+//! connections, every batch one `INSERT … SELECT FROM UNNEST(…) ON CONFLICT … DO UPDATE`
+//! (one statement, one round trip, whatever the batch's size), statements prepared once per
+//! connection. Connections are made without TLS (`sslmode=disable`); a TLS connector is a
+//! follow-up for databases reached over an untrusted network.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use compact_str::CompactString;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::migrate::{self, Migration};
+use crate::sql::{Row, columns, merge_recorded, replace_backfilled};
+use crate::store::{PRUNE_STEP, check_backfilled};
+use crate::url::PostgresUrl;
+use crate::{Batch, Candle, CandleStore, Error, Interval, Page, Range};
+
+/// Connections the pool holds at most.
+pub const POOL_SIZE: usize = 8;
+
+/// How long connecting, or waiting for a free connection, may take before the database
+/// counts as unavailable.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serialises migrations of several processes at once (`pg_advisory_xact_lock`).
+const MIGRATION_LOCK: i64 = 0x746f_7063_6f69_6e73; // "topcoins"
+
+const PRUNE_SYMBOLS_PER_STEP: usize = 500;
+
+const INSERT_RECORDED: &str = concat!(
+    "INSERT INTO candles (",
+    columns!(),
+    ") SELECT s, sp, b, 0::smallint, om, o, h, l, cm, c, mc, rm, r, v, NULL::float8, NULL::float8
+     FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::float8[], $6::float8[],
+                 $7::float8[], $8::bigint[], $9::float8[], $10::float8[], $11::bigint[],
+                 $12::int[], $13::float8[])
+       AS u(s, sp, b, om, o, h, l, cm, c, mc, rm, r, v)",
+    merge_recorded!()
+);
+
+const INSERT_BACKFILLED: &str = concat!(
+    "INSERT INTO candles (",
+    columns!(),
+    ") SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::smallint[], $5::bigint[],
+                 $6::float8[], $7::float8[], $8::float8[], $9::bigint[], $10::float8[],
+                 $11::float8[], $12::bigint[], $13::int[], $14::float8[], $15::float8[],
+                 $16::float8[])",
+    replace_backfilled!()
+);
+
+const SELECT_RANGE: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM candles WHERE symbol = $1 AND span = $2 AND bucket_ms >= $3 AND bucket_ms < $4
+      AND open IS NOT NULL ORDER BY bucket_ms LIMIT $5"
+);
+
+/// A loose index scan over the primary key (one seek per coin), then each coin's latest
+/// priced row by a backward seek; the same plan as SQLite's.
+const SELECT_LATEST: &str = concat!(
+    "WITH RECURSIVE coins(symbol) AS (
+       SELECT min(symbol) FROM candles
+       UNION ALL
+       SELECT (SELECT min(c.symbol) FROM candles c WHERE c.symbol > coins.symbol)
+       FROM coins WHERE coins.symbol IS NOT NULL)
+     SELECT ",
+    columns!(),
+    " FROM coins JOIN candles USING (symbol)
+     WHERE candles.span = $1 AND candles.bucket_ms = (
+       SELECT l.bucket_ms FROM candles l WHERE l.symbol = coins.symbol AND l.span = $1
+       AND l.open IS NOT NULL ORDER BY l.bucket_ms DESC LIMIT 1)
+     ORDER BY symbol"
+);
+
+const NEXT_SYMBOL: &str = "SELECT min(symbol) FROM candles WHERE symbol > $1";
+
+const DELETE_EXPIRED: &str =
+    "DELETE FROM candles WHERE symbol = $1 AND span = $2 AND bucket_ms IN (
+    SELECT bucket_ms FROM candles WHERE symbol = $1 AND span = $2 AND bucket_ms < $3
+    ORDER BY bucket_ms LIMIT $4)";
+
+/// Candles in a PostgreSQL database.
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl PostgresStore {
+    /// A pool for `url`. Connections are made when first needed, so a database that is
+    /// down now only makes the calls fail (with [`Error::Unavailable`]) until it is back.
+    pub fn connect(url: &PostgresUrl) -> Result<Self, Error> {
+        let mut config = url.config();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(TIMEOUT);
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(TIMEOUT))
+            .wait_timeout(Some(TIMEOUT))
+            .build()
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        Ok(PostgresStore { pool })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
+        Ok(self.pool.get().await?)
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+async fn migrate(
+    client: &mut tokio_postgres::Client,
+    list: &'static [Migration],
+) -> Result<(), Error> {
+    loop {
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+               version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)",
+        )
+        .await?;
+        let current: i64 = tx
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await?
+            .get(0);
+        if current > migrate::latest(list) {
+            return Err(Error::SchemaTooNew {
+                found: current,
+                known: migrate::latest(list),
+            });
+        }
+        let Some(step) = list.iter().find(|m| m.version == current + 1) else {
+            tx.commit().await?;
+            return Ok(());
+        };
+        let failed = |e: tokio_postgres::Error| Error::Migration {
+            version: step.version,
+            name: step.name,
+            reason: e.to_string(),
+        };
+        tx.batch_execute(step.sql).await.map_err(failed)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_ms) VALUES ($1, $2, $3)",
+            &[&step.version, &step.name, &now_ms()],
+        )
+        .await
+        .map_err(failed)?;
+        tx.commit().await?;
+        tracing::info!(
+            version = step.version,
+            name = step.name,
+            "postgresql migration applied"
+        );
+    }
+}
+
+fn read_row(r: &tokio_postgres::Row) -> Result<Candle, Error> {
+    let span: &str = r.try_get(1)?;
+    let interval: Interval = span.parse()?;
+    Row {
+        symbol: CompactString::from(r.try_get::<_, &str>(0)?),
+        span: interval.as_str(),
+        bucket_ms: r.try_get(2)?,
+        source: r.try_get(3)?,
+        open_ms: r.try_get(4)?,
+        open: r.try_get(5)?,
+        high: r.try_get(6)?,
+        low: r.try_get(7)?,
+        close_ms: r.try_get(8)?,
+        close: r.try_get(9)?,
+        market_cap: r.try_get(10)?,
+        rank_ms: r.try_get(11)?,
+        rank: r.try_get(12)?,
+        volume_24h: r.try_get(13)?,
+        volume_from: r.try_get(14)?,
+        volume_to: r.try_get(15)?,
+    }
+    .into_candle()
+}
+
+/// The rows as one array per column, for `UNNEST`.
+#[derive(Default)]
+struct Columns {
+    symbol: Vec<String>,
+    span: Vec<&'static str>,
+    bucket_ms: Vec<i64>,
+    source: Vec<i16>,
+    open_ms: Vec<Option<i64>>,
+    open: Vec<Option<f64>>,
+    high: Vec<Option<f64>>,
+    low: Vec<Option<f64>>,
+    close_ms: Vec<Option<i64>>,
+    close: Vec<Option<f64>>,
+    market_cap: Vec<Option<f64>>,
+    rank_ms: Vec<Option<i64>>,
+    rank: Vec<Option<i32>>,
+    volume_24h: Vec<Option<f64>>,
+    volume_from: Vec<Option<f64>>,
+    volume_to: Vec<Option<f64>>,
+}
+
+impl Columns {
+    fn of<'a>(candles: impl IntoIterator<Item = &'a Candle>) -> Self {
+        let mut c = Columns::default();
+        for candle in candles {
+            let r = Row::from(candle);
+            c.symbol.push(crate::symbol_key(&r.symbol).into_string());
+            c.span.push(r.span);
+            c.bucket_ms.push(r.bucket_ms);
+            c.source.push(r.source);
+            c.open_ms.push(r.open_ms);
+            c.open.push(r.open);
+            c.high.push(r.high);
+            c.low.push(r.low);
+            c.close_ms.push(r.close_ms);
+            c.close.push(r.close);
+            c.market_cap.push(r.market_cap);
+            c.rank_ms.push(r.rank_ms);
+            c.rank.push(r.rank);
+            c.volume_24h.push(r.volume_24h);
+            c.volume_from.push(r.volume_from);
+            c.volume_to.push(r.volume_to);
+        }
+        c
+    }
+}
+
+impl CandleStore for PostgresStore {
+    async fn migrate(&self) -> Result<(), Error> {
+        let mut client = self.client().await?;
+        migrate(&mut client, migrate::POSTGRESQL).await
+    }
+
+    async fn apply(&self, batch: Batch) -> Result<(), Error> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let c = Columns::of(batch.candles());
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(INSERT_RECORDED).await?;
+        client
+            .execute(
+                &stmt,
+                &[
+                    &c.symbol,
+                    &c.span,
+                    &c.bucket_ms,
+                    &c.open_ms,
+                    &c.open,
+                    &c.high,
+                    &c.low,
+                    &c.close_ms,
+                    &c.close,
+                    &c.market_cap,
+                    &c.rank_ms,
+                    &c.rank,
+                    &c.volume_24h,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn upsert_backfilled(&self, candles: Vec<Candle>) -> Result<(), Error> {
+        check_backfilled(&candles)?;
+        if candles.is_empty() {
+            return Ok(());
+        }
+        // One statement may not touch a row twice: the last candle given for a key wins,
+        // as it would in a sequence of upserts.
+        let mut unique: Vec<&Candle> = Vec::with_capacity(candles.len());
+        let mut seen = std::collections::HashMap::new();
+        for c in &candles {
+            let key = (crate::symbol_key(&c.symbol), c.interval, c.time);
+            match seen.get(&key) {
+                Some(&i) => unique[i] = c,
+                None => {
+                    seen.insert(key, unique.len());
+                    unique.push(c);
+                }
+            }
+        }
+        let c = Columns::of(unique);
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(INSERT_BACKFILLED).await?;
+        client
+            .execute(
+                &stmt,
+                &[
+                    &c.symbol,
+                    &c.span,
+                    &c.bucket_ms,
+                    &c.source,
+                    &c.open_ms,
+                    &c.open,
+                    &c.high,
+                    &c.low,
+                    &c.close_ms,
+                    &c.close,
+                    &c.market_cap,
+                    &c.rank_ms,
+                    &c.rank,
+                    &c.volume_24h,
+                    &c.volume_from,
+                    &c.volume_to,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn range(&self, range: &Range) -> Result<Page, Error> {
+        let (symbol, lower, upper, limit) = range.bounds()?;
+        let span = range.interval.as_str();
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(SELECT_RANGE).await?;
+        let rows = client
+            .query(&stmt, &[&symbol.as_str(), &span, &lower, &upper, &limit])
+            .await?;
+        let candles = rows.iter().map(read_row).collect::<Result<_, _>>()?;
+        Ok(Page::from_rows(candles, limit))
+    }
+
+    async fn latest(&self, interval: Interval) -> Result<Vec<Candle>, Error> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(SELECT_LATEST).await?;
+        let rows = client.query(&stmt, &[&interval.as_str()]).await?;
+        rows.iter().map(read_row).collect()
+    }
+
+    async fn prune(&self, interval: Interval, before: i64) -> Result<u64, Error> {
+        let span = interval.as_str();
+        let mut client = self.client().await?;
+        let mut total = 0u64;
+        let mut after = String::new();
+        // Steps of one short transaction each, as in SQLite: the row locks a step takes are
+        // released before the next, so concurrent batches wait for one step at most.
+        loop {
+            let tx = client.transaction().await?;
+            let next = tx.prepare_cached(NEXT_SYMBOL).await?;
+            let delete = tx.prepare_cached(DELETE_EXPIRED).await?;
+            let mut deleted = 0u64;
+            let mut done = false;
+            for _ in 0..PRUNE_SYMBOLS_PER_STEP {
+                let symbol: Option<String> = tx.query_one(&next, &[&after]).await?.get(0);
+                let Some(symbol) = symbol else {
+                    done = true;
+                    break;
+                };
+                let room = PRUNE_STEP as u64 - deleted;
+                let n = tx
+                    .execute(&delete, &[&symbol, &span, &before, &(room as i64)])
+                    .await?;
+                deleted += n;
+                if n == room {
+                    break; // perhaps more of this symbol: the next step starts with it again
+                }
+                after = symbol;
+            }
+            tx.commit().await?;
+            total += deleted;
+            if done {
+                return Ok(total);
+            }
+        }
+    }
+}

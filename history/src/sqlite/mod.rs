@@ -1,0 +1,341 @@
+//! The SQLite backend, the embedded default: one file, WAL, a writer thread and a reader
+//! thread (see [`worker`]), every batch one `BEGIN IMMEDIATE` transaction through a cached
+//! prepared statement. Durability: `synchronous = FULL`, so a batch whose `apply` returned is
+//! on disk before the recorder acknowledges its snapshot.
+
+mod worker;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use compact_str::CompactString;
+use rusqlite::{Connection, TransactionBehavior, params};
+
+use crate::migrate::{self, Migration};
+use crate::sql::{Row, columns, merge_recorded, replace_backfilled};
+use crate::store::{PRUNE_STEP, check_backfilled};
+use crate::{Batch, Candle, CandleStore, Error, Interval, Page, Range};
+use worker::Worker;
+
+/// How long a statement waits for another process's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Symbols one prune step visits at most, so that a step's lock stays short even where
+/// nothing is to be deleted.
+const PRUNE_SYMBOLS_PER_STEP: usize = 500;
+
+const INSERT_RECORDED: &str = concat!(
+    "INSERT INTO candles (",
+    columns!(),
+    ") VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, NULL, NULL)",
+    merge_recorded!()
+);
+
+const INSERT_BACKFILLED: &str = concat!(
+    "INSERT INTO candles (",
+    columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    replace_backfilled!()
+);
+
+const SELECT_RANGE: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM candles WHERE symbol = ?1 AND span = ?2 AND bucket_ms >= ?3 AND bucket_ms < ?4
+      AND open IS NOT NULL ORDER BY bucket_ms LIMIT ?5"
+);
+
+/// Every symbol by a skip scan of the primary key (one seek per coin), then each one's
+/// latest priced row by a backward seek.
+const SELECT_LATEST: &str = concat!(
+    "WITH RECURSIVE coins(symbol) AS (
+       SELECT min(symbol) FROM candles
+       UNION ALL
+       SELECT (SELECT min(c.symbol) FROM candles c WHERE c.symbol > coins.symbol)
+       FROM coins WHERE coins.symbol IS NOT NULL)
+     SELECT ",
+    columns!(),
+    " FROM coins JOIN candles USING (symbol)
+     WHERE candles.span = ?1 AND candles.bucket_ms = (
+       SELECT l.bucket_ms FROM candles l WHERE l.symbol = coins.symbol AND l.span = ?1
+       AND l.open IS NOT NULL ORDER BY l.bucket_ms DESC LIMIT 1)
+     ORDER BY symbol"
+);
+
+const NEXT_SYMBOL: &str = "SELECT min(symbol) FROM candles WHERE symbol > ?1";
+
+const DELETE_EXPIRED: &str =
+    "DELETE FROM candles WHERE symbol = ?1 AND span = ?2 AND bucket_ms IN (
+    SELECT bucket_ms FROM candles WHERE symbol = ?1 AND span = ?2 AND bucket_ms < ?3
+    ORDER BY bucket_ms LIMIT ?4)";
+
+/// Candles in one SQLite file.
+pub struct SqliteStore {
+    writer: Worker,
+    reader: Worker,
+}
+
+impl SqliteStore {
+    /// Opens (creating) the file. Call [`CandleStore::migrate`] before anything else.
+    pub async fn open(path: &Path) -> Result<Self, Error> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let writer = Connection::open(&path)?;
+            writer.busy_timeout(BUSY_TIMEOUT)?;
+            // WAL is a property of the file: set once here, the reader opened after sees it.
+            let mode: String = writer.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(Error::Database(format!("journal_mode is {mode}, not wal")));
+            }
+            writer.pragma_update(None, "synchronous", "FULL")?;
+            writer.set_prepared_statement_cache_capacity(32);
+            let reader = Connection::open(&path)?;
+            reader.busy_timeout(BUSY_TIMEOUT)?;
+            reader.pragma_update(None, "query_only", "ON")?;
+            Ok(SqliteStore {
+                writer: Worker::spawn("sqlite-writer", writer)?,
+                reader: Worker::spawn("sqlite-reader", reader)?,
+            })
+        })
+        .await
+        .map_err(|e| Error::Unavailable(format!("sqlite open task: {e}")))?
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn migrate(conn: &mut Connection, list: &'static [Migration]) -> Result<(), Error> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+           version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL) STRICT",
+    )?;
+    // One step per transaction, the version read inside it: a second process migrating the
+    // same file at the same time waits for the lock and then finds the step done.
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: i64 = tx.query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )?;
+        if current > migrate::latest(list) {
+            return Err(Error::SchemaTooNew {
+                found: current,
+                known: migrate::latest(list),
+            });
+        }
+        let Some(step) = list.iter().find(|m| m.version == current + 1) else {
+            return Ok(());
+        };
+        let failed = |e: rusqlite::Error| Error::Migration {
+            version: step.version,
+            name: step.name,
+            reason: e.to_string(),
+        };
+        tx.execute_batch(step.sql).map_err(failed)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_ms) VALUES (?1, ?2, ?3)",
+            params![step.version, step.name, now_ms()],
+        )
+        .map_err(failed)?;
+        tx.commit()?;
+        tracing::info!(
+            version = step.version,
+            name = step.name,
+            "sqlite migration applied"
+        );
+    }
+}
+
+fn read_row(r: &rusqlite::Row<'_>) -> Result<Row, Error> {
+    let span: String = r.get(1)?;
+    let interval: Interval = span.parse()?;
+    Ok(Row {
+        symbol: CompactString::from(r.get::<_, String>(0)?),
+        span: interval.as_str(),
+        bucket_ms: r.get(2)?,
+        source: r.get(3)?,
+        open_ms: r.get(4)?,
+        open: r.get(5)?,
+        high: r.get(6)?,
+        low: r.get(7)?,
+        close_ms: r.get(8)?,
+        close: r.get(9)?,
+        market_cap: r.get(10)?,
+        rank_ms: r.get(11)?,
+        rank: r.get(12)?,
+        volume_24h: r.get(13)?,
+        volume_from: r.get(14)?,
+        volume_to: r.get(15)?,
+    })
+}
+
+fn read_rows(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Candle>, Error> {
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(read_row(r)?.into_candle()?);
+    }
+    Ok(out)
+}
+
+/// One prune step: deletes up to [`PRUNE_STEP`] rows, symbol after symbol from the first
+/// one after `after`, in one short transaction. Returns what it deleted and where the next
+/// step starts (`None`: the sweep is done).
+fn prune_step(
+    conn: &mut Connection,
+    span: &'static str,
+    before: i64,
+    mut after: String,
+) -> Result<(u64, Option<String>), Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut deleted = 0usize;
+    let next_step = {
+        let mut next = tx.prepare_cached(NEXT_SYMBOL)?;
+        let mut delete = tx.prepare_cached(DELETE_EXPIRED)?;
+        let mut next_step = Some(after.clone());
+        for _ in 0..PRUNE_SYMBOLS_PER_STEP {
+            let symbol: Option<String> = next.query_row([&after], |r| r.get(0))?;
+            let Some(symbol) = symbol else {
+                next_step = None;
+                break;
+            };
+            let room = PRUNE_STEP - deleted;
+            let n = delete.execute(params![symbol, span, before, room as i64])?;
+            deleted += n;
+            if n == room {
+                // Perhaps more of this symbol: the next step starts with it again.
+                next_step = Some(after);
+                break;
+            }
+            after = symbol;
+            next_step = Some(after.clone());
+        }
+        next_step
+    };
+    tx.commit()?;
+    Ok((deleted as u64, next_step))
+}
+
+impl CandleStore for SqliteStore {
+    async fn migrate(&self) -> Result<(), Error> {
+        self.writer
+            .call(|conn| migrate(conn, migrate::SQLITE))
+            .await
+    }
+
+    async fn apply(&self, batch: Batch) -> Result<(), Error> {
+        self.writer
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                {
+                    let mut insert = tx.prepare_cached(INSERT_RECORDED)?;
+                    for c in batch.candles() {
+                        let r = Row::from(c);
+                        insert.execute(params![
+                            r.symbol.as_str(),
+                            r.span,
+                            r.bucket_ms,
+                            r.open_ms,
+                            r.open,
+                            r.high,
+                            r.low,
+                            r.close_ms,
+                            r.close,
+                            r.market_cap,
+                            r.rank_ms,
+                            r.rank,
+                            r.volume_24h,
+                        ])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn upsert_backfilled(&self, candles: Vec<Candle>) -> Result<(), Error> {
+        check_backfilled(&candles)?;
+        self.writer
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                {
+                    let mut insert = tx.prepare_cached(INSERT_BACKFILLED)?;
+                    for c in &candles {
+                        let r = Row::from(c);
+                        insert.execute(params![
+                            crate::symbol_key(&r.symbol).as_str(),
+                            r.span,
+                            r.bucket_ms,
+                            r.source,
+                            r.open_ms,
+                            r.open,
+                            r.high,
+                            r.low,
+                            r.close_ms,
+                            r.close,
+                            r.market_cap,
+                            r.rank_ms,
+                            r.rank,
+                            r.volume_24h,
+                            r.volume_from,
+                            r.volume_to,
+                        ])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn range(&self, range: &Range) -> Result<Page, Error> {
+        let (symbol, lower, upper, limit) = range.bounds()?;
+        let span = range.interval.as_str();
+        let rows = self
+            .reader
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(SELECT_RANGE)?;
+                read_rows(
+                    &mut stmt,
+                    params![symbol.as_str(), span, lower, upper, limit],
+                )
+            })
+            .await?;
+        Ok(Page::from_rows(rows, limit))
+    }
+
+    async fn latest(&self, interval: Interval) -> Result<Vec<Candle>, Error> {
+        let span = interval.as_str();
+        self.reader
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(SELECT_LATEST)?;
+                read_rows(&mut stmt, params![span])
+            })
+            .await
+    }
+
+    async fn prune(&self, interval: Interval, before: i64) -> Result<u64, Error> {
+        let span = interval.as_str();
+        let mut total = 0;
+        let mut after = Some(String::new());
+        // Each step is its own job: batches sent meanwhile are written between steps.
+        while let Some(from) = after {
+            let (n, next) = self
+                .writer
+                .call(move |conn| prune_step(conn, span, before, from))
+                .await?;
+            total += n;
+            after = next;
+        }
+        Ok(total)
+    }
+}

@@ -1,0 +1,214 @@
+//! The storage trait every backend implements, its queries, and [`Store`], the backend a
+//! [`DatabaseUrl`] names.
+
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::{Batch, Candle, DatabaseUrl, Error, Interval, PostgresStore, Source, SqliteStore};
+
+/// Rows a range query returns at most, whatever it asks for.
+pub const MAX_LIMIT: usize = 10_000;
+
+/// Rows one retention step deletes at most, in its own short transaction: writers wait for
+/// one step, never for a whole sweep.
+pub const PRUNE_STEP: usize = 1_000;
+
+/// Where the next page of a range starts: the time of the last row returned. Rows ascend by
+/// time and there is one per bucket, so "after this time" is a stable keyset position, and
+/// rows written meanwhile are neither skipped nor repeated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor(pub i64);
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        s.parse()
+            .map(Cursor)
+            .map_err(|_| Error::InvalidCursor(s.to_owned()))
+    }
+}
+
+/// A range query: candles of one coin and interval whose bucket starts in `from..to`
+/// (Unix ms, `to` excluded), ascending, at most `limit`, after `cursor`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Range {
+    pub symbol: String,
+    pub interval: Interval,
+    pub from: i64,
+    pub to: i64,
+    pub limit: usize,
+    pub cursor: Option<Cursor>,
+}
+
+impl Range {
+    /// The bounds as the backends bind them: `(symbol key, lower, upper, limit + 1)`. One row
+    /// more than asked tells whether another page exists.
+    pub(crate) fn bounds(&self) -> Result<(compact_str::CompactString, i64, i64, i64), Error> {
+        if self.from > self.to {
+            return Err(Error::InvalidRange {
+                from: self.from,
+                to: self.to,
+            });
+        }
+        let lower = match self.cursor {
+            Some(Cursor(after)) => self.from.max(after.saturating_add(1)),
+            None => self.from,
+        };
+        let limit = self.limit.clamp(1, MAX_LIMIT) as i64 + 1;
+        Ok((crate::symbol_key(&self.symbol), lower, self.to, limit))
+    }
+}
+
+/// One page of a range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub candles: Vec<Candle>,
+    /// `Some` when more rows exist in the range.
+    pub next_cursor: Option<Cursor>,
+}
+
+impl Page {
+    /// Cuts the `limit + 1` rows a backend read to a page.
+    pub(crate) fn from_rows(mut candles: Vec<Candle>, limit_plus_one: i64) -> Self {
+        let limit = (limit_plus_one - 1) as usize;
+        let next_cursor = if candles.len() > limit {
+            candles.truncate(limit);
+            candles.last().map(|c| Cursor(c.time))
+        } else {
+            None
+        };
+        Page {
+            candles,
+            next_cursor,
+        }
+    }
+}
+
+/// The record of candles. One implementation per backend (`sqlite`, `postgres`), each held
+/// to the same behavioural suite (`tests/suite`).
+pub trait CandleStore: Send + Sync {
+    /// Brings the schema to this build's version. Called once at start; safe to call again.
+    fn migrate(&self) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Merges one batch (one snapshot, all six intervals) in one transaction. Recorded
+    /// candles replace backfilled ones of their bucket. Applying a batch again changes
+    /// nothing (the merge is a join, see [`Candle::merge`]).
+    fn apply(&self, batch: Batch) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Writes backfilled candles as the provider gave them: a backfilled row is replaced, a
+    /// recorded one is left alone.
+    fn upsert_backfilled(
+        &self,
+        candles: Vec<Candle>,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// One page of a range; only candles with a price.
+    fn range(&self, range: &Range) -> impl Future<Output = Result<Page, Error>> + Send;
+
+    /// Every coin's latest candle with a price in `interval`, by symbol.
+    fn latest(&self, interval: Interval)
+    -> impl Future<Output = Result<Vec<Candle>, Error>> + Send;
+
+    /// Deletes the candles of `interval` whose bucket starts before `before` (Unix ms), in
+    /// steps of at most [`PRUNE_STEP`] rows per transaction; returns how many went.
+    fn prune(
+        &self,
+        interval: Interval,
+        before: i64,
+    ) -> impl Future<Output = Result<u64, Error>> + Send;
+}
+
+/// Checks what [`CandleStore::upsert_backfilled`] is given.
+pub(crate) fn check_backfilled(candles: &[Candle]) -> Result<(), Error> {
+    for c in candles {
+        let ok = c.source != Source::Recorded
+            && c.price.is_some()
+            && c.interval.bucket_start(c.time) == c.time;
+        if !ok {
+            return Err(Error::InvalidCandle(format!(
+                "{} {} at {}: a backfilled candle needs a provider source, a price and an aligned time",
+                c.symbol, c.interval, c.time
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// How long each interval's candles are kept; `None` is forever.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retention(pub [(Interval, Option<Duration>); 6]);
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention(Interval::ALL.map(|i| (i, i.default_retention())))
+    }
+}
+
+impl Retention {
+    /// One sweep at `now` (Unix ms): every interval with a limit is pruned.
+    pub async fn sweep(&self, store: &impl CandleStore, now: i64) -> Result<u64, Error> {
+        let mut deleted = 0;
+        for (interval, keep) in self.0 {
+            if let Some(keep) = keep {
+                let keep = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+                deleted += store.prune(interval, now.saturating_sub(keep)).await?;
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+/// The backend a [`DatabaseUrl`] names, chosen at run time.
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+impl Store {
+    /// Opens the database (not yet migrated).
+    pub async fn open(url: &DatabaseUrl) -> Result<Self, Error> {
+        match url {
+            DatabaseUrl::Sqlite(path) => Ok(Store::Sqlite(SqliteStore::open(path).await?)),
+            DatabaseUrl::Postgres(url) => Ok(Store::Postgres(PostgresStore::connect(url)?)),
+        }
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($s) => $call.await,
+            Store::Postgres($s) => $call.await,
+        }
+    };
+}
+
+impl CandleStore for Store {
+    async fn migrate(&self) -> Result<(), Error> {
+        delegate!(self, s => s.migrate())
+    }
+    async fn apply(&self, batch: Batch) -> Result<(), Error> {
+        delegate!(self, s => s.apply(batch))
+    }
+    async fn upsert_backfilled(&self, candles: Vec<Candle>) -> Result<(), Error> {
+        delegate!(self, s => s.upsert_backfilled(candles))
+    }
+    async fn range(&self, range: &Range) -> Result<Page, Error> {
+        delegate!(self, s => s.range(range))
+    }
+    async fn latest(&self, interval: Interval) -> Result<Vec<Candle>, Error> {
+        delegate!(self, s => s.latest(interval))
+    }
+    async fn prune(&self, interval: Interval, before: i64) -> Result<u64, Error> {
+        delegate!(self, s => s.prune(interval, before))
+    }
+}

@@ -1,0 +1,516 @@
+//! The behavioural suite every backend passes: one generic async fn per behaviour, and
+//! [`behaviours!`], which makes a `#[tokio::test]` of each for a backend's `open` function
+//! (`async fn open() -> (Guard, impl CandleStore)`; the guard keeps what the store needs alive).
+
+use std::time::Duration;
+
+use topcoins_history::{
+    Batch, Candle, CandleStore, Cursor, Interval, Observation, Ohlc, PRUNE_STEP, Range, Sample,
+    Source,
+};
+use topcoins_schemas::{PriceSnapshot, PricedCoin, RankedCoin, RankingSnapshot};
+
+/// Every behaviour of a test, whatever the backend, is done within this.
+pub const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// 2025-12-01T00:00:00Z.
+pub const DAY0: i64 = 1_764_547_200_000;
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+
+macro_rules! behaviours {
+    ($open:path) => {
+        $crate::suite::behaviours!(@each $open;
+            candles_equal_the_hand_computed_ohlc,
+            one_row_per_bucket,
+            replaying_snapshots_changes_nothing,
+            pagination_returns_every_row_once,
+            recorded_wins_over_backfilled,
+            retention_deletes_only_what_it_should,
+            latest_is_each_coins_newest_priced_candle,
+            migrate_is_idempotent,
+            sql_merge_equals_the_reference,
+        );
+    };
+    (@each $open:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some((_guard, store)) = $open().await else {
+                    return;
+                };
+                tokio::time::timeout($crate::suite::TIMEOUT, $crate::suite::$name(&store))
+                    .await
+                    .expect("behaviour timed out");
+            }
+        )*
+    };
+}
+pub(crate) use behaviours;
+
+pub fn prices(as_of: i64, coins: &[(&str, f64, Option<f64>)]) -> (PriceSnapshot, i64) {
+    let coins = coins
+        .iter()
+        .enumerate()
+        .map(|(i, (symbol, price, cap))| PricedCoin {
+            id: format!("{i}").into(),
+            symbol: (*symbol).into(),
+            name: (*symbol).into(),
+            price_usd: *price,
+            market_cap_usd: *cap,
+        })
+        .collect();
+    (PriceSnapshot::new("test", coins).unwrap(), as_of)
+}
+
+fn ranking(symbols: &[(&str, f64)]) -> RankingSnapshot {
+    let coins = symbols
+        .iter()
+        .map(|(symbol, volume)| RankedCoin {
+            id: (*symbol).into(),
+            symbol: (*symbol).into(),
+            name: (*symbol).into(),
+            volume_24h_usd: Some(*volume),
+            price_usd: None,
+        })
+        .collect();
+    RankingSnapshot::new("test", coins).unwrap()
+}
+
+fn price_sample(symbol: &str, time: i64, price_usd: f64) -> Sample {
+    Sample {
+        symbol: symbol.into(),
+        time,
+        observation: Observation::Price {
+            price_usd,
+            market_cap_usd: None,
+        },
+    }
+}
+
+/// Every priced row of `symbol` and `interval`, page by page.
+pub async fn all(store: &impl CandleStore, symbol: &str, interval: Interval) -> Vec<Candle> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .range(&Range {
+                symbol: symbol.into(),
+                interval,
+                from: i64::MIN,
+                to: i64::MAX,
+                limit: 1000,
+                cursor,
+            })
+            .await
+            .unwrap();
+        out.extend(page.candles);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return out,
+        }
+    }
+}
+
+async fn dump(store: &impl CandleStore, symbols: &[&str]) -> Vec<Candle> {
+    let mut out = Vec::new();
+    for symbol in symbols {
+        for interval in Interval::ALL {
+            out.extend(all(store, symbol, interval).await);
+        }
+    }
+    out
+}
+
+fn ohlc(c: &Candle) -> (f64, f64, f64, f64) {
+    let p = c.price.unwrap();
+    (p.open, p.high, p.low, p.close)
+}
+
+/// The candles of some samples as the reference merge computes them, priced rows only.
+fn reference(samples: &[Sample], symbol: &str, interval: Interval) -> Vec<Candle> {
+    let mut rows: Vec<Candle> = Batch::from_samples(samples)
+        .candles()
+        .iter()
+        .filter(|c| c.symbol == symbol && c.interval == interval && c.price.is_some())
+        .cloned()
+        .collect();
+    rows.sort_by_key(|c| c.time);
+    rows
+}
+
+pub async fn candles_equal_the_hand_computed_ohlc(store: &impl CandleStore) {
+    let t = DAY0 + 10 * HOUR;
+    let snapshots = [
+        prices(t, &[("BTC", 100.0, Some(1e6)), ("eth", 10.0, None)]),
+        prices(
+            t + 20_000,
+            &[("BTC", 110.0, Some(1.1e6)), ("eth", 9.0, None)],
+        ),
+        prices(
+            t + 40_000,
+            &[("BTC", 90.0, Some(0.9e6)), ("eth", 11.0, None)],
+        ),
+        prices(t + 70_000, &[("BTC", 95.0, Some(0.95e6))]),
+        prices(
+            t + 6 * MIN,
+            &[("BTC", 120.0, Some(1.2e6)), ("eth", 12.0, None)],
+        ),
+    ];
+    for (snapshot, as_of) in &snapshots {
+        store
+            .apply(Batch::from_prices(snapshot, *as_of))
+            .await
+            .unwrap();
+    }
+    store
+        .apply(Batch::from_ranking(
+            &ranking(&[("BTC", 5e9), ("ETH", 2e9)]),
+            t + 30_000,
+        ))
+        .await
+        .unwrap();
+
+    let m1 = all(store, "btc", Interval::M1).await;
+    let times: Vec<i64> = m1.iter().map(|c| c.time).collect();
+    assert_eq!(times, [t, t + MIN, t + 6 * MIN]);
+    assert_eq!(ohlc(&m1[0]), (100.0, 110.0, 90.0, 90.0));
+    assert_eq!(ohlc(&m1[1]), (95.0, 95.0, 95.0, 95.0));
+    assert_eq!(ohlc(&m1[2]), (120.0, 120.0, 120.0, 120.0));
+    assert_eq!(m1[0].price.unwrap().market_cap_usd, Some(0.9e6));
+    let ranked = m1[0].ranked.unwrap();
+    assert_eq!((ranked.rank, ranked.volume_24h_usd), (1, Some(5e9)));
+    assert!(m1[1].ranked.is_none());
+
+    let m5 = all(store, "BTC", Interval::M5).await;
+    assert_eq!(m5.len(), 2);
+    assert_eq!(ohlc(&m5[0]), (100.0, 110.0, 90.0, 95.0));
+    for interval in [Interval::M15, Interval::H1, Interval::H4, Interval::D1] {
+        let rows = all(store, "BTC", interval).await;
+        assert_eq!(rows.len(), 1, "{interval}");
+        assert_eq!(ohlc(&rows[0]), (100.0, 120.0, 90.0, 120.0), "{interval}");
+        assert_eq!(rows[0].price.unwrap().market_cap_usd, Some(1.2e6));
+        assert_eq!(rows[0].source, Source::Recorded);
+    }
+    let eth = all(store, "ETH", Interval::H1).await;
+    assert_eq!(ohlc(&eth[0]), (10.0, 12.0, 9.0, 12.0));
+    assert_eq!(eth[0].ranked.unwrap().rank, 2);
+}
+
+pub async fn one_row_per_bucket(store: &impl CandleStore) {
+    // A snapshot every 7 s for 40 minutes, prices wandering.
+    let mut samples = Vec::new();
+    for i in 0..(40 * 60 / 7) {
+        let time = DAY0 + 3 * HOUR + i * 7_000 + 123;
+        let price = 50.0 + ((i * 37) % 23) as f64;
+        samples.push(price_sample("SOL", time, price));
+        let (snapshot, as_of) = prices(time, &[("SOL", price, None)]);
+        store
+            .apply(Batch::from_prices(&snapshot, as_of))
+            .await
+            .unwrap();
+    }
+    for interval in Interval::ALL {
+        let rows = all(store, "SOL", interval).await;
+        assert!(rows.windows(2).all(|w| w[0].time < w[1].time), "{interval}");
+        assert!(rows.iter().all(|c| interval.bucket_start(c.time) == c.time));
+        assert_eq!(rows, reference(&samples, "SOL", interval), "{interval}");
+        for c in &rows {
+            let (o, h, l, cl) = ohlc(c);
+            assert!(l <= o && o <= h && l <= cl && cl <= h);
+        }
+    }
+    assert_eq!(all(store, "SOL", Interval::M1).await.len(), 40);
+}
+
+pub async fn replaying_snapshots_changes_nothing(store: &impl CandleStore) {
+    let mut batches = Vec::new();
+    for i in 0..30i64 {
+        let t = DAY0 + i * 47_000;
+        let (p, as_of) = prices(
+            t,
+            &[
+                ("BTC", 100.0 + (i % 7) as f64, Some(1e6 + i as f64)),
+                ("XRP", 0.5 + (i % 3) as f64, None),
+            ],
+        );
+        batches.push(Batch::from_prices(&p, as_of));
+        if i % 4 == 0 {
+            batches.push(Batch::from_ranking(
+                &ranking(&[("XRP", i as f64), ("BTC", 1.0)]),
+                t + 1,
+            ));
+        }
+    }
+    for b in &batches {
+        store.apply(b.clone()).await.unwrap();
+    }
+    let before = dump(store, &["BTC", "XRP"]).await;
+    assert!(!before.is_empty());
+    // The same snapshot again; then everything again, the newest first (a redelivery after a
+    // crash between commit and ack, interleaved with what came later).
+    store.apply(batches[5].clone()).await.unwrap();
+    assert_eq!(dump(store, &["BTC", "XRP"]).await, before);
+    for b in batches.iter().rev() {
+        store.apply(b.clone()).await.unwrap();
+    }
+    assert_eq!(dump(store, &["BTC", "XRP"]).await, before);
+}
+
+pub async fn pagination_returns_every_row_once(store: &impl CandleStore) {
+    let samples: Vec<Sample> = (0..250)
+        .map(|i| price_sample("ADA", DAY0 + i * MIN + 5, 1.0 + i as f64))
+        .collect();
+    store.apply(Batch::from_samples(&samples)).await.unwrap();
+    let (from, to) = (DAY0 + 10 * MIN, DAY0 + 200 * MIN);
+    let mut seen = Vec::new();
+    let mut cursor: Option<Cursor> = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .range(&Range {
+                symbol: "ada".into(),
+                interval: Interval::M1,
+                from,
+                to,
+                limit: 7,
+                cursor,
+            })
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.candles.len() <= 7);
+        seen.extend(page.candles.iter().map(|c| c.time));
+        // A cursor survives its text form, as the API hands it out.
+        match page.next_cursor {
+            Some(next) => cursor = Some(next.to_string().parse().unwrap()),
+            None => break,
+        }
+    }
+    let expected: Vec<i64> = (10..200).map(|i| DAY0 + i * MIN).collect();
+    assert_eq!(
+        seen, expected,
+        "from included, to excluded, each row once, ascending"
+    );
+    assert_eq!(pages, 190 / 7 + 1);
+    let empty = Range {
+        symbol: "ADA".into(),
+        interval: Interval::M1,
+        from,
+        to: from,
+        limit: 10,
+        cursor: None,
+    };
+    assert!(store.range(&empty).await.unwrap().candles.is_empty());
+    let backwards = Range {
+        to: from - 1,
+        ..empty
+    };
+    assert!(store.range(&backwards).await.is_err());
+}
+
+fn backfilled(symbol: &str, interval: Interval, time: i64, close: f64) -> Candle {
+    Candle {
+        symbol: symbol.into(),
+        interval,
+        time,
+        source: Source::CryptoCompare,
+        price: Some(Ohlc {
+            open_time: time,
+            open: close - 1.0,
+            high: close + 2.0,
+            low: close - 2.0,
+            close_time: time,
+            close,
+            market_cap_usd: None,
+        }),
+        ranked: None,
+        volume_from: Some(close * 10.0),
+        volume_to: Some(close * 1000.0),
+    }
+}
+
+pub async fn recorded_wins_over_backfilled(store: &impl CandleStore) {
+    let hours: Vec<Candle> = (0..3)
+        .map(|h| backfilled("BTC", Interval::H1, DAY0 + h * HOUR, 100.0 + h as f64))
+        .collect();
+    store.upsert_backfilled(hours.clone()).await.unwrap();
+    assert_eq!(
+        all(store, "BTC", Interval::H1).await,
+        hours,
+        "kept as given"
+    );
+
+    // Recorded samples in the second hour take its bucket.
+    let recorded = [
+        price_sample("BTC", DAY0 + HOUR + 5 * MIN, 7.0),
+        price_sample("BTC", DAY0 + HOUR + 9 * MIN, 8.0),
+    ];
+    store
+        .apply(Batch::from_samples(&recorded[..1]))
+        .await
+        .unwrap();
+    store
+        .apply(Batch::from_samples(&recorded[1..]))
+        .await
+        .unwrap();
+    // The provider's newer word on all three hours changes only the backfilled ones.
+    let newer: Vec<Candle> = (0..3)
+        .map(|h| backfilled("BTC", Interval::H1, DAY0 + h * HOUR, 200.0 + h as f64))
+        .collect();
+    store.upsert_backfilled(newer.clone()).await.unwrap();
+
+    let rows = all(store, "BTC", Interval::H1).await;
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0], newer[0]);
+    assert_eq!(rows[2], newer[2]);
+    assert_eq!(rows[1].source, Source::Recorded);
+    assert_eq!(ohlc(&rows[1]), (7.0, 8.0, 7.0, 8.0));
+    assert_eq!((rows[1].volume_from, rows[1].volume_to), (None, None));
+    assert_eq!(rows[1], reference(&recorded, "BTC", Interval::H1)[0]);
+
+    // A candle that is not a provider's is refused.
+    let mut bad = backfilled("BTC", Interval::D1, DAY0, 1.0);
+    bad.source = Source::Recorded;
+    assert!(store.upsert_backfilled(vec![bad]).await.is_err());
+}
+
+pub async fn retention_deletes_only_what_it_should(store: &impl CandleStore) {
+    // Two days of minutes for three coins: more than one prune step's worth per coin.
+    let mut samples = Vec::new();
+    for symbol in ["AAA", "BBB", "CCC"] {
+        for i in 0..2 * 24 * 60 {
+            samples.push(price_sample(symbol, DAY0 + i * MIN, 1.0 + (i % 10) as f64));
+        }
+    }
+    store.apply(Batch::from_samples(&samples)).await.unwrap();
+    let cutoff = DAY0 + 36 * HOUR + 30_000; // not aligned: a bucket starting before it goes
+    let deleted = store.prune(Interval::M1, cutoff).await.unwrap();
+    let per_coin = 36 * 60 + 1;
+    assert!(per_coin > PRUNE_STEP as i64);
+    assert_eq!(deleted, 3 * per_coin as u64);
+    for symbol in ["AAA", "BBB", "CCC"] {
+        let m1 = all(store, symbol, Interval::M1).await;
+        assert_eq!(m1.len() as i64, 2 * 24 * 60 - per_coin);
+        assert!(m1.iter().all(|c| c.time >= cutoff));
+        assert_eq!(
+            m1,
+            reference(&samples, symbol, Interval::M1)[per_coin as usize..]
+        );
+        // Other intervals are untouched.
+        assert_eq!(all(store, symbol, Interval::M5).await.len(), 2 * 24 * 12);
+        assert_eq!(all(store, symbol, Interval::D1).await.len(), 2);
+    }
+    assert_eq!(store.prune(Interval::M1, cutoff).await.unwrap(), 0);
+    assert_eq!(store.prune(Interval::D1, DAY0).await.unwrap(), 0);
+}
+
+pub async fn latest_is_each_coins_newest_priced_candle(store: &impl CandleStore) {
+    assert!(store.latest(Interval::H1).await.unwrap().is_empty());
+    for (i, (snapshot, as_of)) in [
+        prices(DAY0, &[("BTC", 1.0, None), ("ETH", 2.0, None)]),
+        prices(DAY0 + 2 * HOUR, &[("BTC", 3.0, None)]),
+    ]
+    .iter()
+    .enumerate()
+    {
+        store
+            .apply(Batch::from_prices(snapshot, *as_of))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.latest(Interval::H1).await.unwrap().len(),
+            2,
+            "after {i}"
+        );
+    }
+    // A ranking sample later still makes no priced candle: not the latest.
+    store
+        .apply(Batch::from_ranking(
+            &ranking(&[("ETH", 1.0), ("DOGE", 1.0)]),
+            DAY0 + 5 * HOUR,
+        ))
+        .await
+        .unwrap();
+    let latest = store.latest(Interval::H1).await.unwrap();
+    let got: Vec<(&str, i64, f64)> = latest
+        .iter()
+        .map(|c| (c.symbol.as_str(), c.time, c.price.unwrap().close))
+        .collect();
+    assert_eq!(got, [("BTC", DAY0 + 2 * HOUR, 3.0), ("ETH", DAY0, 2.0)]);
+    assert!(all(store, "DOGE", Interval::H1).await.is_empty());
+}
+
+pub async fn migrate_is_idempotent(store: &impl CandleStore) {
+    let (p, as_of) = prices(DAY0, &[("BTC", 1.0, None)]);
+    store.apply(Batch::from_prices(&p, as_of)).await.unwrap();
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(all(store, "BTC", Interval::D1).await.len(), 1);
+}
+
+/// A small deterministic generator (xorshift64*), so a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The database's merge (SQL) against [`Candle::merge`] (Rust) on many samples with tied
+/// times, tied prices and missing caps, written in batches in a shuffled order, some twice.
+pub async fn sql_merge_equals_the_reference(store: &impl CandleStore) {
+    let symbols = ["AAA", "BBB", "CCC"];
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let samples: Vec<Sample> = (0..600)
+        .map(|_| {
+            let symbol = symbols[rng.below(3) as usize];
+            let time = DAY0 + rng.below(3 * 360) as i64 * 10_000; // 3 hours in 10 s steps
+            let observation = if rng.below(4) == 0 {
+                Observation::Rank {
+                    rank: 1 + rng.below(5) as u32,
+                    volume_24h_usd: (rng.below(3) > 0).then(|| rng.below(4) as f64 * 1e6),
+                }
+            } else {
+                Observation::Price {
+                    price_usd: 1.0 + rng.below(12) as f64 / 4.0,
+                    market_cap_usd: (rng.below(3) > 0).then(|| rng.below(4) as f64 * 1e9),
+                }
+            };
+            Sample {
+                symbol: symbol.into(),
+                time,
+                observation,
+            }
+        })
+        .collect();
+    let mut batches: Vec<&[Sample]> = samples.chunks(7).collect();
+    for i in (1..batches.len()).rev() {
+        batches.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let replays: Vec<&[Sample]> = (0..20)
+        .map(|_| batches[rng.below(batches.len() as u64) as usize])
+        .collect();
+    for batch in batches.iter().chain(&replays) {
+        store.apply(Batch::from_samples(*batch)).await.unwrap();
+    }
+    for symbol in symbols {
+        for interval in Interval::ALL {
+            let stored = all(store, symbol, interval).await;
+            assert!(!stored.is_empty());
+            assert_eq!(
+                stored,
+                reference(&samples, symbol, interval),
+                "{symbol} {interval}"
+            );
+        }
+    }
+}
