@@ -97,32 +97,44 @@ async fn announcing_is_fenced_on_the_notice_it_follows() -> Result<()> {
         follows,
     };
     let trace = topcoins_bus::TraceContext::new();
-    let first = store
-        .announce(Kind::RANKING, &notice(b"a", Some(0)), &trace)
-        .await?;
+    let first = timeout(
+        T,
+        store.announce(Kind::RANKING, &notice(b"a", Some(0)), &trace),
+    )
+    .await??;
     // A second "first" notice: the kind has one already.
-    let err = store
-        .announce(Kind::RANKING, &notice(b"b", Some(0)), &trace)
-        .await
-        .unwrap_err();
+    let err = timeout(
+        T,
+        store.announce(Kind::RANKING, &notice(b"b", Some(0)), &trace),
+    )
+    .await?
+    .unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Fenced);
     // The new leader follows `first` and announces; the old one, also following `first`, is refused.
-    let second = store
-        .announce(Kind::RANKING, &notice(b"c", Some(first)), &trace)
-        .await?;
+    let second = timeout(
+        T,
+        store.announce(Kind::RANKING, &notice(b"c", Some(first)), &trace),
+    )
+    .await??;
     assert!(second > first);
-    let err = store
-        .announce(Kind::RANKING, &notice(b"d", Some(first)), &trace)
-        .await
-        .unwrap_err();
+    let err = timeout(
+        T,
+        store.announce(Kind::RANKING, &notice(b"d", Some(first)), &trace),
+    )
+    .await?
+    .unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Fenced);
-    let latest = store.latest(Kind::RANKING).await?.expect("a notice");
+    let latest = timeout(T, store.latest(Kind::RANKING))
+        .await??
+        .expect("a notice");
     assert_eq!(latest.notice.hash, SnapshotHash::of(b"c"));
     assert_eq!(latest.sequence, second);
     // Kinds are fenced separately.
-    store
-        .announce(Kind::PRICES, &notice(b"p", Some(0)), &trace)
-        .await?;
+    timeout(
+        T,
+        store.announce(Kind::PRICES, &notice(b"p", Some(0)), &trace),
+    )
+    .await??;
     Ok(())
 }
 

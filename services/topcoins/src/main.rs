@@ -48,7 +48,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Price(args) => {
-            let context = actor_context(&args.actor, "price", &shutdown)?;
+            let context = actor_context(&args.actor, "price", &shutdown).await?;
             let mut price = args.price;
             if let Some(sim) = &args.actor.sim_url {
                 price.use_sim_for_keyless(sim);
@@ -57,7 +57,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Ranking(args) => {
-            let context = actor_context(&args.actor, "ranking", &shutdown)?;
+            let context = actor_context(&args.actor, "ranking", &shutdown).await?;
             let mut ranking = args.ranking;
             if let Some(sim) = &args.actor.sim_url {
                 ranking.use_sim_for_keyless(sim);
@@ -79,8 +79,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// The context of an actor process, with its metrics served if asked for.
-fn actor_context(
+/// The context of an actor process, with its metrics served if asked for (the port bound
+/// here, so that one in use fails the process at start).
+async fn actor_context(
     args: &ActorArgs,
     name: &str,
     shutdown: &Shutdown,
@@ -95,9 +96,12 @@ fn actor_context(
         lease: args.lease,
     };
     if let Some(addr) = args.metrics.metrics_listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("metrics cannot listen on {addr}"))?;
         let wait = shutdown.wait();
         tokio::spawn(async move {
-            if let Err(e) = topcoins::metrics_http::serve(addr, registry, wait).await {
+            if let Err(e) = topcoins::metrics_http::serve(listener, registry, wait).await {
                 tracing::error!(%addr, error = %e, "metrics server failed");
             }
         });

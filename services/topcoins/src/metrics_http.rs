@@ -1,21 +1,19 @@
 //! `/metrics` and `/healthz` for processes that have no API of their own (`price`, `ranking`),
 //! so Prometheus scrapes every service.
 
-use std::net::SocketAddr;
-
 use axum::Router;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::Registry;
 
-/// Serves `registry` on `addr` until `shutdown`.
+/// Serves `registry` on `listener` until `shutdown`. The caller binds it, so that a port in
+/// use fails at start and tests can hand over a port the OS picked.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     registry: Registry,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "metrics listening");
     let app = Router::new()
         .route(

@@ -294,16 +294,11 @@ async fn running() -> Result<Running> {
     let ranking = h.start_ranking(POLL);
     h.ready(&node, "/").await?;
     // The actors' registry over HTTP, as `topcoins price --metrics-listen` serves it.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let actors_addr = listener.local_addr()?;
-    drop(listener);
     let registry = h.actor_registry.clone();
     let metrics_http = common::Component::spawn(move |s| {
-        Box::pin(topcoins::metrics_http::serve(
-            actors_addr,
-            registry,
-            s.wait(),
-        ))
+        Box::pin(topcoins::metrics_http::serve(listener, registry, s.wait()))
     });
     // Rarer metrics: a rejected body with a broken shape, a rate-limit block, a moved market,
     // a cache hit, a 304.
@@ -314,7 +309,12 @@ async fn running() -> Result<Running> {
     h.fault(serde_json::json!({"endpoint": "cryptocompare", "fault": "error_in_200", "times": 1}))
         .await?;
     h.tick().await?;
-    tokio::time::sleep(POLL * 8).await;
+    // Counted from here, after the faults and the tick: of three more cycles of each actor,
+    // the second at the latest starts after this point, so it meets the fault (one use) and
+    // the third fetches the moved market.
+    let since = (h.cycles("prices"), h.cycles("ranking"));
+    h.cycles_past("prices", since.0, 3.0).await?;
+    h.cycles_past("ranking", since.1, 3.0).await?;
     for _ in 0..3 {
         h.get(&node.url("/?limit=10")).await?;
     }
@@ -467,24 +467,26 @@ async fn real_prometheus_scrapes_every_service() -> Result<()> {
         dir.path().join("targets/test.json"),
         serde_json::to_vec(&targets)?,
     )?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut child = tokio::process::Command::new(&prometheus)
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let api = format!("http://127.0.0.1:{port}/api/v1");
+    // Prometheus, too, is given port 0 and says in its log which port it got.
+    let (mut child, mut logs) = common::Logs::spawn(
+        tokio::process::Command::new(&prometheus)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .args(["--web.listen-address=127.0.0.1:0", "--log.format=json"])
+            .stdout(std::process::Stdio::null()),
+    )?;
+    let addr: std::net::SocketAddr = logs
+        .find("Prometheus listening", |v| {
+            (v["msg"] == "Listening on").then(|| v["address"].as_str()?.parse().ok())?
+        })
+        .await?;
+    let api = format!("http://{addr}/api/v1");
     let h = &r.h;
     eventually("every target up", || async {
         let v: Value = h.get(&format!("{api}/targets")).await?.json().await?;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use common::{Harness, POLL, eventually, metric};
+use futures::FutureExt;
 use topcoins_schemas::api::TopResponse;
 
 const COINS: usize = 300;
@@ -244,16 +245,15 @@ async fn sigterm_drains_and_exits_cleanly() -> Result<()> {
     let h = Harness::start(COINS).await?;
     let price = h.start_price(POLL);
     let ranking = h.start_ranking(POLL);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_topcoins"))
-        .args(["api", "--listen", &format!("127.0.0.1:{port}")])
-        .env("NATS_URL", h.nats.url())
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()?;
-    let url = format!("http://127.0.0.1:{port}/?limit=300");
+    let (mut child, addr, _logs) = common::spawn_and_wait_for_addr(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_topcoins"))
+            .args(["api", "--listen", "127.0.0.1:0"])
+            .env("NATS_URL", h.nats.url())
+            .env("RUST_LOG", "warn,topcoins_api=info"),
+        "api node listening",
+    )
+    .await?;
+    let url = format!("http://{addr}/?limit=300");
     eventually("the node to serve", || async {
         Ok(h.http
             .get(&url)
@@ -551,8 +551,11 @@ async fn killed_lease_holder_is_replaced_within_two_intervals() -> Result<()> {
         topcoins_bus::subscribe_notices(&client, &[topcoins_schemas::Kind::PRICES]).await?;
     client.flush().await?;
     let binary = env!("CARGO_BIN_EXE_topcoins");
-    let spawn = |metrics_port: u16| {
-        tokio::process::Command::new(binary)
+    // Each instance, the restarted one too, serves its metrics on a port the OS picks and
+    // says which in its log.
+    let command = || {
+        let mut command = tokio::process::Command::new(binary);
+        command
             .args([
                 "price",
                 "--lease",
@@ -562,27 +565,25 @@ async fn killed_lease_holder_is_replaced_within_two_intervals() -> Result<()> {
                 "300",
             ])
             .args(["--price-interval", &format!("{INTERVAL_MS}ms")])
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .env("NATS_URL", h.nats.url())
-            .env("RUST_LOG", "warn")
-            .kill_on_drop(true)
-            .spawn()
+            .env("RUST_LOG", "warn,topcoins::metrics_http=info");
+        command
     };
-    let ports = [
-        std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port(),
-        std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port(),
-    ];
-    let mut children = vec![spawn(ports[0])?, spawn(ports[1])?];
-    // Cycles that polled (not stand-by), read from each process's /metrics.
-    let polled = |port: u16| {
+    const LISTENING: &str = "metrics listening";
+    let (first, first_addr, _first_logs) =
+        common::spawn_and_wait_for_addr(&mut command(), LISTENING).await?;
+    let (second, second_addr, _second_logs) =
+        common::spawn_and_wait_for_addr(&mut command(), LISTENING).await?;
+    let mut children = vec![first, second];
+    let mut addrs = [first_addr, second_addr];
+    // Prices poll cycles read from a process's /metrics: all of them, and those that polled
+    // (not stand-by).
+    let cycles = |addr: std::net::SocketAddr| {
         let http = h.http.clone();
         async move {
             let text = http
-                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .get(format!("http://{addr}/metrics"))
                 .send()
                 .await?
                 .text()
@@ -597,32 +598,50 @@ async fn killed_lease_holder_is_replaced_within_two_intervals() -> Result<()> {
                     .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
                     .sum::<f64>()
             };
-            Ok::<f64, anyhow::Error>(sum(None) - sum(Some("standby")))
+            let all = sum(None);
+            Ok::<(f64, f64), anyhow::Error>((all, all - sum(Some("standby"))))
         }
+    };
+    let polled =
+        |addr: std::net::SocketAddr| async move { Ok::<f64, anyhow::Error>(cycles(addr).await?.1) };
+    // Waits until the instance at `addr` has finished `n` more cycles, of any outcome, than
+    // `since`: the counted event after which "it did not poll" is not vacuous.
+    let cycles_past = |addr: std::net::SocketAddr, since: f64, n: f64| async move {
+        eventually(&format!("{n} more cycles at {addr}"), || async {
+            Ok((cycles(addr).await?.0 >= since + n).then_some(()))
+        })
+        .await
     };
     eventually("one instance to poll", || async {
         let (a, b) = (
-            polled(ports[0]).await.unwrap_or(0.0),
-            polled(ports[1]).await.unwrap_or(0.0),
+            polled(addrs[0]).await.unwrap_or(0.0),
+            polled(addrs[1]).await.unwrap_or(0.0),
         );
         Ok(((a > 0.0) != (b > 0.0)).then_some(()))
     })
     .await?;
-    tokio::time::sleep(Duration::from_millis(2 * INTERVAL_MS)).await;
-    let leader = if polled(ports[0]).await? > 0.0 { 0 } else { 1 };
+    let leader = if polled(addrs[0]).await? > 0.0 { 0 } else { 1 };
     let other = 1 - leader;
+    // The holder's first poll announced the market, which stays frozen from here on: any
+    // later prices notice would announce data already announced.
+    tokio::time::timeout(common::WAIT, notices.next())
+        .await
+        .context("the holder's first notice")?
+        .context("subscription open")??;
+    // Two more cycles of the other instance, and it still has not polled.
+    cycles_past(addrs[other], cycles(addrs[other]).await?.0, 2.0).await?;
     assert_eq!(
-        polled(ports[other]).await?,
+        polled(addrs[other]).await?,
         0.0,
         "the other instance stood by"
     );
 
     // SIGKILL: no release. The other takes over once the lease expires.
-    let before = polled(ports[other]).await?;
+    let before = polled(addrs[other]).await?;
     children[leader].start_kill()?;
     let _ = children[leader].wait().await;
     let killed = std::time::Instant::now();
-    while polled(ports[other]).await? == before {
+    while polled(addrs[other]).await? == before {
         assert!(
             killed.elapsed() < Duration::from_millis(2 * INTERVAL_MS),
             "no takeover within two intervals"
@@ -631,21 +650,31 @@ async fn killed_lease_holder_is_replaced_within_two_intervals() -> Result<()> {
     }
     let takeover = killed.elapsed();
 
-    // The killed instance comes back: it stands by, and unchanged data is not announced again.
-    while tokio::time::timeout(Duration::from_millis(100), notices.next())
-        .await
-        .is_ok()
-    {}
-    children[leader] = spawn(ports[leader])?;
-    tokio::time::sleep(Duration::from_millis(3 * INTERVAL_MS)).await;
+    // The killed instance comes back, on a new port: it stands by, and unchanged data is not
+    // announced again. Whatever the takeover announced is set aside first: a flush is answered
+    // after every message the server had sent this client, so all of it is buffered by then.
+    tokio::time::timeout(common::WAIT, client.flush()).await??;
+    while notices.next().now_or_never().is_some() {}
+    let (restarted, restarted_addr, _restarted_logs) =
+        common::spawn_and_wait_for_addr(&mut command(), LISTENING).await?;
+    children[leader] = restarted;
+    addrs[leader] = restarted_addr;
+    // Counted events, not a quiet spell: three cycles of the restarted instance, and two
+    // more polls of the holder, each of which would have announced a repeat had it made one.
+    let holder_before = cycles(addrs[other]).await?.0;
+    cycles_past(addrs[leader], 0.0, 3.0).await?;
+    cycles_past(addrs[other], holder_before, 2.0).await?;
     assert_eq!(
-        polled(ports[leader]).await?,
+        polled(addrs[leader]).await?,
         0.0,
         "the restarted instance stands by"
     );
-    let repeat = tokio::time::timeout(Duration::from_millis(200), notices.next()).await;
+    // A cycle counts only once its announcement is acknowledged, and the server sent the
+    // notice to this client before that: after a flush, a repeat would be here.
+    tokio::time::timeout(common::WAIT, client.flush()).await??;
+    let repeat = notices.next().now_or_never();
     assert!(
-        repeat.is_err(),
+        repeat.is_none(),
         "unchanged data was announced again: {repeat:?}"
     );
     println!("takeover {takeover:?} after SIGKILL");

@@ -5,11 +5,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
-use std::time::Duration;
 
 use anyhow::Result;
-use common::{Harness, POLL};
+use common::{Harness, POLL, WAIT, eventually};
 use serde_json::Value;
 
 /// Trace ids found in the spans of JSON log lines whose message contains `needle`.
@@ -40,36 +38,46 @@ async fn a_change_is_followed_across_processes_by_its_trace_id() -> Result<()> {
     let h = Harness::start(200).await?;
     let ranking = h.start_ranking(POLL);
     let binary = env!("CARGO_BIN_EXE_topcoins");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let api = tokio::process::Command::new(binary)
-        .args(["api", "--listen", &format!("127.0.0.1:{port}")])
-        .env("NATS_URL", h.nats.url())
-        .env("TOPCOINS_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info,topcoins_api=debug")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let price = tokio::process::Command::new(binary)
-        .args([
-            "price",
-            "--cmc-url",
-            &h.sim_url(),
-            "--price-interval",
-            "200ms",
-            "--price-universe",
-            "200",
-        ])
-        .env("NATS_URL", h.nats.url())
-        .env("TOPCOINS_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The node listens before the price actor starts, so it hears the first announcement.
+    let (api, _, mut api_logs) = common::spawn_and_wait_for_addr(
+        tokio::process::Command::new(binary)
+            .args(["api", "--listen", "127.0.0.1:0"])
+            .env("NATS_URL", h.nats.url())
+            .env("RUST_LOG", "info,topcoins_api=debug"),
+        "api node listening",
+    )
+    .await?;
+    let (price, mut price_logs) = common::Logs::spawn(
+        tokio::process::Command::new(binary)
+            .args([
+                "price",
+                "--cmc-url",
+                &h.sim_url(),
+                "--price-interval",
+                "200ms",
+                "--price-universe",
+                "200",
+            ])
+            .env("NATS_URL", h.nats.url())
+            .env("RUST_LOG", "info"),
+    )?;
+    // Changes announced by the actor that the node says it applied, by trace id.
+    let followed = || {
+        let announced = trace_ids(&price_logs.text(), "announced");
+        let applied = trace_ids(&api_logs.text(), "notice applied");
+        announced.intersection(&applied).count()
+    };
+    let follow = |n: usize| async move {
+        eventually(
+            &format!("{n} changes followed into the API node"),
+            || async { Ok((followed() >= n).then_some(())) },
+        )
+        .await
+    };
+    // The first snapshot, then the market moves and the second follows.
+    follow(1).await?;
     h.tick().await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    follow(2).await?;
     for child in [&price, &api] {
         let pid = child.id().expect("running").to_string();
         tokio::process::Command::new("kill")
@@ -77,17 +85,12 @@ async fn a_change_is_followed_across_processes_by_its_trace_id() -> Result<()> {
             .status()
             .await?;
     }
-    let price_log = String::from_utf8(
-        tokio::time::timeout(Duration::from_secs(10), price.wait_with_output())
-            .await??
-            .stderr,
-    )?;
-    let api_log = String::from_utf8(
-        tokio::time::timeout(Duration::from_secs(10), api.wait_with_output())
-            .await??
-            .stderr,
-    )?;
-
+    for (mut child, logs) in [(price, &mut price_logs), (api, &mut api_logs)] {
+        tokio::time::timeout(WAIT, child.wait()).await??;
+        logs.finished().await?;
+    }
+    // On the whole logs, once both processes are gone.
+    let (price_log, api_log) = (price_logs.text(), api_logs.text());
     let announced = trace_ids(&price_log, "announced");
     let applied = trace_ids(&api_log, "notice applied");
     assert!(

@@ -1,17 +1,23 @@
 //! Test harness: a real nats-server on a free port (killed on drop), the simulator frozen
 //! (it moves only on `POST /sim/tick`), both actors, and any number of API nodes, all
-//! in-process with their own shutdown signals and metric registries.
+//! in-process with their own shutdown signals and metric registries; and, for tests of the
+//! real binary, child processes that report the address the OS gave them in their JSON logs.
 
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use prometheus::Registry;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use topcoins::shutdown::Shutdown;
 use topcoins_api::ApiConfig;
@@ -72,6 +78,110 @@ pub fn metric(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
         }
     }
     total
+}
+
+/// The stderr of a child process run with JSON logs (the binary logs to stderr), read line by
+/// line as it comes — so the child never blocks on a full pipe — and kept for the test.
+pub struct Logs {
+    lines: Arc<Mutex<Vec<String>>>,
+    /// How many lines have been read; closed once the child's stderr has ended.
+    read: watch::Receiver<usize>,
+}
+
+impl Logs {
+    /// Spawns `command` with JSON logs on a piped stderr (`TOPCOINS_LOG_FORMAT` for topcoins;
+    /// another program is given its own flag), killed when the [`Child`] is dropped.
+    pub fn spawn(command: &mut Command) -> Result<(Child, Logs)> {
+        let mut child = command
+            .env("TOPCOINS_LOG_FORMAT", "json")
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stderr = child.stderr.take().context("stderr")?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (count, read) = watch::channel(0);
+        let kept = lines.clone();
+        tokio::spawn(async move {
+            let mut stderr = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = stderr.next_line().await {
+                let mut kept = kept.lock().expect("log lines");
+                kept.push(line);
+                count.send_replace(kept.len());
+            }
+        });
+        Ok((child, Logs { lines, read }))
+    }
+
+    /// Everything the child has logged so far.
+    pub fn text(&self) -> String {
+        self.lines.lock().expect("log lines").join("\n")
+    }
+
+    /// Waits (at most [`WAIT`]) for the first line logged with `message`, and returns it.
+    pub async fn event(&mut self, message: &str) -> Result<serde_json::Value> {
+        self.find(&format!("`{message}`"), |v| {
+            (v["fields"]["message"] == message).then(|| v.clone())
+        })
+        .await
+    }
+
+    /// Waits (at most [`WAIT`]) for the first JSON line `pick` takes something from.
+    pub async fn find<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&serde_json::Value) -> Option<T>,
+    ) -> Result<T> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut from = 0;
+        let mut ended = false;
+        loop {
+            {
+                let lines = self.lines.lock().expect("log lines");
+                let found = lines[from..]
+                    .iter()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .find_map(|v| pick(&v));
+                if let Some(v) = found {
+                    return Ok(v);
+                }
+                from = lines.len();
+            }
+            if ended {
+                bail!("the child's log ended without {what}:\n{}", self.text());
+            }
+            match tokio::time::timeout_at(deadline, self.read.changed()).await {
+                Ok(Ok(())) => {}
+                // Lines read just before the end are looked at once more.
+                Ok(Err(_)) => ended = true,
+                Err(_) => bail!("no {what} within {WAIT:?}; logged so far:\n{}", self.text()),
+            }
+        }
+    }
+
+    /// Waits (at most [`WAIT`]) for the child's stderr to end — it has exited — and returns
+    /// all it logged.
+    pub async fn finished(&mut self) -> Result<String> {
+        tokio::time::timeout(WAIT, async { while self.read.changed().await.is_ok() {} })
+            .await
+            .with_context(|| format!("the child's log still open after {WAIT:?}"))?;
+        Ok(self.text())
+    }
+}
+
+/// Spawns `command` (given `127.0.0.1:0` to listen on) and waits until it logs `message` with
+/// the address the OS gave it: no port is picked in the test and dropped before the child
+/// binds it, where anything else could take it meanwhile.
+pub async fn spawn_and_wait_for_addr(
+    command: &mut Command,
+    message: &str,
+) -> Result<(Child, SocketAddr, Logs)> {
+    let (child, mut logs) = Logs::spawn(command)?;
+    let event = logs.event(message).await?;
+    let addr = event["fields"]["addr"]
+        .as_str()
+        .with_context(|| format!("`{message}` without an addr: {event}"))?
+        .parse()?;
+    Ok((child, addr, logs))
 }
 
 pub struct Component {
