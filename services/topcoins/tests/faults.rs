@@ -166,6 +166,18 @@ async fn extra_fields_break_nothing(
         Ok((h.published(kind) > published).then_some(()))
     })
     .await?;
+    // A ranking poll that straddles the tick reads pages from both sides of it and is a
+    // snapshot of its own, followed by the whole new one: settled is when two whole cycles
+    // after an announcement announce nothing more.
+    let mut settled = h.published(kind);
+    loop {
+        h.cycles_past(kind, h.cycles(kind), 2.0).await?;
+        let now = h.published(kind);
+        if now == settled {
+            break;
+        }
+        settled = now;
+    }
     let store = topcoins_bus::SnapshotStore::open(client.clone()).await?;
     let latest = tokio::time::timeout(common::WAIT, store.latest(notice_kind))
         .await??
