@@ -163,15 +163,8 @@ pub fn histo(market: &Market, seed: u64, resolution: Resolution, q: &HistoQuery)
     let Some(fsym) = q.fsym.as_deref().filter(|s| !s.is_empty()) else {
         return cc_error(2, "fsym is a required param.", Some("fsym"));
     };
-    let Some(tsym) = q.tsym.as_deref().filter(|s| !s.is_empty()) else {
-        return cc_error(2, "tsym is a required param.", Some("tsym"));
-    };
-    if !tsym.eq_ignore_ascii_case("USD") {
-        return cc_error(
-            2,
-            &format!("tsym {tsym} is not supported by the simulator."),
-            Some("tsym"),
-        );
+    if let Err(body) = crate::providers::cc_usd_only(q.tsym.as_deref()) {
+        return body;
     }
     let limit = match q.limit.as_deref().map(str::parse::<u64>) {
         None => 30,

@@ -158,16 +158,24 @@ pub fn cc_error(kind: u32, message: &str, param: Option<&str>) -> Value {
     body
 }
 
-pub fn cc_toplist(market: &Market, q: &CcQuery) -> Value {
-    let Some(tsym) = q.tsym.as_deref().filter(|t| !t.is_empty()) else {
-        return cc_error(2, "tsym is a required param.", Some("tsym"));
+/// CryptoCompare's `tsym`, which the simulator prices in USD only: the error body otherwise.
+pub(crate) fn cc_usd_only(tsym: Option<&str>) -> Result<(), Value> {
+    let Some(tsym) = tsym.filter(|t| !t.is_empty()) else {
+        return Err(cc_error(2, "tsym is a required param.", Some("tsym")));
     };
     if !tsym.eq_ignore_ascii_case("USD") {
-        return cc_error(
+        return Err(cc_error(
             2,
             &format!("tsym {tsym} is not supported by the simulator."),
             Some("tsym"),
-        );
+        ));
+    }
+    Ok(())
+}
+
+pub fn cc_toplist(market: &Market, q: &CcQuery) -> Value {
+    if let Err(body) = cc_usd_only(q.tsym.as_deref()) {
+        return body;
     }
     let limit = match q.limit.as_deref().map(str::parse::<u64>) {
         None => 10,
