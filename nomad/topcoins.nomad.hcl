@@ -198,6 +198,72 @@ EOT
     }
   }
 
+  group "recorder" {
+    # One recorder: it is the one durable consumer of the notices (a second would share its
+    # work, not double it, but one is enough and keeps the database writes in order).
+    count = 1
+
+    network {
+      port "metrics" { to = 9103 }
+    }
+
+    restart {
+      attempts = 10
+      interval = "10m"
+      delay    = "5s"
+      mode     = "delay"
+    }
+
+    service {
+      name     = "topcoins-recorder"
+      port     = "metrics"
+      provider = "nomad"
+      tags     = ["prometheus"]
+
+      check {
+        type     = "http"
+        path     = "/healthz"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
+
+    task "recorder" {
+      driver = "docker"
+
+      config {
+        image = var.image
+        args  = ["recorder"]
+        ports = ["metrics"]
+      }
+
+      env {
+        NATS_URL                = var.nats_url
+        TOPCOINS_METRICS_LISTEN = "0.0.0.0:9103"
+        TOPCOINS_BACKFILL_COINS = "100"
+      }
+
+      # The database URL (with its password) comes from the Nomad variable, never this file:
+      # `nomad var put nomad/jobs/topcoins database_url=postgres://…` (see README.md).
+      template {
+        destination = "secrets/database.env"
+        env         = true
+        data        = <<EOT
+{{ with nomadVar "nomad/jobs/topcoins" }}
+TOPCOINS_DATABASE_URL={{ .database_url }}
+CRYPTOCOMPARE_API_KEY={{ .cryptocompare_api_key }}
+{{ end }}
+{{ range nomadService "topcoins-sim" }}TOPCOINS_SIM_URL=http://{{ .Address }}:{{ .Port }}{{ end }}
+EOT
+      }
+
+      resources {
+        cpu    = 500
+        memory = 256
+      }
+    }
+  }
+
   group "api" {
     count = var.api_count
 
@@ -247,6 +313,17 @@ EOT
       env {
         NATS_URL        = var.nats_url
         TOPCOINS_LISTEN = "0.0.0.0:8080"
+      }
+
+      # History is read from the recorder's database (URL from the Nomad variable).
+      template {
+        destination = "secrets/database.env"
+        env         = true
+        data        = <<EOT
+{{ with nomadVar "nomad/jobs/topcoins" }}
+TOPCOINS_DATABASE_URL={{ .database_url }}
+{{ end }}
+EOT
       }
 
       resources {

@@ -12,12 +12,15 @@
 //! - [`notices`]: typed subscriptions — hash notices of any kind in [`subjects::KINDS`]
 //!   (yielding kind, notice and trace context), price events, and the snapshot bytes actors
 //!   store, pushed to followers as they are written.
+//! - [`durable`]: the recorder's durable consumer of notices, acknowledged after the
+//!   database commit, and what the streams keep for it.
 //! - [`lease`]: which of several instances of an actor polls.
 //! - [`server`]: starts a private `nats-server` process for `topcoins up` (tests use
 //!   `topcoins-testkit`).
 //! - [`trace`]: the W3C trace context carried in notice headers.
 
 pub mod connect;
+pub mod durable;
 pub mod lease;
 pub mod notices;
 pub mod server;
@@ -26,6 +29,7 @@ pub mod subjects;
 pub mod trace;
 
 pub use connect::{Link, NatsAuth, NatsConfig, close, connect};
+pub use durable::{DEFAULT_STREAM_RETENTION, Delivery, Discarded, DurableNotices};
 pub use lease::Lease;
 pub use notices::{
     Notices, PriceEvents, Pushed, PushedSnapshots, Received, Rejected, publish_price,

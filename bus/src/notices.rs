@@ -101,7 +101,7 @@ impl Notices {
     }
 }
 
-fn decode_notice(kind: Kind, message: &Message) -> Result<Received, Rejected> {
+pub(crate) fn decode_notice(kind: Kind, message: &Message) -> Result<Received, Rejected> {
     let notice = HashNotice::decode(&message.payload).map_err(|error| Rejected::Undecodable {
         kind: Some(kind),
         error,

@@ -32,7 +32,8 @@ use topcoins_runtime::{Backoff, retry_until_shutdown};
 use topcoins_schemas::{HashNotice, Kind, NoticeError, SnapshotHash};
 
 use crate::subjects::{
-    KINDS, NOTICE_STREAM, SNAPSHOT_PREFIX, SNAPSHOT_STREAM, hash_subject, snapshot_subject,
+    KINDS, NOTICE_STREAM, RECORD_STREAM, RECORDER_CONSUMER, SNAPSHOT_PREFIX, SNAPSHOT_STREAM,
+    hash_subject, snapshot_subject,
 };
 
 /// Largest piece of a snapshot in one message; well under NATS's default 1 MiB `max_payload`.
@@ -42,7 +43,8 @@ const CHUNKS_HEADER: &str = "Topcoins-Chunks";
 /// Header on the chunks of a snapshot stored with its kind (see [`SnapshotStore::put_kind`]).
 pub(crate) const KIND_HEADER: &str = "Topcoins-Kind";
 
-/// Notices kept per subject in the notice stream (history for tools; readers use the last).
+/// Notices kept per subject in the notice stream (readers use the last; the recorder reads
+/// the record stream, which keeps every notice for its retention: see [`crate::durable`]).
 pub const NOTICES_KEPT: i64 = 64;
 
 /// What went wrong, for callers that act on it.
@@ -80,7 +82,7 @@ impl StoreError {
         }
     }
 
-    fn unavailable(what: &str, err: impl std::fmt::Display) -> Self {
+    pub(crate) fn unavailable(what: &str, err: impl std::fmt::Display) -> Self {
         Self::new(StoreErrorKind::Unavailable, format!("{what}: {err}"))
     }
 
@@ -131,6 +133,8 @@ const MAX_CHUNKS: usize = 4096;
 #[derive(Clone)]
 pub struct SnapshotStore {
     js: jetstream::Context,
+    /// Copies of the streams this handle creates.
+    replicas: usize,
     snapshots: stream::Stream,
     notices: stream::Stream,
 }
@@ -177,6 +181,7 @@ impl SnapshotStore {
             .map_err(|e| StoreError::unavailable("snapshot stream", e))?;
         let store = Self {
             js,
+            replicas,
             snapshots,
             notices,
         };
@@ -211,6 +216,98 @@ impl SnapshotStore {
             .await
             .map_err(|e| StoreError::unavailable("notice stream update", e))?;
         Ok(())
+    }
+
+    /// The record stream (created on first use): a mirror of the notice stream that keeps
+    /// every notice for `retention`, which the recorder's durable consumer reads. A mirror,
+    /// not a second stream on the same subjects (JetStream forbids overlapping subjects): the
+    /// notice stream keeps the last few per kind however old, so the current notice never
+    /// ages out, and the record keeps them all for a while. Its sequences are the notice
+    /// stream's.
+    pub(crate) async fn record_stream(
+        &self,
+        retention: Duration,
+    ) -> Result<stream::Stream, StoreError> {
+        let config = stream::Config {
+            name: RECORD_STREAM.to_owned(),
+            description: Some("topcoins notices for the recorder".to_owned()),
+            mirror: Some(stream::Source {
+                name: NOTICE_STREAM.to_owned(),
+                ..Default::default()
+            }),
+            max_age: retention,
+            storage: stream::StorageType::File,
+            num_replicas: self.replicas,
+            ..Default::default()
+        };
+        let mut record = self
+            .js
+            .get_or_create_stream(config.clone())
+            .await
+            .map_err(|e| StoreError::unavailable("record stream", e))?;
+        let current = record
+            .info()
+            .await
+            .map_err(|e| StoreError::unavailable("record stream", e))?
+            .config
+            .clone();
+        if current.max_age != retention {
+            record = self
+                .js
+                .update_stream(stream::Config {
+                    max_age: retention,
+                    ..current
+                })
+                .await
+                .map(|_| record)
+                .map_err(|e| StoreError::unavailable("record stream update", e))?;
+        }
+        Ok(record)
+    }
+
+    /// When the first notice the recorder has not acknowledged was published, if a recorder
+    /// exists and is behind (snapshots stored since then may still be needed), with how long
+    /// the record stream keeps notices.
+    pub async fn recorder_floor(&self) -> Result<Option<(OffsetDateTime, Duration)>, StoreError> {
+        let mut record = match self.js.get_stream(RECORD_STREAM).await {
+            Ok(stream) => stream,
+            Err(e)
+                if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(js)
+                    if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(StoreError::unavailable("record stream", e)),
+        };
+        let info = match record.consumer_info(RECORDER_CONSUMER).await {
+            Ok(info) => info,
+            Err(e) if e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => {
+                return Ok(None);
+            }
+            Err(e) => return Err(StoreError::unavailable("recorder consumer info", e)),
+        };
+        if info.num_pending == 0 && info.num_ack_pending == 0 {
+            return Ok(None);
+        }
+        let stream = record
+            .info()
+            .await
+            .map_err(|e| StoreError::unavailable("record stream", e))?;
+        let kept = stream.config.max_age;
+        // The record loses notices only from its front (by age), so the first pending one is
+        // at the ack floor's successor or, if that aged out, at the first still kept.
+        let first = info
+            .ack_floor
+            .stream_sequence
+            .saturating_add(1)
+            .max(stream.state.first_sequence);
+        match record.get_raw_message(first).await {
+            Ok(message) => Ok(Some((message.time, kept))),
+            Err(e) => {
+                tracing::debug!(error = %e, sequence = first, "recorder floor: no such notice");
+                Ok(None)
+            }
+        }
     }
 
     /// Opens the store, retrying until NATS answers (100 ms, doubling up to 2 s, with equal
@@ -407,13 +504,33 @@ impl SnapshotStore {
         Ok(())
     }
 
-    /// Deletes snapshots older than `retention`, except those in `keep`. Returns how many went.
+    /// What [`SnapshotStore::prune`] deletes before: `retention` ago, or earlier while the
+    /// recorder has notices to catch up on (a second before the first it has not
+    /// acknowledged), but never earlier than the notice stream keeps notices: a snapshot
+    /// whose notice is gone is needed by no one.
+    async fn prune_cutoff(&self, retention: Duration) -> Result<OffsetDateTime, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let mut cutoff = now - retention;
+        if let Some((floor, kept)) = self.recorder_floor().await? {
+            let floor = floor - Duration::from_secs(1);
+            cutoff = cutoff.min(if kept.is_zero() {
+                floor
+            } else {
+                floor.max(now - kept)
+            });
+        }
+        Ok(cutoff)
+    }
+
+    /// Deletes snapshots stored before the cutoff (`retention` ago, earlier for a recorder
+    /// that is behind: see [`SnapshotStore::prune_cutoff`]), except those in `keep`. Returns
+    /// how many went.
     pub async fn prune(
         &self,
         keep: &[SnapshotHash],
         retention: Duration,
     ) -> Result<usize, StoreError> {
-        let cutoff = OffsetDateTime::now_utc() - retention;
+        let cutoff = self.prune_cutoff(retention).await?;
         let subjects: Vec<(String, usize)> = self
             .snapshots
             .info_with_subjects(format!("{SNAPSHOT_PREFIX}.*.0"))

@@ -28,6 +28,12 @@ pub const BENCH_BASELINE: &str = "topcoins-bench.baseline";
 
 /// JetStream stream that keeps the hash notices (the last few per subject).
 pub const NOTICE_STREAM: &str = "TOPCOINS_NOTICES";
+/// JetStream stream the recorder reads: a mirror of [`NOTICE_STREAM`] that keeps every
+/// notice for the stream retention (see [`crate::durable`]).
+pub const RECORD_STREAM: &str = "TOPCOINS_RECORD";
+/// The recorder's durable consumer on the record stream (see [`crate::durable`]); the actors'
+/// snapshot pruning spares what it has not acknowledged yet.
+pub const RECORDER_CONSUMER: &str = "topcoins-recorder";
 /// JetStream stream holding snapshots by hash (see [`crate::store`]).
 pub const SNAPSHOT_STREAM: &str = "TOPCOINS_SNAPSHOTS";
 /// Root of the snapshot subjects: `topcoins-snapshots.<hash>.<chunk>`. A root of its own, so

@@ -181,6 +181,14 @@ impl Store {
             DatabaseUrl::Postgres(url) => Ok(Store::Postgres(PostgresStore::connect(url)?)),
         }
     }
+
+    /// `sqlite` or `postgresql`, for logs and metric labels.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgresql",
+        }
+    }
 }
 
 macro_rules! delegate {

@@ -126,6 +126,18 @@ impl Postgres {
         self.running = false;
     }
 
+    /// Starts the server again after [`Postgres::stop`], on the same port (a database that
+    /// went away and came back, as clients see it).
+    pub async fn start_again(&mut self) -> Result<(), HarnessError> {
+        if self.running {
+            return Ok(());
+        }
+        let port = self.port;
+        self.pg_ctl_start(port)
+            .await
+            .map_err(|detail| start_error(format!("{detail}; log: {}", self.log())))
+    }
+
     /// A PostgreSQL command, run as the `postgres` user when we are root.
     fn command(&self, program: &str) -> Command {
         let mut command = Command::new(self.bindir.join(program));

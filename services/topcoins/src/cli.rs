@@ -9,6 +9,7 @@ use topcoins_api::ApiConfig;
 use topcoins_bus::{NatsAuth, NatsConfig};
 use topcoins_price::PriceConfig;
 use topcoins_ranking::RankingConfig;
+use topcoins_recorder::RecorderConfig;
 use topcoins_sim::SimConfig;
 use topcoins_upstream::HttpConfig;
 
@@ -50,6 +51,8 @@ pub enum Command {
     Price(PriceArgs),
     /// The ranking actor.
     Ranking(RankingArgs),
+    /// The recorder: price and ranking snapshots into candles in the database.
+    Recorder(RecorderArgs),
     /// The simulated market.
     Sim(SimArgs),
     /// CoinMarketCap listings on the command line.
@@ -139,6 +142,31 @@ pub struct RetentionArgs {
     pub retention: Duration,
 }
 
+/// The database the recorder writes and the API reads history from.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB` (also `postgresql://`).
+    /// `topcoins up` defaults to `sqlite://<data dir>/topcoins.db`.
+    #[arg(
+        long = "database-url",
+        env = "TOPCOINS_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<topcoins_history::DatabaseUrl>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RecorderArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub recorder: RecorderConfig,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct UpArgs {
     #[command(flatten)]
@@ -162,6 +190,10 @@ pub struct UpArgs {
     pub price: PriceConfig,
     #[command(flatten)]
     pub ranking: RankingConfig,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub recorder: RecorderConfig,
     #[command(flatten)]
     pub sim: SimConfig,
 }

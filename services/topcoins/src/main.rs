@@ -65,6 +65,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             topcoins_ranking::run(ranking, context, shutdown.wait()).await?;
             Ok(())
         }
+        Command::Recorder(args) => {
+            let nats = args.nats.required("recorder")?;
+            let database = args.database.database_url.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "TOPCOINS_DATABASE_URL (or --database-url) is required for `topcoins recorder`"
+                )
+            })?;
+            let registry = Registry::new();
+            serve_metrics(args.metrics.metrics_listen, &registry, &shutdown).await?;
+            topcoins_recorder::run(args.recorder, database, nats, registry, shutdown.wait())
+                .await?;
+            Ok(())
+        }
         Command::Cmc(args) => {
             print!("{}", topcoins::cmc::run(args).await?);
             Ok(())
@@ -95,16 +108,29 @@ async fn actor_context(
         poller_metrics: PollerMetrics::register(&registry)?,
         lease: args.lease,
     };
-    if let Some(addr) = args.metrics.metrics_listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("metrics cannot listen on {addr}"))?;
-        let wait = shutdown.wait();
-        tokio::spawn(async move {
-            if let Err(e) = topcoins::metrics_http::serve(listener, registry, wait).await {
-                tracing::error!(%addr, error = %e, "metrics server failed");
-            }
-        });
-    }
+    serve_metrics(args.metrics.metrics_listen, &registry, shutdown).await?;
     Ok(context)
+}
+
+/// Serves `/metrics` and `/healthz` of `registry` on `listen`, if given (the port bound here,
+/// so that one in use fails the process at start).
+async fn serve_metrics(
+    listen: Option<std::net::SocketAddr>,
+    registry: &Registry,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let Some(addr) = listen else {
+        return Ok(());
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("metrics cannot listen on {addr}"))?;
+    let wait = shutdown.wait();
+    let registry = registry.clone();
+    tokio::spawn(async move {
+        if let Err(e) = topcoins::metrics_http::serve(listener, registry, wait).await {
+            tracing::error!(%addr, error = %e, "metrics server failed");
+        }
+    });
+    Ok(())
 }

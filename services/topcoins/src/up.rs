@@ -2,6 +2,8 @@
 //!
 //! - NATS: `NATS_URL` if set; otherwise a private nats-server (JetStream on, data under
 //!   `TOPCOINS_DATA_DIR`, so a restart resumes from the stored snapshots).
+//! - Database: `TOPCOINS_DATABASE_URL` if set; otherwise a SQLite file in the data directory
+//!   (`topcoins.db`), which the recorder writes and the API reads.
 //! - Upstream: a provider with an API key set is called for real; a provider without a key
 //!   whose base URL was left at the real provider's is pointed at the built-in simulator.
 //! - The services are the rows of [`COMPONENTS`]: each says whether it runs in this setup and
@@ -39,6 +41,8 @@ struct Plan {
     poller_metrics: PollerMetrics,
     sim: Option<TcpListener>,
     api: Option<TcpListener>,
+    /// `TOPCOINS_DATABASE_URL`, or a SQLite file in the data directory.
+    database: topcoins_history::DatabaseUrl,
 }
 
 impl Plan {
@@ -97,6 +101,19 @@ const COMPONENTS: &[Component] = &[
             Ok(boxed(topcoins_ranking::run(
                 plan.args.ranking.clone(),
                 plan.actor_context("topcoins-ranking"),
+                shutdown.wait(),
+            )))
+        },
+    },
+    Component {
+        name: "recorder",
+        start: |plan, shutdown| {
+            let database = plan.database.clone();
+            Ok(boxed(topcoins_recorder::run(
+                plan.args.recorder.clone(),
+                database,
+                plan.args.nats.config(&plan.nats_url, "topcoins-recorder"),
+                plan.registry.clone(),
                 shutdown.wait(),
             )))
         },
@@ -174,8 +191,22 @@ pub async fn run(
         nats_url: nats_url.clone(),
     };
 
+    let database = match args.database.database_url.clone() {
+        Some(url) => url,
+        None => {
+            std::fs::create_dir_all(&args.data_dir).with_context(|| {
+                format!(
+                    "cannot create the data directory {}",
+                    args.data_dir.display()
+                )
+            })?;
+            topcoins_history::DatabaseUrl::Sqlite(args.data_dir.join("topcoins.db"))
+        }
+    };
+    tracing::info!(%database, "history database");
     let mut plan = Plan {
         args,
+        database,
         nats_url,
         registry,
         upstream_metrics,

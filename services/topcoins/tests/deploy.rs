@@ -61,6 +61,8 @@ fn compose_file_has_every_service_port_dependency_and_volume() -> Result<()> {
         "sim",
         "price",
         "ranking",
+        "recorder",
+        "postgres",
         "api1",
         "api2",
         "prometheus",
@@ -80,12 +82,34 @@ fn compose_file_has_every_service_port_dependency_and_volume() -> Result<()> {
         str_of(&service("nats")["volumes"]).contains("nats-data:/data"),
         "NATS data on a volume"
     );
-    for name in ["sim", "price", "ranking", "api1", "api2"] {
+    assert!(
+        str_of(&service("postgres")["volumes"]).contains("postgres-data:/var/lib/postgresql/data"),
+        "PostgreSQL data on a volume"
+    );
+    // The recorder and the API nodes use the compose PostgreSQL; the password comes from the
+    // environment, with a default only for a laptop.
+    for name in ["recorder", "api1", "api2"] {
+        let url = str_of(&service(name)["environment"]["TOPCOINS_DATABASE_URL"]);
+        assert_eq!(
+            url, "postgres://topcoins:${POSTGRES_PASSWORD:-topcoins}@postgres:5432/topcoins",
+            "{name}"
+        );
+    }
+    assert_eq!(
+        str_of(&service("recorder")["depends_on"]["postgres"]["condition"]),
+        "service_healthy",
+        "the recorder waits for PostgreSQL to be ready"
+    );
+    assert_eq!(
+        str_of(&service("recorder")["command"]),
+        str_of(&serde_yaml_ng::from_str("[recorder]")?)
+    );
+    for name in ["sim", "price", "ranking", "recorder", "api1", "api2"] {
         let s = service(name);
         assert_eq!(str_of(&s["build"]), ".", "{name} builds the topcoins image");
         assert_eq!(str_of(&s["image"]), "topcoins:latest");
     }
-    for name in ["price", "ranking", "api1", "api2"] {
+    for name in ["price", "ranking", "recorder", "api1", "api2"] {
         let s = service(name);
         assert_eq!(
             str_of(&s["environment"]["NATS_URL"]),
@@ -161,6 +185,7 @@ fn compose_file_has_every_service_port_dependency_and_volume() -> Result<()> {
     for (name, var) in [
         ("price", "TOPCOINS_METRICS_LISTEN"),
         ("ranking", "TOPCOINS_METRICS_LISTEN"),
+        ("recorder", "TOPCOINS_METRICS_LISTEN"),
         ("api1", "TOPCOINS_LISTEN"),
         ("api2", "TOPCOINS_LISTEN"),
         ("sim", "TOPCOINS_LISTEN"),
@@ -250,6 +275,19 @@ fn nomad_jobs_have_checks_resources_policies_and_no_plain_secrets() -> Result<()
                             );
                         }
                     }
+                    if ["recorder", "api"].contains(&name.as_str()) {
+                        let templates: Vec<String> = blocks(task.body(), "template")
+                            .iter()
+                            .filter_map(|t| attr(t.body(), "data").map(|d| d.to_string()))
+                            .collect();
+                        ensure!(
+                            templates
+                                .iter()
+                                .any(|d| d.contains("nomadVar")
+                                    && d.contains("TOPCOINS_DATABASE_URL")),
+                            "{file} {name}: the database URL not from a Nomad variable"
+                        );
+                    }
                     if ["price", "ranking"].contains(&name.as_str()) {
                         let templates: Vec<String> = blocks(task.body(), "template")
                             .iter()
@@ -267,6 +305,8 @@ fn nomad_jobs_have_checks_resources_policies_and_no_plain_secrets() -> Result<()
         }
     }
     assert_eq!(jobs, 2);
+    let text = std::fs::read_to_string(repo().join("nomad/topcoins.nomad.hcl"))?;
+    assert!(text.contains("group \"recorder\""), "a recorder job group");
     assert!(repo().join("nomad/README.md").is_file());
     let prometheus = std::fs::read_to_string(repo().join("nomad/prometheus.yml"))?;
     assert!(
@@ -285,10 +325,27 @@ struct Running {
     h: Harness,
     parts: Vec<common::Component>,
     urls: Vec<(String, String)>,
+    _db_dir: tempfile::TempDir,
 }
 
 async fn running() -> Result<Running> {
     let h = Harness::start(200).await?;
+    // The recorder, into a SQLite file, its metrics in the actors' registry.
+    let db_dir = tempfile::tempdir()?;
+    let database = topcoins_history::DatabaseUrl::Sqlite(db_dir.path().join("history.db"));
+    let recorder = {
+        let nats = h.nats_config("topcoins-recorder");
+        let registry = h.actor_registry.clone();
+        common::Component::spawn(move |s| {
+            Box::pin(topcoins_recorder::run(
+                topcoins_recorder::RecorderConfig::default(),
+                database,
+                nats,
+                registry,
+                s.wait(),
+            ))
+        })
+    };
     let node = h.start_api().await?;
     let price = h.start_price(POLL);
     let ranking = h.start_ranking(POLL);
@@ -323,6 +380,14 @@ async fn running() -> Result<Running> {
         ("actors".to_owned(), format!("http://{actors_addr}/metrics")),
         ("sim".to_owned(), format!("{}/metrics", h.sim_url())),
     ];
+    eventually("the recorder to record", || async {
+        Ok((h.actor_metric(
+            "topcoins_recorder_notices_total",
+            &[("outcome", "recorded")],
+        ) >= 2.0)
+            .then_some(()))
+    })
+    .await?;
     eventually("actor metrics to be served", || async {
         Ok(h.get(&urls[1].1)
             .await
@@ -333,8 +398,9 @@ async fn running() -> Result<Running> {
     .await?;
     Ok(Running {
         h,
-        parts: vec![node.component, price, ranking, metrics_http],
+        parts: vec![node.component, price, ranking, recorder, metrics_http],
         urls,
+        _db_dir: db_dir,
     })
 }
 
@@ -408,6 +474,8 @@ async fn dashboard_queries_use_exported_metrics_and_promtool_passes() -> Result<
         "upstream calls",
         "errors",
         "credits",
+        "price history",
+        "recorder lag",
     ] {
         assert!(
             titles.iter().any(|t| t.contains(wanted)),
@@ -417,6 +485,10 @@ async fn dashboard_queries_use_exported_metrics_and_promtool_passes() -> Result<
     let mut used = BTreeSet::new();
     for panel in panels {
         for target in panel["targets"].as_array().context("targets")? {
+            if target.get("rawSql").is_some() {
+                // SQL panels are run against the real schema in their own test.
+                continue;
+            }
             let expr = target["expr"].as_str().context("expr")?;
             let mut rest = expr;
             while let Some(i) = rest.find("topcoins_") {
@@ -538,5 +610,88 @@ async fn real_prometheus_scrapes_every_service() -> Result<()> {
     }
     let _ = child.kill().await;
     r.stop().await;
+    Ok(())
+}
+
+/// The price-history panel's SQL, and its variable's, run on a real PostgreSQL with the
+/// recorder's schema and a few recorded candles, Grafana's macros filled in as Grafana does.
+#[tokio::test]
+async fn dashboard_history_sql_runs_on_the_recorders_schema() -> Result<()> {
+    use topcoins_history::{Batch, CandleStore, Store};
+    let pg = topcoins_testkit::Postgres::start().await?;
+    let store = Store::open(&pg.url().parse()?).await?;
+    store.migrate().await?;
+    let prices = topcoins_schemas::PriceSnapshot {
+        source: "test".into(),
+        coins: vec![topcoins_schemas::PricedCoin {
+            id: "1".into(),
+            symbol: "BTC".into(),
+            name: "Bitcoin".into(),
+            price_usd: 67000.0,
+            market_cap_usd: None,
+        }],
+    };
+    let t = 1_764_547_200_000; // 2025-12-01T00:00:00Z
+    store.apply(Batch::from_prices(&prices, t + 60_000)).await?;
+
+    // The datasource the panels name is provisioned, for PostgreSQL.
+    let provisioned = std::fs::read_to_string(
+        repo().join("deploy/grafana/provisioning/datasources/postgres.yml"),
+    )?;
+    assert!(provisioned.contains("uid: topcoins-history"));
+    assert!(provisioned.contains("type: grafana-postgresql-datasource"));
+
+    let dashboard: Value = serde_json::from_slice(&std::fs::read(
+        repo().join("deploy/grafana/dashboards/topcoins.json"),
+    )?)?;
+    let psql = topcoins_testkit::postgres::bindir()?.join("psql");
+    let run = |sql: String| {
+        let out = std::process::Command::new(&psql)
+            .args([
+                pg.url().as_str(),
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                &sql,
+            ])
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "{sql}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let fill = |sql: &str| {
+        sql.replace("$symbol", "BTC")
+            .replace("$interval", "1h")
+            .replace("$__unixEpochFrom()", &((t - 86_400_000) / 1000).to_string())
+            .replace("$__unixEpochTo()", &((t + 86_400_000) / 1000).to_string())
+    };
+    let mut ran = 0;
+    for panel in dashboard["panels"].as_array().context("panels")? {
+        for target in panel["targets"].as_array().context("targets")? {
+            let Some(sql) = target["rawSql"].as_str() else {
+                continue;
+            };
+            assert_eq!(target["datasource"]["uid"], "topcoins-history");
+            let rows = run(fill(sql))?;
+            // One 1h candle: its time, close, high, low.
+            assert_eq!(rows.lines().count(), 1, "{rows}");
+            assert!(rows.contains("67000"), "{rows}");
+            ran += 1;
+        }
+    }
+    assert!(ran >= 1, "a price-history panel");
+    for variable in dashboard["templating"]["list"]
+        .as_array()
+        .context("variables")?
+    {
+        if variable["datasource"]["uid"] == "topcoins-history" {
+            let rows = run(fill(variable["query"].as_str().context("query")?))?;
+            assert_eq!(rows.trim(), "BTC");
+        }
+    }
     Ok(())
 }
