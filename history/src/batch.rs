@@ -32,6 +32,11 @@ pub fn symbol_key(symbol: &str) -> CompactString {
     }
 }
 
+/// The key a batch is sorted by and unique in.
+fn key(c: &Candle) -> (&CompactString, Interval, i64) {
+    (&c.symbol, c.interval, c.time)
+}
+
 impl Batch {
     /// Folds samples into candles of every interval.
     pub fn from_samples<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Self {
@@ -49,8 +54,23 @@ impl Batch {
             }
         }
         let mut candles: Vec<Candle> = rows.into_values().collect();
-        candles
-            .sort_by(|a, b| (&a.symbol, a.interval, a.time).cmp(&(&b.symbol, b.interval, b.time)));
+        candles.sort_by(|a, b| key(a).cmp(&key(b)));
+        Batch { candles }
+    }
+
+    /// Samples with one per symbol (what a snapshot gives): each makes its six candles
+    /// directly, no two of them on one row, so no merge is needed. Sorting the samples by
+    /// symbol first leaves the candles in key order (intervals are pushed in their order, and
+    /// one sample has one bucket per interval).
+    fn from_unique(mut samples: Vec<Sample>) -> Self {
+        samples.sort_unstable_by(|a, b| a.symbol.cmp(&b.symbol));
+        let mut candles = Vec::with_capacity(samples.len() * Interval::ALL.len());
+        for sample in &samples {
+            for interval in Interval::ALL {
+                candles.push(Candle::of_sample(sample, interval));
+            }
+        }
+        debug_assert!(candles.windows(2).all(|w| key(&w[0]) < key(&w[1])));
         Batch { candles }
     }
 
@@ -69,28 +89,66 @@ impl Batch {
                 },
             })
             .collect();
-        Self::from_samples(&samples)
+        Self::from_unique(samples)
     }
 
     /// A ranking snapshot observed at `as_of`: rank = position + 1. Where several coins share
     /// a symbol the best ranked one is recorded.
     pub fn from_ranking(snapshot: &RankingSnapshot, as_of: i64) -> Self {
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = std::collections::HashSet::with_capacity(snapshot.coins.len());
         let samples: Vec<Sample> = snapshot
             .coins
             .iter()
             .enumerate()
-            .filter(|(_, coin)| seen.insert(symbol_key(&coin.symbol)))
-            .map(|(position, coin)| Sample {
-                symbol: symbol_key(&coin.symbol),
-                time: as_of,
-                observation: Observation::Rank {
-                    rank: u32::try_from(position + 1).unwrap_or(u32::MAX),
-                    volume_24h_usd: coin.volume_24h_usd,
-                },
+            .filter_map(|(position, coin)| {
+                let symbol = symbol_key(&coin.symbol);
+                seen.insert(symbol.clone()).then(|| Sample {
+                    symbol,
+                    time: as_of,
+                    observation: Observation::Rank {
+                        rank: u32::try_from(position + 1).unwrap_or(u32::MAX),
+                        volume_24h_usd: coin.volume_24h_usd,
+                    },
+                })
             })
             .collect();
-        Self::from_samples(&samples)
+        Self::from_unique(samples)
+    }
+
+    /// Folds `other` into this batch: rows of the same key are merged, the result is still
+    /// sorted with unique keys. The recorder writes the snapshots that are waiting as one
+    /// batch (one transaction for all of them), so a recorder that fell behind catches up
+    /// at the cost of one snapshot per write, not one per snapshot.
+    pub fn absorb(&mut self, other: Batch) {
+        if other.candles.is_empty() {
+            return;
+        }
+        if self.candles.is_empty() {
+            *self = other;
+            return;
+        }
+        let mut merged = Vec::with_capacity(self.candles.len().max(other.candles.len()));
+        let mut ours = std::mem::take(&mut self.candles).into_iter().peekable();
+        let mut theirs = other.candles.into_iter().peekable();
+        loop {
+            let next = match (ours.peek(), theirs.peek()) {
+                (Some(a), Some(b)) => match key(a).cmp(&key(b)) {
+                    std::cmp::Ordering::Less => ours.next(),
+                    std::cmp::Ordering::Greater => theirs.next(),
+                    std::cmp::Ordering::Equal => {
+                        let mut a = ours.next().expect("peeked");
+                        let b = theirs.next().expect("peeked");
+                        a.merge(&b);
+                        Some(a)
+                    }
+                },
+                (Some(_), None) => ours.next(),
+                (None, Some(_)) => theirs.next(),
+                (None, None) => break,
+            };
+            merged.extend(next);
+        }
+        self.candles = merged;
     }
 
     pub fn candles(&self) -> &[Candle] {
@@ -143,6 +201,66 @@ mod tests {
         assert_eq!(btc.len(), 6);
         assert!(btc.iter().all(|c| c.price.unwrap().close == 100.0));
         assert!(batch.candles().iter().any(|c| c.symbol == "ETH"));
+    }
+
+    #[test]
+    fn absorbing_batches_equals_one_batch_of_all_their_samples() {
+        let sample = |symbol: &str, time, price| Sample {
+            symbol: symbol.into(),
+            time,
+            observation: Observation::Price {
+                price_usd: price,
+                market_cap_usd: None,
+            },
+        };
+        let rank = |symbol: &str, time, rank| Sample {
+            symbol: symbol.into(),
+            time,
+            observation: Observation::Rank {
+                rank,
+                volume_24h_usd: Some(1.0),
+            },
+        };
+        let groups = [
+            vec![sample("BTC", 60_000, 2.0), sample("ETH", 60_000, 1.0)],
+            vec![sample("BTC", 400_000, 5.0), rank("BTC", 410_000, 1)],
+            vec![sample("ADA", 59_999, 0.5), sample("BTC", 90_000, 1.5)],
+        ];
+        let mut absorbed = Batch::default();
+        for g in &groups {
+            absorbed.absorb(Batch::from_samples(g));
+        }
+        let all: Vec<Sample> = groups.iter().flatten().cloned().collect();
+        assert_eq!(absorbed, Batch::from_samples(&all));
+        assert!(absorbed.len() > 12);
+    }
+
+    #[test]
+    fn snapshot_batches_are_in_key_order_with_unique_keys() {
+        let snapshot = PriceSnapshot::new(
+            "coinmarketcap",
+            (0..50)
+                .map(|i| coin(&i.to_string(), &format!("c{}", 49 - i), i as f64 + 1.0, None))
+                .collect(),
+        )
+        .unwrap();
+        let batch = Batch::from_prices(&snapshot, 1_764_596_832_345);
+        assert_eq!(batch.len(), 300);
+        assert!(batch.candles().windows(2).all(|w| key(&w[0]) < key(&w[1])));
+        // The same as the general path, sample by sample.
+        let samples: Vec<Sample> = snapshot
+            .coins
+            .iter()
+            .map(|c| Sample {
+                symbol: symbol_key(&c.symbol),
+                time: 1_764_596_832_345,
+                observation: Observation::Price {
+                    price_usd: c.price_usd,
+                    market_cap_usd: c.market_cap_usd,
+                },
+            })
+            .collect();
+        assert_eq!(batch, Batch::from_samples(&samples));
     }
 
     #[test]

@@ -41,8 +41,20 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// Makes a cluster in a temporary directory and starts it.
+    /// Makes a cluster in a temporary directory and starts it, durability off (see the module
+    /// docs).
     pub async fn start() -> Result<Self, HarnessError> {
+        Self::start_with(false).await
+    }
+
+    /// As [`Postgres::start`], with PostgreSQL's durable defaults (`fsync`,
+    /// `synchronous_commit` and `full_page_writes` on): for benchmarks, whose figures should
+    /// be those of a real deployment.
+    pub async fn start_durable() -> Result<Self, HarnessError> {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(durable: bool) -> Result<Self, HarnessError> {
         let bindir = bindir()?;
         let run_as = run_as()?;
         let dir = tempfile::Builder::new().prefix("topcoins-pg-").tempdir()?;
@@ -60,7 +72,7 @@ impl Postgres {
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(pg.socket_dir(), Some(uid), Some(gid))?;
         }
-        pg.initdb().await?;
+        pg.initdb(durable).await?;
         let mut last = String::new();
         for _ in 0..PORT_TRIES {
             let port = propose_port()?;
@@ -156,7 +168,7 @@ impl Postgres {
         command
     }
 
-    async fn initdb(&self) -> Result<(), HarnessError> {
+    async fn initdb(&self, durable: bool) -> Result<(), HarnessError> {
         let mut initdb = self.command("initdb");
         initdb
             .arg("-D")
@@ -174,12 +186,14 @@ impl Postgres {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        let settings = format!(
+        let mut settings = format!(
             "\n# topcoins-testkit\nlisten_addresses = '127.0.0.1'\n\
-             unix_socket_directories = '{}'\nfsync = off\nsynchronous_commit = off\n\
-             full_page_writes = off\n",
+             unix_socket_directories = '{}'\n",
             self.socket_dir().display()
         );
+        if !durable {
+            settings.push_str("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");
+        }
         let conf = self.data_dir().join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf)?;
         text.push_str(&settings);

@@ -7,12 +7,15 @@
 //!    out again.
 //! 2. **build** the batch: one sample per coin at the notice's `as_of`, one candle per interval.
 //! 3. **write** it in one transaction, retrying with backoff while the database is down, and
-//!    telling NATS the notice is still in hand so it is not handed out meanwhile.
+//!    telling NATS the notice is still in hand so it is not handed out meanwhile. Notices
+//!    already waiting when the recorder takes one join it, and their batches are merged and
+//!    written as one ([`Batch::absorb`]): behind, the recorder catches up a group at a time.
 //! 4. **ack**, and only then take the next notice. A crash between 3 and 4 means the notice
 //!    is delivered again and written again, which changes nothing (writes are idempotent).
 
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use time::OffsetDateTime;
 use topcoins_bus::{Delivery, DurableNotices, SnapshotStore, StoreErrorKind};
 use topcoins_history::{Batch, CandleStore, Store};
@@ -28,13 +31,13 @@ pub const RECORDED_KINDS: &[Kind] = &[Kind::PRICES, Kind::RANKING];
 const RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 /// What recording one notice came to.
+#[derive(Clone, Copy)]
 enum Outcome {
+    /// Its batch, of this many rows, is in the group's write.
     Recorded(usize),
     Ignored,
     Missing,
     Bad,
-    /// Shutdown came while waiting; the notice stays unacknowledged.
-    Stopped,
 }
 
 pub(crate) struct Recorder<'a> {
@@ -45,6 +48,18 @@ pub(crate) struct Recorder<'a> {
     pub ranking: &'a tokio::sync::watch::Sender<Vec<String>>,
 }
 
+/// Notices written together at most: what is waiting when the recorder is ready for more
+/// (after an absence, or behind a slow write) goes into one transaction, so catching up
+/// costs one snapshot's rows per write rather than per snapshot. Below the consumer's
+/// `max_ack_pending`, so a group never waits for notices the server holds back.
+const MAX_GROUP: usize = 32;
+
+/// A delivery on its way to the database.
+struct Taken {
+    delivery: Delivery,
+    outcome: Outcome,
+}
+
 impl Recorder<'_> {
     /// Records notices until `shutdown` fires or the consumer ends.
     pub async fn run(
@@ -53,54 +68,91 @@ impl Recorder<'_> {
         shutdown: &mut (impl Future<Output = ()> + Unpin),
     ) {
         loop {
-            let delivery = tokio::select! {
+            let first = tokio::select! {
                 _ = &mut *shutdown => return,
                 next = notices.next() => next,
             };
-            let delivery = match delivery {
-                None => return,
-                Some(Ok(delivery)) => delivery,
-                Some(Err(discarded)) => {
-                    let kind = match &discarded.0 {
-                        topcoins_bus::Rejected::Undecodable { kind: Some(k), .. } => k.as_str(),
-                        _ => "unknown",
-                    };
-                    tracing::warn!(error = %discarded.0, "recorder: not a notice, discarded");
-                    self.count(kind, "bad_notice");
-                    continue;
+            let Some(first) = first else { return };
+            // What else is already here joins the group.
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match notices.next().now_or_never() {
+                    Some(Some(next)) => group.push(next),
+                    _ => break,
                 }
-            };
-            let kind = delivery.kind.as_str();
-            if delivery.delivered > 1 {
-                self.metrics.redelivered.with_label_values(&[kind]).inc();
             }
-            let outcome = self.record(&delivery, shutdown).await;
-            match outcome {
-                Outcome::Stopped => return,
-                Outcome::Recorded(rows) => {
-                    self.metrics
-                        .candles
-                        .with_label_values(&[kind])
-                        .inc_by(rows as u64);
-                    self.count(kind, "recorded");
-                }
-                Outcome::Ignored => self.count(kind, "ignored"),
-                Outcome::Missing => self.count(kind, "missing_snapshot"),
-                Outcome::Bad => self.count(kind, "bad_snapshot"),
-            }
-            match outcome {
-                Outcome::Recorded(_) | Outcome::Ignored => {
-                    // Not confirmed: the notice comes again and is written again, harmlessly.
-                    if let Err(e) = delivery.ack().await {
-                        tracing::warn!(error = %e, sequence = delivery.sequence, "recorder: ack failed");
+            let mut taken = Vec::with_capacity(group.len());
+            let mut batch = Batch::default();
+            for delivery in group {
+                let delivery = match delivery {
+                    Ok(delivery) => delivery,
+                    Err(discarded) => {
+                        let kind = match &discarded.0 {
+                            topcoins_bus::Rejected::Undecodable { kind: Some(k), .. } => {
+                                k.as_str()
+                            }
+                            _ => "unknown",
+                        };
+                        tracing::warn!(error = %discarded.0, "recorder: not a notice, discarded");
+                        self.count(kind, "bad_notice");
+                        continue;
                     }
-                    let lag = (OffsetDateTime::now_utc() - delivery.notice.as_of).as_seconds_f64();
+                };
+                if delivery.delivered > 1 {
                     self.metrics
-                        .lag
-                        .with_label_values(&[kind])
-                        .observe(lag.max(0.0));
+                        .redelivered
+                        .with_label_values(&[delivery.kind.as_str()])
+                        .inc();
                 }
-                _ => delivery.discard().await,
+                let outcome = match self.prepare(&delivery, shutdown).await {
+                    Prepared::Stopped => return,
+                    Prepared::Done(outcome) => outcome,
+                    Prepared::Batch(one) => {
+                        let rows = one.len();
+                        batch.absorb(one);
+                        Outcome::Recorded(rows)
+                    }
+                };
+                taken.push(Taken { delivery, outcome });
+            }
+            if !batch.is_empty() && !self.write(batch, &taken, shutdown).await {
+                return;
+            }
+            for Taken { delivery, outcome } in taken {
+                let kind = delivery.kind.as_str();
+                match outcome {
+                    Outcome::Recorded(rows) => {
+                        self.metrics
+                            .candles
+                            .with_label_values(&[kind])
+                            .inc_by(rows as u64);
+                        self.count(kind, "recorded");
+                    }
+                    Outcome::Ignored => self.count(kind, "ignored"),
+                    Outcome::Missing => self.count(kind, "missing_snapshot"),
+                    Outcome::Bad => self.count(kind, "bad_snapshot"),
+                }
+                match outcome {
+                    Outcome::Recorded(_) | Outcome::Ignored => {
+                        // Not confirmed: the notice comes again and is written again, harmlessly.
+                        if let Err(e) = delivery.ack().await {
+                            tracing::warn!(error = %e, sequence = delivery.sequence, "recorder: ack failed");
+                        }
+                        let lag =
+                            (OffsetDateTime::now_utc() - delivery.notice.as_of).as_seconds_f64();
+                        self.metrics
+                            .lag
+                            .with_label_values(&[kind])
+                            .observe(lag.max(0.0));
+                        tracing::debug!(
+                            kind,
+                            sequence = delivery.sequence,
+                            lag_ms = lag * 1e3,
+                            "recorder: recorded"
+                        );
+                    }
+                    _ => delivery.discard().await,
+                }
             }
         }
     }
@@ -112,13 +164,14 @@ impl Recorder<'_> {
             .inc();
     }
 
-    async fn record(
+    /// Steps 1 and 2 for one notice: its snapshot fetched and made a batch.
+    async fn prepare(
         &self,
         delivery: &Delivery,
         shutdown: &mut (impl Future<Output = ()> + Unpin),
-    ) -> Outcome {
+    ) -> Prepared {
         if !RECORDED_KINDS.contains(&delivery.kind) {
-            return Outcome::Ignored;
+            return Prepared::Done(Outcome::Ignored);
         }
         let hash = delivery.notice.hash;
         // 1. fetch
@@ -129,17 +182,17 @@ impl Recorder<'_> {
                 Err(e) if e.kind() == StoreErrorKind::NotFound => {
                     tracing::error!(kind = %delivery.kind, %hash, sequence = delivery.sequence,
                         "recorder: the snapshot of a notice is gone (away longer than the stream retention?): a gap in the record");
-                    return Outcome::Missing;
+                    return Prepared::Done(Outcome::Missing);
                 }
                 Err(e) if e.kind() == StoreErrorKind::HashMismatch => {
                     tracing::error!(kind = %delivery.kind, %hash, error = %e, "recorder: stored snapshot does not match its hash");
-                    return Outcome::Bad;
+                    return Prepared::Done(Outcome::Bad);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "recorder: snapshot store unavailable; retrying");
                     delivery.in_progress().await;
                     tokio::select! {
-                        _ = &mut *shutdown => return Outcome::Stopped,
+                        _ = &mut *shutdown => return Prepared::Stopped,
                         _ = tokio::time::sleep(backoff.next_delay()) => {}
                     }
                 }
@@ -147,33 +200,38 @@ impl Recorder<'_> {
         };
         // 2. build
         let as_of = unix_ms(delivery.notice.as_of);
-        let batch = if delivery.kind == Kind::PRICES {
+        if delivery.kind == Kind::PRICES {
             match PriceSnapshot::decode(&bytes) {
-                Ok(snapshot) => Batch::from_prices(&snapshot, as_of),
+                Ok(snapshot) => Prepared::Batch(Batch::from_prices(&snapshot, as_of)),
                 Err(e) => {
                     tracing::error!(%hash, error = %e, "recorder: price snapshot does not decode");
-                    return Outcome::Bad;
+                    Prepared::Done(Outcome::Bad)
                 }
             }
         } else {
             match RankingSnapshot::decode(&bytes) {
                 Ok(snapshot) => {
-                    let order: Vec<String> = snapshot
-                        .coins
-                        .iter()
-                        .map(|c| c.symbol.to_string())
-                        .collect();
+                    let order: Vec<String> =
+                        snapshot.coins.iter().map(|c| c.symbol.to_string()).collect();
                     self.ranking.send_replace(order);
-                    Batch::from_ranking(&snapshot, as_of)
+                    Prepared::Batch(Batch::from_ranking(&snapshot, as_of))
                 }
                 Err(e) => {
                     tracing::error!(%hash, error = %e, "recorder: ranking snapshot does not decode");
-                    return Outcome::Bad;
+                    Prepared::Done(Outcome::Bad)
                 }
             }
-        };
-        // 3. write
-        let rows = batch.len();
+        }
+    }
+
+    /// Step 3: the group's batch in one transaction, retried while the database is down
+    /// (the notices stay in hand). `false` if shutdown came first.
+    async fn write(
+        &self,
+        batch: Batch,
+        taken: &[Taken],
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+    ) -> bool {
         let backend = self.store.backend();
         let mut backoff = RETRY;
         loop {
@@ -185,23 +243,32 @@ impl Recorder<'_> {
                         .with_label_values(&[backend])
                         .observe(started.elapsed().as_secs_f64());
                     self.metrics.db_up.with_label_values(&[backend]).set(1);
-                    return Outcome::Recorded(rows);
+                    return true;
                 }
                 Err(e) => {
                     self.metrics.db_errors.with_label_values(&["apply"]).inc();
                     self.metrics.db_up.with_label_values(&[backend]).set(0);
                     let wait = backoff.next_delay();
-                    tracing::warn!(error = %e, wait = ?wait, sequence = delivery.sequence,
-                        "recorder: database write failed; retrying (the notice stays in hand)");
-                    delivery.in_progress().await;
+                    tracing::warn!(error = %e, wait = ?wait, notices = taken.len(),
+                        "recorder: database write failed; retrying (the notices stay in hand)");
+                    for t in taken {
+                        t.delivery.in_progress().await;
+                    }
                     tokio::select! {
-                        _ = &mut *shutdown => return Outcome::Stopped,
+                        _ = &mut *shutdown => return false,
                         _ = tokio::time::sleep(wait) => {}
                     }
                 }
             }
         }
     }
+}
+
+/// What preparing one notice came to.
+enum Prepared {
+    Batch(Batch),
+    Done(Outcome),
+    Stopped,
 }
 
 /// Unix milliseconds of a time.
