@@ -30,12 +30,16 @@ fn paged() -> Limits {
 }
 
 async fn start_sim() -> String {
+    start_sim_ticking(Duration::ZERO).await
+}
+
+async fn start_sim_ticking(tick: Duration) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let config = SimConfig {
         sim_coins: COINS,
         sim_seed: SEED,
-        sim_tick: Duration::ZERO,
+        sim_tick: tick,
     };
     tokio::spawn(topcoins_sim::run(config, listener, std::future::pending()));
     url
@@ -187,4 +191,49 @@ async fn sim_postgres() {
     )
     .await
     .unwrap();
+}
+
+/// Pages fetched while the market moves join: each candle opens at the close before it, across
+/// page boundaries too (the simulator keeps closed buckets fixed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_join_while_the_market_ticks() {
+    let url = start_sim_ticking(Duration::from_millis(5)).await;
+    let market = Market::new(COINS, SEED);
+    let symbols: Vec<&str> = market
+        .by_cc_volume()
+        .into_iter()
+        .filter(|c| c.on_cryptocompare)
+        .map(|c| c.cc_symbol.as_str())
+        .take(2)
+        .collect();
+    let db = Db::sqlite().await;
+    let store = db.open().await.into_store();
+    let (backfill, _) = backfill(
+        &url,
+        2,
+        Limits {
+            page: 16,
+            ..paged()
+        },
+    );
+    let report = tokio::time::timeout(TIMEOUT, backfill.run(&store, &symbols, never()))
+        .await
+        .unwrap();
+    assert!(
+        report.stopped.is_none() && report.failures.is_empty(),
+        "{report:?}"
+    );
+    assert!(report.calls > 20, "{report:?}");
+    for symbol in &symbols {
+        for (interval, step) in [(Interval::D1, DAY_MS), (Interval::H1, HOUR_MS)] {
+            let candles = all(&store, symbol, interval).await;
+            assert_contiguous(&candles, step, symbol);
+            // The newest candle was open while the market moved: the ones before it join.
+            let closed = &candles[..candles.len() - 1];
+            for pair in closed.windows(2) {
+                let (a, b) = (pair[0].price.unwrap(), pair[1].price.unwrap());
+                assert_eq!(b.open, a.close, "{symbol} {interval} at {}", pair[1].time);
+            }
+        }
+    }
 }
