@@ -132,3 +132,50 @@ impl Backfill {
         .with_limits(config.limits())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        backfill: BackfillConfig,
+    }
+
+    #[test]
+    fn defaults_depend_on_the_endpoint_and_flags_override_them() {
+        let real = Endpoint::new(
+            topcoins_upstream::cryptocompare::DEFAULT_URL,
+            Some("k".into()),
+            topcoins_upstream::cryptocompare::DEFAULT_URL,
+        );
+        let sim = Endpoint::new(
+            "http://127.0.0.1:9000",
+            None,
+            topcoins_upstream::cryptocompare::DEFAULT_URL,
+        );
+        let config = Cli::try_parse_from(["x"]).unwrap().backfill;
+        assert_eq!(config.coins(&real), PROVIDER_COINS);
+        assert_eq!(config.pacing(&real).spacing, driver::DEFAULT_SPACING);
+        assert_eq!(config.pacing(&sim).spacing, SIM_SPACING);
+        assert_eq!(config.limits(), Limits::default());
+        let config = Cli::try_parse_from([
+            "x",
+            "--backfill-coins",
+            "0",
+            "--backfill-spacing",
+            "2s",
+            "--backfill-refresh",
+            "1h",
+        ])
+        .unwrap()
+        .backfill;
+        assert_eq!(config.coins(&real), 0);
+        assert_eq!(config.pacing(&sim).spacing, Duration::from_secs(2));
+        assert_eq!(config.limits().refresh, Duration::from_secs(3600));
+        assert!(Cli::try_parse_from(["x", "--backfill-coins", "-1"]).is_err());
+    }
+}

@@ -347,3 +347,13 @@ async fn shutdown_ends_a_run_between_calls() {
     assert_eq!(fake.hits(), 0);
     assert_eq!(report.pending, 4);
 }
+
+/// The recorder runs a backfill on a task of its own: the run must be `Send`.
+#[allow(dead_code)]
+fn a_run_can_be_spawned(
+    backfill: &'static topcoins_backfill::Backfill,
+    store: &'static topcoins_history::Store,
+) {
+    let top: &'static [compact_str::CompactString] = &[];
+    tokio::spawn(backfill.run(store, top, never()));
+}
