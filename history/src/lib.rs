@@ -22,6 +22,7 @@
 //! - [`interval`]: [`Interval`], its names and bucket arithmetic, default retention.
 //! - [`candle`]: [`Sample`], [`Candle`] and the merge, the reference for the SQL.
 //! - [`batch`]: snapshots to samples to a [`Batch`] of candles with unique keys.
+//! - [`progress`]: [`BackfillProgress`], what the backfill fetched per coin and interval.
 //! - [`store`]: the [`CandleStore`] trait, [`Range`] queries with keyset [`Cursor`]s,
 //!   [`Retention`], and [`Store`], the backend a [`DatabaseUrl`] names.
 //! - `sql`: the merge rule as SQL, shared by both backends, and the row shape.
@@ -39,6 +40,7 @@ pub mod error;
 pub mod interval;
 pub mod migrate;
 pub mod postgres;
+pub mod progress;
 mod sql;
 pub mod sqlite;
 pub mod store;
@@ -49,6 +51,7 @@ pub use candle::{Candle, Observation, Ohlc, Ranked, Sample, Source};
 pub use error::Error;
 pub use interval::Interval;
 pub use postgres::PostgresStore;
+pub use progress::BackfillProgress;
 pub use sqlite::SqliteStore;
 pub use store::{CandleStore, Cursor, MAX_LIMIT, PRUNE_STEP, Page, Range, Retention, Store};
 pub use url::{DatabaseUrl, PostgresUrl};

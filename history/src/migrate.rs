@@ -13,17 +13,31 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "candles",
-    sql: include_str!("../migrations/sqlite/0001_candles.sql"),
-}];
+pub(crate) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "candles",
+        sql: include_str!("../migrations/sqlite/0001_candles.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "backfills",
+        sql: include_str!("../migrations/sqlite/0002_backfills.sql"),
+    },
+];
 
-pub(crate) const POSTGRESQL: &[Migration] = &[Migration {
-    version: 1,
-    name: "candles",
-    sql: include_str!("../migrations/postgresql/0001_candles.sql"),
-}];
+pub(crate) const POSTGRESQL: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "candles",
+        sql: include_str!("../migrations/postgresql/0001_candles.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "backfills",
+        sql: include_str!("../migrations/postgresql/0002_backfills.sql"),
+    },
+];
 
 /// The highest version a list knows.
 pub(crate) fn latest(list: &[Migration]) -> i64 {

@@ -6,7 +6,10 @@ use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::{Batch, Candle, DatabaseUrl, Error, Interval, PostgresStore, Source, SqliteStore};
+use crate::{
+    BackfillProgress, Batch, Candle, DatabaseUrl, Error, Interval, PostgresStore, Source,
+    SqliteStore,
+};
 
 /// Rows a range query returns at most, whatever it asks for.
 pub const MAX_LIMIT: usize = 10_000;
@@ -125,6 +128,18 @@ pub trait CandleStore: Send + Sync {
         interval: Interval,
         before: i64,
     ) -> impl Future<Output = Result<u64, Error>> + Send;
+
+    /// What the backfill has fetched, every coin and interval it has a record of.
+    fn backfill_progress(
+        &self,
+    ) -> impl Future<Output = Result<Vec<BackfillProgress>, Error>> + Send;
+
+    /// Records what the backfill has fetched for one coin and interval, replacing the record
+    /// before (the caller widens it; the store keeps what it is given).
+    fn record_backfill_progress(
+        &self,
+        progress: BackfillProgress,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
 /// Checks what [`CandleStore::upsert_backfilled`] is given.
@@ -218,5 +233,11 @@ impl CandleStore for Store {
     }
     async fn prune(&self, interval: Interval, before: i64) -> Result<u64, Error> {
         delegate!(self, s => s.prune(interval, before))
+    }
+    async fn backfill_progress(&self) -> Result<Vec<BackfillProgress>, Error> {
+        delegate!(self, s => s.backfill_progress())
+    }
+    async fn record_backfill_progress(&self, progress: BackfillProgress) -> Result<(), Error> {
+        delegate!(self, s => s.record_backfill_progress(progress))
     }
 }

@@ -38,7 +38,10 @@ async fn the_file_is_wal_versioned_and_kept_across_opens() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, [(1, "candles".to_owned())]);
+    assert_eq!(
+        versions,
+        [(1, "candles".to_owned()), (2, "backfills".to_owned())]
+    );
     let without_rowid: String = conn
         .query_row(
             "SELECT sql FROM sqlite_schema WHERE name = 'candles'",

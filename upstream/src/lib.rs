@@ -4,6 +4,8 @@
 //! - [`http`]: [`Upstream`], a provider's HTTP client with timeouts, retries with jittered
 //!   exponential backoff (`topcoins_runtime::Backoff`), `Retry-After`, metrics, and errors
 //!   that never carry a key.
+//! - [`cryptocompare`]: what every CryptoCompare client shares: its envelope, its errors
+//!   inside HTTP 200, its key header and its allowance.
 //! - [`endpoint`]: [`Endpoint`], a provider's configured URL and key, and whether it is the
 //!   real provider.
 //! - [`error`]: [`UpstreamError`] and its matchable [`UpstreamErrorKind`].
@@ -11,6 +13,7 @@
 //! - [`metrics`]: [`UpstreamMetrics`], what providers were asked and what they answered.
 //! - `testing`: recorded responses and a one-response server, for tests of provider clients.
 
+pub mod cryptocompare;
 pub mod endpoint;
 pub mod error;
 pub mod http;

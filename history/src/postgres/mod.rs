@@ -14,7 +14,7 @@ use crate::migrate::{self, Migration};
 use crate::sql::{Row, columns, merge_recorded, replace_backfilled};
 use crate::store::{PRUNE_STEP, check_backfilled};
 use crate::url::PostgresUrl;
-use crate::{Batch, Candle, CandleStore, Error, Interval, Page, Range};
+use crate::{BackfillProgress, Batch, Candle, CandleStore, Error, Interval, Page, Range};
 
 /// Connections the pool holds at most.
 pub const POOL_SIZE: usize = 8;
@@ -79,6 +79,17 @@ const DELETE_EXPIRED: &str =
     "DELETE FROM candles WHERE symbol = $1 AND span = $2 AND bucket_ms IN (
     SELECT bucket_ms FROM candles WHERE symbol = $1 AND span = $2 AND bucket_ms < $3
     ORDER BY bucket_ms LIMIT $4)";
+
+const SELECT_PROGRESS: &str =
+    "SELECT symbol, span, oldest_ms, newest_ms, complete, fetched_ms FROM backfills
+     ORDER BY symbol, span";
+
+const UPSERT_PROGRESS: &str =
+    "INSERT INTO backfills (symbol, span, oldest_ms, newest_ms, complete, fetched_ms)
+     VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (symbol, span) DO UPDATE SET oldest_ms = excluded.oldest_ms,
+       newest_ms = excluded.newest_ms, complete = excluded.complete,
+       fetched_ms = excluded.fetched_ms";
 
 /// Candles in a PostgreSQL database.
 pub struct PostgresStore {
@@ -381,5 +392,42 @@ impl CandleStore for PostgresStore {
                 return Ok(total);
             }
         }
+    }
+    async fn backfill_progress(&self) -> Result<Vec<BackfillProgress>, Error> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(SELECT_PROGRESS).await?;
+        let rows = client.query(&stmt, &[]).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BackfillProgress {
+                    symbol: CompactString::from(r.try_get::<_, &str>(0)?),
+                    interval: r.try_get::<_, &str>(1)?.parse()?,
+                    oldest: r.try_get(2)?,
+                    newest: r.try_get(3)?,
+                    complete: r.try_get(4)?,
+                    fetched_at: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_backfill_progress(&self, p: BackfillProgress) -> Result<(), Error> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(UPSERT_PROGRESS).await?;
+        let symbol = crate::symbol_key(&p.symbol);
+        client
+            .execute(
+                &stmt,
+                &[
+                    &symbol.as_str(),
+                    &p.interval.as_str(),
+                    &p.oldest,
+                    &p.newest,
+                    &p.complete,
+                    &p.fetched_at,
+                ],
+            )
+            .await?;
+        Ok(())
     }
 }

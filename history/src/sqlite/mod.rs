@@ -14,7 +14,7 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use crate::migrate::{self, Migration};
 use crate::sql::{Row, columns, merge_recorded, replace_backfilled};
 use crate::store::{PRUNE_STEP, check_backfilled};
-use crate::{Batch, Candle, CandleStore, Error, Interval, Page, Range};
+use crate::{BackfillProgress, Batch, Candle, CandleStore, Error, Interval, Page, Range};
 use worker::Worker;
 
 /// How long a statement waits for another process's lock before giving up.
@@ -68,6 +68,17 @@ const DELETE_EXPIRED: &str =
     "DELETE FROM candles WHERE symbol = ?1 AND span = ?2 AND bucket_ms IN (
     SELECT bucket_ms FROM candles WHERE symbol = ?1 AND span = ?2 AND bucket_ms < ?3
     ORDER BY bucket_ms LIMIT ?4)";
+
+const SELECT_PROGRESS: &str =
+    "SELECT symbol, span, oldest_ms, newest_ms, complete, fetched_ms FROM backfills
+     ORDER BY symbol, span";
+
+const UPSERT_PROGRESS: &str =
+    "INSERT INTO backfills (symbol, span, oldest_ms, newest_ms, complete, fetched_ms)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+     ON CONFLICT (symbol, span) DO UPDATE SET oldest_ms = excluded.oldest_ms,
+       newest_ms = excluded.newest_ms, complete = excluded.complete,
+       fetched_ms = excluded.fetched_ms";
 
 /// Candles in one SQLite file.
 pub struct SqliteStore {
@@ -337,5 +348,42 @@ impl CandleStore for SqliteStore {
             after = next;
         }
         Ok(total)
+    }
+    async fn backfill_progress(&self) -> Result<Vec<BackfillProgress>, Error> {
+        self.reader
+            .call(|conn| {
+                let mut stmt = conn.prepare_cached(SELECT_PROGRESS)?;
+                let mut rows = stmt.query([])?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next()? {
+                    let span: String = r.get(1)?;
+                    out.push(BackfillProgress {
+                        symbol: CompactString::from(r.get::<_, String>(0)?),
+                        interval: span.parse()?,
+                        oldest: r.get(2)?,
+                        newest: r.get(3)?,
+                        complete: r.get::<_, i64>(4)? != 0,
+                        fetched_at: r.get(5)?,
+                    });
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn record_backfill_progress(&self, p: BackfillProgress) -> Result<(), Error> {
+        self.writer
+            .call(move |conn| {
+                conn.prepare_cached(UPSERT_PROGRESS)?.execute(params![
+                    crate::symbol_key(&p.symbol).as_str(),
+                    p.interval.as_str(),
+                    p.oldest,
+                    p.newest,
+                    i64::from(p.complete),
+                    p.fetched_at,
+                ])?;
+                Ok(())
+            })
+            .await
     }
 }

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use topcoins_history::{
-    Batch, Candle, CandleStore, Cursor, Interval, Observation, Ohlc, PRUNE_STEP, Range, Sample,
-    Source,
+    BackfillProgress, Batch, Candle, CandleStore, Cursor, Interval, Observation, Ohlc, PRUNE_STEP,
+    Range, Sample, Source,
 };
 use topcoins_schemas::{PriceSnapshot, PricedCoin, RankedCoin, RankingSnapshot};
 
@@ -30,6 +30,7 @@ macro_rules! behaviours {
             latest_is_each_coins_newest_priced_candle,
             migrate_is_idempotent,
             sql_merge_equals_the_reference,
+            backfill_progress_is_kept_per_coin_and_interval,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {
@@ -513,4 +514,48 @@ pub async fn sql_merge_equals_the_reference(store: &impl CandleStore) {
             );
         }
     }
+}
+
+/// What the backfill fetched is read back as written, one record per coin and interval, the
+/// symbol keyed in upper case; a record written again replaces the one before.
+pub async fn backfill_progress_is_kept_per_coin_and_interval(store: &impl CandleStore) {
+    assert!(store.backfill_progress().await.unwrap().is_empty());
+    let progress = |symbol: &str, interval, oldest, complete| BackfillProgress {
+        symbol: symbol.into(),
+        interval,
+        oldest,
+        newest: DAY0,
+        complete,
+        fetched_at: DAY0 + 5 * MIN,
+    };
+    let btc_day = progress("BTC", Interval::D1, DAY0 - 2000 * 24 * HOUR, true);
+    let btc_hour = progress("BTC", Interval::H1, DAY0 - 2000 * HOUR, false);
+    for p in [&btc_hour, &btc_day] {
+        store.record_backfill_progress(p.clone()).await.unwrap();
+    }
+    store
+        .record_backfill_progress(progress("eth", Interval::D1, DAY0 - 24 * HOUR, false))
+        .await
+        .unwrap();
+    let eth_day = progress("ETH", Interval::D1, DAY0 - 24 * HOUR, false);
+    assert_eq!(
+        store.backfill_progress().await.unwrap(),
+        [btc_day.clone(), btc_hour.clone(), eth_day.clone()]
+    );
+
+    // Widened at both ends later: the new record replaces the old one.
+    let wider = BackfillProgress {
+        oldest: btc_hour.oldest - 100 * HOUR,
+        newest: DAY0 + 3 * HOUR,
+        complete: true,
+        fetched_at: DAY0 + 3 * HOUR + MIN,
+        ..btc_hour
+    };
+    store.record_backfill_progress(wider.clone()).await.unwrap();
+    assert_eq!(
+        store.backfill_progress().await.unwrap(),
+        [btc_day, wider, eth_day]
+    );
+    // Candles are another table: none came with the records.
+    assert!(all(store, "BTC", Interval::D1).await.is_empty());
 }

@@ -13,29 +13,16 @@
 
 use std::collections::HashSet;
 
-use reqwest::header::{AUTHORIZATION, HeaderName};
 use serde::Deserialize;
-use serde_json::Value;
 use topcoins_schemas::{RankedCoin, RankingSnapshot};
+use topcoins_upstream::cryptocompare as cc;
 use topcoins_upstream::{Upstream, UpstreamError, UpstreamErrorKind, json};
 
-pub const PROVIDER: &str = "cryptocompare";
-pub const DEFAULT_URL: &str = "https://min-api.cryptocompare.com";
+pub use topcoins_upstream::cryptocompare::{DEFAULT_URL, PROVIDER, calls_left};
+
 pub const TOPLIST_PATH: &str = "/data/top/totalvolfull";
 /// Most entries one toplist page holds.
 pub const PAGE_SIZE: usize = 100;
-
-#[derive(Debug, Deserialize)]
-struct Envelope {
-    #[serde(rename = "Response")]
-    response: Option<String>,
-    #[serde(rename = "Message")]
-    message: Option<String>,
-    #[serde(rename = "Type")]
-    kind: Option<i64>,
-    #[serde(rename = "Data")]
-    data: Option<Value>,
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -78,40 +65,9 @@ struct Entry {
 
 /// Turns one toplist reply into its coins, in the provider's order, or a typed error.
 pub fn parse(http: u16, body: &[u8]) -> Result<Vec<RankedCoin>, UpstreamError> {
-    let envelope: Envelope = match json::decode(PROVIDER, body) {
-        Ok(e) => e,
-        Err(_) if !(200..300).contains(&http) => {
-            return Err(UpstreamError::from_status(PROVIDER, http));
-        }
-        Err(e) => return Err(e),
-    };
-    if envelope.response.as_deref() == Some("Error") {
-        let code = envelope.kind.unwrap_or(-1);
-        let message = envelope.message.unwrap_or_default();
-        let kind = match (http, code) {
-            (_, 1) => UpstreamErrorKind::Auth,
-            (http, _) if UpstreamError::is_auth_status(http) => UpstreamErrorKind::Auth,
-            (429, _) | (_, 99) => UpstreamErrorKind::RateLimited { retry_after: None },
-            _ => UpstreamErrorKind::Provider { code },
-        };
-        return Err(UpstreamError::new(
-            PROVIDER,
-            kind,
-            format!("error type {code}: {message}"),
-        ));
-    }
-    if !(200..300).contains(&http) {
-        return Err(UpstreamError::from_status(PROVIDER, http));
-    }
-    let Some(data) = envelope.data else {
-        return Err(UpstreamError::new(
-            PROVIDER,
-            UpstreamErrorKind::Malformed {
-                path: "Data".into(),
-            },
-            "success body without Data",
-        ));
-    };
+    // The envelope and its errors inside HTTP 200 are typed where every CryptoCompare
+    // client shares them (`topcoins_upstream::cryptocompare`).
+    let data = cc::data(http, body)?;
     let entries: Vec<Entry> = json::decode_value(PROVIDER, "Data", &data)?;
     Ok(entries
         .into_iter()
@@ -133,32 +89,6 @@ pub fn parse(http: u16, body: &[u8]) -> Result<Vec<RankedCoin>, UpstreamError> {
             }
         })
         .collect())
-}
-
-/// Calls left per period, from a `RateLimit` block (`calls_left`, or `max_calls` minus
-/// `calls_made`, as rate-limit errors give it) or from a `/stats/rate/limit` body's `Data`.
-pub fn calls_left(body: &[u8]) -> Vec<(String, i64)> {
-    let Ok(value) = serde_json::from_slice::<Value>(body) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for block in [&value["RateLimit"], &value["Data"]] {
-        if let Some(left) = block["calls_left"].as_object() {
-            out.extend(
-                left.iter()
-                    .filter_map(|(p, v)| Some((p.clone(), v.as_i64()?))),
-            );
-        } else if let (Some(max), Some(made)) = (
-            block["max_calls"].as_object(),
-            block["calls_made"].as_object(),
-        ) {
-            out.extend(
-                max.iter()
-                    .filter_map(|(p, m)| Some((p.clone(), m.as_i64()? - made.get(p)?.as_i64()?))),
-            );
-        }
-    }
-    out
 }
 
 /// CryptoCompare toplist client.
@@ -187,20 +117,9 @@ impl CryptoCompareClient {
             ("page", page.to_string()),
             ("tsym", "USD".to_owned()),
         ];
-        let headers: Vec<(HeaderName, String)> = self
-            .api_key
-            .iter()
-            .map(|k| (AUTHORIZATION, format!("Apikey {k}")))
-            .collect();
+        let headers = cc::key_headers(self.api_key.as_deref());
         let reply = self.http.get(&url, &query, &headers).await?;
-        let metrics = self.http.metrics();
-        metrics.credits.with_label_values(&[PROVIDER]).inc();
-        for (period, left) in calls_left(&reply.body) {
-            metrics
-                .calls_left
-                .with_label_values(&[PROVIDER, &period])
-                .set(left);
-        }
+        cc::record_call(self.http.metrics(), &reply.body);
         let coins = parse(reply.status, &reply.body)?;
         let mut ids = HashSet::with_capacity(coins.len());
         if let Some(dup) = coins.iter().find(|c| !ids.insert(c.id.as_str())) {

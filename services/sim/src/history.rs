@@ -1,12 +1,18 @@
 //! CryptoCompare's `GET /data/v2/histoday` and `/data/v2/histohour`, for the simulated market.
 //!
-//! The history is a deterministic walk *backwards* from each coin's price now: the close of
-//! every hour is the next hour's close divided by that hour's return, each return drawn from a
-//! hash of (seed, coin, hour), so any page of it is the same on every call and at every
-//! `toTs`, and the latest close is the market's current price. A day is the aggregate of its
-//! 24 hours (open of the first, close of the last, extremes, summed volumes), so the daily and
-//! hourly series agree as the real provider's do. Each coin has a listing time; before it,
-//! rows are all zeros, as CryptoCompare fills them.
+//! **Consistent with the market, and fixed once closed.** The market keeps a [`Tape`]: each
+//! coin's price and volume when the simulator started, and the last price of every hour in
+//! which the market moved since (16 bytes per coin and hour). An hour since the start closes
+//! at its last price on the tape, and the current hour at the coin's price now, so the latest
+//! close is always the market's price and a closed hour never changes as the market moves on
+//! (a backfill that pages with `toTs` while the market ticks gets pages that join). Hours
+//! before the start are a deterministic walk *backwards* from the starting price: the close
+//! of every hour is the next hour's close divided by that hour's return, each return drawn
+//! from a hash of (seed, coin, hour), so any page of it is the same on every call and at every
+//! `toTs`. A day is the aggregate of its 24 hours (open of the first, close of the last,
+//! extremes, summed volumes), so the daily and hourly series agree as the real provider's do.
+//! Each coin has a listing time before the start; before it, rows are all zeros, as
+//! CryptoCompare fills them.
 //!
 //! Shape, as recorded in `testdata/upstream/cryptocompare/v2_hist*`: `limit` (default 30, at
 //! most 2000) asks for `limit + 1` points ending at the bucket holding `toTs` (default now),
@@ -76,51 +82,138 @@ fn normal(seed: u64, coin: u64, at: i64) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
-/// When the coin was listed: up to about six years before `now`, bigger coins earlier.
-fn listed_at(seed: u64, coin: &Coin, now: i64) -> i64 {
-    let age_days = 30.0 + unit(seed, coin.cc_id, 3, 0) * 2200.0;
-    now - (age_days as i64) * DAY
+/// What the history is drawn from: the market at the simulator's start, and the last price
+/// of each hour it moved in since.
+#[derive(Debug, Clone)]
+pub struct Tape {
+    /// When the simulator started, Unix seconds.
+    start: i64,
+    coins: Vec<CoinTape>,
 }
 
-/// The hourly candles of `coin` for the hours starting at `from` ..= `to` (aligned), walking
-/// back from the current hour, whose close is the coin's price now.
-fn hours(seed: u64, coin: &Coin, now: i64, from: i64, to: i64) -> Vec<Candle> {
-    let current = now - now.rem_euclid(HOUR);
-    let listed = listed_at(seed, coin, now);
-    let mut out = Vec::new();
-    let mut close = coin.price;
-    let mut hour = current;
-    // Walk back from now: close(h - 1) = close(h) / exp(r(h)); the open of h is close(h - 1).
-    while hour >= from {
-        let r = HOURLY_VOLATILITY * normal(seed, coin.cc_id, hour);
-        let open = close / r.exp();
-        if hour <= to {
-            if hour < listed {
-                out.push(Candle {
-                    time: hour,
-                    open: 0.0,
-                    high: 0.0,
-                    low: 0.0,
-                    close: 0.0,
-                    volume_from: 0.0,
-                });
-            } else {
-                let wick = HOURLY_VOLATILITY * unit(seed, coin.cc_id, 4, hour);
-                let hourly_volume = coin.cc_volume() / 24.0 / coin.price.max(f64::MIN_POSITIVE);
-                out.push(Candle {
-                    time: hour,
-                    open,
-                    high: open.max(close) * (1.0 + wick),
-                    low: open.min(close) * (1.0 - wick),
-                    close,
-                    volume_from: hourly_volume * (0.5 + unit(seed, coin.cc_id, 5, hour)),
-                });
+#[derive(Debug, Clone)]
+struct CoinTape {
+    start_price: f64,
+    /// CryptoCompare's 24 h volume (USD) at the start: hourly volumes are drawn around it.
+    start_cc_volume: f64,
+    /// `(hour, last price in it)`, ascending; the first is the starting hour.
+    closes: Vec<(i64, f64)>,
+}
+
+fn hour_of(t: i64) -> i64 {
+    t - t.rem_euclid(HOUR)
+}
+
+impl Tape {
+    pub fn new(coins: &[Coin], start: i64) -> Self {
+        let hour = hour_of(start);
+        Tape {
+            start,
+            coins: coins
+                .iter()
+                .map(|c| CoinTape {
+                    start_price: c.price,
+                    start_cc_volume: c.cc_volume(),
+                    closes: vec![(hour, c.price)],
+                })
+                .collect(),
+        }
+    }
+
+    /// Notes the coins' prices at `now` (Unix seconds), after a market step.
+    pub fn record(&mut self, coins: &[Coin], now: i64) {
+        let hour = hour_of(now);
+        for (tape, coin) in self.coins.iter_mut().zip(coins) {
+            match tape.closes.last_mut() {
+                Some(last) if last.0 >= hour => last.1 = coin.price,
+                _ => tape.closes.push((hour, coin.price)),
             }
         }
-        close = open;
-        hour -= HOUR;
     }
-    out.reverse();
+}
+
+impl CoinTape {
+    /// The close of an hour at or after the start: the last price on the tape up to it.
+    fn close(&self, hour: i64) -> f64 {
+        let i = self.closes.partition_point(|(h, _)| *h <= hour);
+        self.closes[i.saturating_sub(1)].1
+    }
+}
+
+/// When the coin was listed: 30 days to about six years before the simulator's start, the
+/// same at every call.
+fn listed_at(seed: u64, coin: &Coin, start: i64) -> i64 {
+    let age_days = 30.0 + unit(seed, coin.cc_id, 3, 0) * 2200.0;
+    hour_of(start) - (age_days as i64) * DAY
+}
+
+/// The hourly candles of `coin` for the hours starting at `from` ..= `to` (aligned), the
+/// current hour (holding `now`) the last one.
+fn hours(
+    seed: u64,
+    coin: &Coin,
+    tape: &Tape,
+    index: usize,
+    now: i64,
+    from: i64,
+    to: i64,
+) -> Vec<Candle> {
+    let coin_tape = &tape.coins[index];
+    let start_hour = hour_of(tape.start);
+    let to = to.min(hour_of(now));
+    if to < from {
+        return Vec::new();
+    }
+    let listed = listed_at(seed, coin, tape.start);
+    // Closes of the hours `from - 1 ..= to`: before the start a walk back from the starting
+    // price (the close of the hour before the start), from the start on the tape.
+    let first = from - HOUR;
+    let mut closes = Vec::with_capacity(((to - first) / HOUR + 1) as usize);
+    if first < start_hour {
+        let mut walk = Vec::new();
+        let mut close = coin_tape.start_price;
+        let mut hour = start_hour - HOUR;
+        while hour >= first {
+            if hour <= to {
+                walk.push(close);
+            }
+            close /= (HOURLY_VOLATILITY * normal(seed, coin.cc_id, hour)).exp();
+            hour -= HOUR;
+        }
+        walk.reverse();
+        closes.extend(walk);
+    }
+    let mut hour = first.max(start_hour);
+    while hour <= to {
+        closes.push(coin_tape.close(hour));
+        hour += HOUR;
+    }
+    let mut out = Vec::with_capacity(closes.len().saturating_sub(1));
+    for (i, pair) in closes.windows(2).enumerate() {
+        let hour = from + i as i64 * HOUR;
+        let (open, close) = (pair[0], pair[1]);
+        if hour < listed {
+            out.push(Candle {
+                time: hour,
+                open: 0.0,
+                high: 0.0,
+                low: 0.0,
+                close: 0.0,
+                volume_from: 0.0,
+            });
+            continue;
+        }
+        let wick = HOURLY_VOLATILITY * unit(seed, coin.cc_id, 4, hour);
+        let hourly_volume = coin_tape.start_cc_volume / 24.0 / close.max(f64::MIN_POSITIVE);
+        out.push(Candle {
+            time: hour,
+            open,
+            high: open.max(close) * (1.0 + wick),
+            low: open.min(close) * (1.0 - wick),
+            close,
+            volume_from: hourly_volume * (0.5 + unit(seed, coin.cc_id, 5, hour)),
+        });
+    }
     out
 }
 
@@ -184,10 +277,10 @@ pub fn histo(market: &Market, seed: u64, resolution: Resolution, q: &HistoQuery)
         Some(Ok(t)) => t.min(now),
         Some(Err(_)) => return cc_error(2, "toTs param is not an integer.", Some("toTs")),
     };
-    let Some(coin) = market
+    let Some(index) = market
         .coins
         .iter()
-        .find(|c| c.on_cryptocompare && c.cc_symbol.eq_ignore_ascii_case(fsym))
+        .position(|c| c.on_cryptocompare && c.cc_symbol.eq_ignore_ascii_case(fsym))
     else {
         return cc_error(
             2,
@@ -195,12 +288,22 @@ pub fn histo(market: &Market, seed: u64, resolution: Resolution, q: &HistoQuery)
             Some("fsym"),
         );
     };
+    let coin = &market.coins[index];
+    let tape = &market.tape;
     let step = resolution.seconds();
     let last = to_ts - to_ts.rem_euclid(step);
     let first = last - limit * step;
     let candles = match resolution {
-        Resolution::Hour => hours(seed, coin, now, first, last),
-        Resolution::Day => days(&hours(seed, coin, now, first, last + DAY - HOUR)),
+        Resolution::Hour => hours(seed, coin, tape, index, now, first, last),
+        Resolution::Day => days(&hours(
+            seed,
+            coin,
+            tape,
+            index,
+            now,
+            first,
+            last + DAY - HOUR,
+        )),
     };
     let data: Vec<Value> = candles
         .iter()
@@ -318,15 +421,15 @@ mod tests {
     #[test]
     fn before_listing_rows_are_zeros_and_errors_are_http_200_shaped() {
         let market = Market::new(20, 3);
-        let now = market.updated.unix_timestamp();
+        let start = market.tape.start;
         // The coin listed most recently: its first days are zeros.
         let coin = market
             .coins
             .iter()
             .filter(|c| c.on_cryptocompare)
-            .max_by_key(|c| listed_at(3, c, now))
+            .max_by_key(|c| listed_at(3, c, start))
             .unwrap();
-        let listed = listed_at(3, coin, now);
+        let listed = listed_at(3, coin, start);
         let all = histo(
             &market,
             3,
@@ -363,6 +466,47 @@ mod tests {
             let body = histo(&market, 3, Resolution::Hour, &q);
             assert_eq!(body["Response"], "Error", "{body}");
             assert_eq!(body["ParamWithError"], param);
+        }
+    }
+
+    #[test]
+    fn closed_buckets_stay_as_the_market_moves_and_the_last_close_follows_it() {
+        let mut market = Market::new(30, 5);
+        let coin = market.by_cc_volume()[1].cc_symbol.clone();
+        let rows = |m: &Market, r, limit: &str| {
+            histo(m, 5, r, &query(&coin, limit, None))["Data"]["Data"]
+                .as_array()
+                .unwrap()
+                .clone()
+        };
+        let (hours, days) = (
+            rows(&market, Resolution::Hour, "300"),
+            rows(&market, Resolution::Day, "40"),
+        );
+        for _ in 0..5 {
+            market.step();
+        }
+        let price = market
+            .coins
+            .iter()
+            .find(|c| c.cc_symbol == coin)
+            .unwrap()
+            .price;
+        let (hours_after, days_after) = (
+            rows(&market, Resolution::Hour, "300"),
+            rows(&market, Resolution::Day, "40"),
+        );
+        for (before, after) in [(&hours, &hours_after), (&days, &days_after)] {
+            let moved_on = before.last().unwrap()["time"] != after.last().unwrap()["time"];
+            // Every closed bucket as it was (the last two too when the hour turned meanwhile).
+            let closed = before.len() - if moved_on { 2 } else { 1 };
+            let offset = usize::from(moved_on);
+            assert_eq!(&before[offset..closed], &after[..closed - offset]);
+            let close = after.last().unwrap()["close"].as_f64().unwrap();
+            assert!(
+                (close - price).abs() <= price * 1e-6 + 0.01,
+                "{close} vs {price}"
+            );
         }
     }
 }

@@ -15,6 +15,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use time::OffsetDateTime;
 
+use crate::history::Tape;
+
 /// Coins whose first symbols and names are real, for a plausible top of the list.
 const FAMOUS: &[(&str, &str, f64)] = &[
     ("BTC", "Bitcoin", 67_000.0),
@@ -72,6 +74,8 @@ pub struct Market {
     pub coins: Vec<Coin>,
     pub step: u64,
     pub updated: OffsetDateTime,
+    /// The hourly closes the history endpoints are drawn from (see [`crate::history`]).
+    pub tape: Tape,
     rng: ChaCha8Rng,
 }
 
@@ -156,10 +160,12 @@ impl Market {
             coins[i].cc_symbol = format!("{symbol}*");
             coins[i].symbol = symbol;
         }
+        let updated = OffsetDateTime::now_utc();
         Self {
+            tape: Tape::new(&coins, updated.unix_timestamp()),
             coins,
             step: 0,
-            updated: OffsetDateTime::now_utc(),
+            updated,
             rng,
         }
     }
@@ -176,6 +182,7 @@ impl Market {
         }
         self.step += 1;
         self.updated = OffsetDateTime::now_utc();
+        self.tape.record(&self.coins, self.updated.unix_timestamp());
     }
 
     /// Coins by market cap, largest first (CoinMarketCap's and CoinGecko's order).
