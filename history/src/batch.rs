@@ -240,7 +240,14 @@ mod tests {
         let snapshot = PriceSnapshot::new(
             "coinmarketcap",
             (0..50)
-                .map(|i| coin(&i.to_string(), &format!("c{}", 49 - i), i as f64 + 1.0, None))
+                .map(|i| {
+                    coin(
+                        &i.to_string(),
+                        &format!("c{}", 49 - i),
+                        i as f64 + 1.0,
+                        None,
+                    )
+                })
                 .collect(),
         )
         .unwrap();

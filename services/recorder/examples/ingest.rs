@@ -72,7 +72,10 @@ async fn ingest(name: &str, store: &Store, coins: usize, rounds: usize) -> anyho
         }
     }
     println!("{name}: build batch  {}", quantiles(build));
-    println!("{name}: first apply  {} (all rows new: the insert baseline)", quantiles(first));
+    println!(
+        "{name}: first apply  {} (all rows new: the insert baseline)",
+        quantiles(first)
+    );
     println!("{name}: merge apply  {}", quantiles(merged));
     Ok(())
 }
@@ -108,7 +111,11 @@ async fn footprint(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let coins: usize = args.first().map(|a| a.parse()).transpose()?.unwrap_or(10_000);
+    let coins: usize = args
+        .first()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(10_000);
     let rounds: usize = args.get(1).map(|a| a.parse()).transpose()?.unwrap_or(30);
     // Which parts to run: `sqlite`, `postgresql`, `footprint` (default all), comma-separated.
     let parts = args

@@ -25,7 +25,10 @@ fn snapshot(coins: usize, round: usize) -> PriceSnapshot {
                 id: c.to_string().into(),
                 symbol: format!("C{c}").into(),
                 name: format!("Coin {c}").into(),
-                price_usd: 1.0 + c as f64 + ((round * 7 + c) % 13) as f64 * 0.01 + round as f64 * 1e-6,
+                price_usd: 1.0
+                    + c as f64
+                    + ((round * 7 + c) % 13) as f64 * 0.01
+                    + round as f64 * 1e-6,
                 market_cap_usd: Some(1e6 + (c * 1000 + round) as f64),
             })
             .collect(),
@@ -48,7 +51,11 @@ fn quantiles(mut v: Vec<f64>) -> String {
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let backend = args.next().unwrap_or_else(|| "sqlite".into());
-    let coins: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(10_000);
+    let coins: usize = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(10_000);
     let seconds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(60);
 
     let nats = topcoins_testkit::NatsServer::start().await?;
@@ -78,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
             stream_replicas: 1,
         },
         Registry::new(),
+        None,
         async move {
             let mut stopped = stopped;
             let _ = stopped.wait_for(|s| *s).await;
@@ -161,8 +169,14 @@ async fn main() -> anyhow::Result<()> {
     }
     // The first few seconds include the recorder's start; they are reported, not dropped.
     println!("{backend}: {coins} coins, one snapshot a second for {seconds} s");
-    println!("{backend}: store + announce (publisher)  {}", quantiles(publish_ms));
-    println!("{backend}: recorder lag (announce to ack) {}", quantiles(lags));
+    println!(
+        "{backend}: store + announce (publisher)  {}",
+        quantiles(publish_ms)
+    );
+    println!(
+        "{backend}: recorder lag (announce to ack) {}",
+        quantiles(lags)
+    );
     let _ = stop.send(true);
     let _ = recorder.await;
     Ok(())

@@ -6,6 +6,8 @@
 //! - `config`: [`RecorderConfig`] (`TOPCOINS_STREAM_RETENTION`, `TOPCOINS_CANDLE_RETENTION`, …).
 //! - `record`: the loop notice → snapshot → batch → write → ack.
 //! - `sweep`: retention.
+//! - backfill: each new ranking starts a [`Backfill`] run for its top coins
+//!   (`topcoins-backfill`: CryptoCompare's `histoday`/`histohour`).
 //! - `metrics`: [`RecorderMetrics`].
 //!
 //! **Nothing lost, nothing twice.** A recorder killed at any point is handed every notice it
@@ -25,6 +27,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use prometheus::Registry;
+use topcoins_backfill::Backfill;
 use topcoins_bus::{DurableNotices, NatsConfig, SnapshotStore};
 use topcoins_history::{CandleStore, DatabaseUrl, Store};
 use topcoins_runtime::{Backoff, retry_until_shutdown};
@@ -47,11 +50,17 @@ const OPEN_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration:
 
 /// Runs the recorder until `shutdown`: waits for the database (and migrates it) and for NATS,
 /// then records notices and sweeps retention side by side.
+///
+/// With `backfill`, each new ranking the recorder takes in starts a backfill run for its top
+/// coins (one run at a time; a run with nothing due calls nothing), so a fresh install has
+/// a year of daily candles in the first minute and a coin entering the top set gets its
+/// history.
 pub async fn run(
     config: RecorderConfig,
     database: DatabaseUrl,
     nats: NatsConfig,
     registry: Registry,
+    backfill: Option<Backfill>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RecorderError> {
     let metrics = RecorderMetrics::register(&registry)?;
@@ -98,7 +107,8 @@ pub async fn run(
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut stop_recording = wait_for(stopped.clone());
-    let mut stop_sweeping = wait_for(stopped);
+    let mut stop_sweeping = wait_for(stopped.clone());
+    let top = ranking.subscribe();
     let retention = config.candle_retention.0.clone();
     let work = async {
         tokio::join!(
@@ -110,6 +120,7 @@ pub async fn run(
                 &metrics,
                 &mut stop_sweeping
             ),
+            backfill_on_ranking(backfill.as_ref(), &store, top, stopped),
         )
     };
     tokio::pin!(work);
@@ -122,6 +133,43 @@ pub async fn run(
     }
     topcoins_bus::close(&client).await;
     Ok(())
+}
+
+/// Runs the backfill for each new ranking's top coins until `stopped`.
+async fn backfill_on_ranking(
+    backfill: Option<&Backfill>,
+    store: &Store,
+    mut top: tokio::sync::watch::Receiver<Vec<String>>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some(backfill) = backfill else { return };
+    let mut stop = wait_for(stopped.clone());
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            changed = top.changed() => if changed.is_err() { return },
+        }
+        let coins = top.borrow_and_update().clone();
+        if coins.is_empty() {
+            continue;
+        }
+        let report = backfill.run(store, &coins, wait_for(stopped.clone())).await;
+        if report.calls > 0 || report.stopped.is_some() {
+            tracing::info!(
+                calls = report.calls,
+                candles = report.candles,
+                zero_filled = report.zero_filled,
+                up_to_date = report.up_to_date,
+                pending = report.pending,
+                failures = report.failures.len(),
+                stopped = ?report.stopped,
+                "backfill run"
+            );
+        }
+        if *stopped.borrow() {
+            return;
+        }
+    }
 }
 
 /// A future that completes once `stopped` turns true.

@@ -88,9 +88,7 @@ impl Recorder<'_> {
                     Ok(delivery) => delivery,
                     Err(discarded) => {
                         let kind = match &discarded.0 {
-                            topcoins_bus::Rejected::Undecodable { kind: Some(k), .. } => {
-                                k.as_str()
-                            }
+                            topcoins_bus::Rejected::Undecodable { kind: Some(k), .. } => k.as_str(),
                             _ => "unknown",
                         };
                         tracing::warn!(error = %discarded.0, "recorder: not a notice, discarded");
@@ -211,8 +209,11 @@ impl Recorder<'_> {
         } else {
             match RankingSnapshot::decode(&bytes) {
                 Ok(snapshot) => {
-                    let order: Vec<String> =
-                        snapshot.coins.iter().map(|c| c.symbol.to_string()).collect();
+                    let order: Vec<String> = snapshot
+                        .coins
+                        .iter()
+                        .map(|c| c.symbol.to_string())
+                        .collect();
                     self.ranking.send_replace(order);
                     Prepared::Batch(Batch::from_ranking(&snapshot, as_of))
                 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use topcoins_api::ApiConfig;
+use topcoins_backfill::BackfillConfig;
 use topcoins_bus::{NatsAuth, NatsConfig};
 use topcoins_price::PriceConfig;
 use topcoins_ranking::RankingConfig;
@@ -164,7 +165,39 @@ pub struct RecorderArgs {
     #[command(flatten)]
     pub recorder: RecorderConfig,
     #[command(flatten)]
+    pub backfill: BackfillConfig,
+    /// CryptoCompare base URL, for the history backfill (the ranking's setting).
+    #[arg(long = "cryptocompare-url", env = "TOPCOINS_CRYPTOCOMPARE_URL", default_value = topcoins_ranking::cryptocompare::DEFAULT_URL)]
+    pub cryptocompare_url: String,
+    /// CryptoCompare API key (never logged).
+    #[arg(
+        long = "cryptocompare-api-key",
+        env = "CRYPTOCOMPARE_API_KEY",
+        hide_env_values = true
+    )]
+    pub cryptocompare_api_key: Option<String>,
+    /// A simulator to backfill from when CryptoCompare has no API key (`http://sim:9000` in compose).
+    #[arg(long = "sim-url", env = "TOPCOINS_SIM_URL")]
+    pub sim_url: Option<String>,
+    #[command(flatten)]
+    pub http: HttpConfig,
+    #[command(flatten)]
     pub metrics: MetricsArgs,
+}
+
+impl RecorderArgs {
+    /// CryptoCompare as configured, the simulator standing in when it has no key.
+    pub fn cryptocompare(&self) -> topcoins_upstream::Endpoint {
+        let mut endpoint = topcoins_upstream::Endpoint::new(
+            self.cryptocompare_url.clone(),
+            self.cryptocompare_api_key.clone(),
+            topcoins_ranking::cryptocompare::DEFAULT_URL,
+        );
+        if let Some(sim) = &self.sim_url {
+            endpoint.use_sim_if_keyless(sim);
+        }
+        endpoint
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -194,6 +227,8 @@ pub struct UpArgs {
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub recorder: RecorderConfig,
+    #[command(flatten)]
+    pub backfill: BackfillConfig,
     #[command(flatten)]
     pub sim: SimConfig,
 }

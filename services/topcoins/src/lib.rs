@@ -14,3 +14,24 @@ pub mod metrics_http;
 pub mod shutdown;
 pub mod telemetry;
 pub mod up;
+
+/// The history backfill as configured: `None` when `TOPCOINS_BACKFILL_COINS` is 0.
+pub fn backfill(
+    config: &topcoins_backfill::BackfillConfig,
+    cryptocompare: topcoins_upstream::Endpoint,
+    http: topcoins_upstream::HttpConfig,
+    upstream_metrics: topcoins_upstream::UpstreamMetrics,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<Option<topcoins_backfill::Backfill>> {
+    if config.coins(&cryptocompare) == 0 {
+        return Ok(None);
+    }
+    let metrics = topcoins_backfill::BackfillMetrics::register(registry)?;
+    Ok(Some(topcoins_backfill::Backfill::from_config(
+        config,
+        cryptocompare,
+        http,
+        upstream_metrics,
+        metrics,
+    )))
+}

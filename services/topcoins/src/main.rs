@@ -67,15 +67,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Recorder(args) => {
             let nats = args.nats.required("recorder")?;
-            let database = args.database.database_url.ok_or_else(|| {
+            let database = args.database.database_url.clone().ok_or_else(|| {
                 anyhow::anyhow!(
                     "TOPCOINS_DATABASE_URL (or --database-url) is required for `topcoins recorder`"
                 )
             })?;
             let registry = Registry::new();
             serve_metrics(args.metrics.metrics_listen, &registry, &shutdown).await?;
-            topcoins_recorder::run(args.recorder, database, nats, registry, shutdown.wait())
-                .await?;
+            let backfill = topcoins::backfill(
+                &args.backfill,
+                args.cryptocompare(),
+                args.http.clone(),
+                UpstreamMetrics::register(&registry)?,
+                &registry,
+            )?;
+            topcoins_recorder::run(
+                args.recorder,
+                database,
+                nats,
+                registry,
+                backfill,
+                shutdown.wait(),
+            )
+            .await?;
             Ok(())
         }
         Command::Cmc(args) => {

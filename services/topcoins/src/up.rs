@@ -109,11 +109,19 @@ const COMPONENTS: &[Component] = &[
         name: "recorder",
         start: |plan, shutdown| {
             let database = plan.database.clone();
+            let backfill = crate::backfill(
+                &plan.args.backfill,
+                plan.args.ranking.endpoint(),
+                plan.args.http.clone(),
+                plan.upstream_metrics.clone(),
+                &plan.registry,
+            )?;
             Ok(boxed(topcoins_recorder::run(
                 plan.args.recorder.clone(),
                 database,
                 plan.args.nats.config(&plan.nats_url, "topcoins-recorder"),
                 plan.registry.clone(),
+                backfill,
                 shutdown.wait(),
             )))
         },

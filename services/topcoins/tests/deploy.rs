@@ -342,6 +342,7 @@ async fn running() -> Result<Running> {
                 database,
                 nats,
                 registry,
+                None,
                 s.wait(),
             ))
         })

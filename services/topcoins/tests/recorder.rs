@@ -250,6 +250,7 @@ fn start_in_process(nats: &str, database: DatabaseUrl) -> InProcess {
         database,
         nats_config(nats),
         registry.clone(),
+        None,
         shutdown.wait(),
     );
     let task = tokio::spawn(async move {

@@ -64,6 +64,37 @@ async fn up_runs_every_component_and_stops_cleanly_on_sigterm() -> Result<()> {
     assert_eq!(top.data.len(), 5);
     assert_eq!(top.data[0].rank, 1);
 
+    // The record: a SQLite file in the data directory, with the recorder's candles and, from
+    // the simulator's CryptoCompare history, backfilled daily ones for the top coin.
+    use topcoins_history::{CandleStore, Interval, Range, Source, SqliteStore};
+    let store = SqliteStore::open(&data.path().join("topcoins.db")).await?;
+    let symbol = top.data[0].symbol.to_string();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let range = |interval| Range {
+        symbol: symbol.clone(),
+        interval,
+        from: 0,
+        to: i64::MAX,
+        limit: 2000,
+        cursor: None,
+    };
+    loop {
+        let daily = store.range(&range(Interval::D1)).await?.candles;
+        let minutes = store.range(&range(Interval::M1)).await?.candles;
+        let backfilled = daily
+            .iter()
+            .filter(|c| c.source == Source::CryptoCompare)
+            .count();
+        let recorded = minutes.iter().any(|c| c.source == Source::Recorded);
+        if backfilled > 30 && recorded {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{symbol}: {backfilled} backfilled daily candles, recorded minutes: {recorded}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // One registry: the API's /metrics has the actors' and the simulator's series too.
     let metrics = http
         .get(format!("{api}/metrics"))
@@ -76,6 +107,8 @@ async fn up_runs_every_component_and_stops_cleanly_on_sigterm() -> Result<()> {
         "topcoins_poll_cycles_total",
         "topcoins_upstream_requests_total",
         "topcoins_sim_requests_total",
+        "topcoins_recorder_notices_total",
+        "topcoins_backfill_pages_total",
     ] {
         assert!(
             metrics.lines().any(|l| l.starts_with(name)),
