@@ -18,4 +18,6 @@ CREATE TABLE candles (
     volume_from DOUBLE PRECISION,           -- backfilled rows: the provider's volumes
     volume_to   DOUBLE PRECISION,
     PRIMARY KEY (symbol, span, bucket_ms)
-);
+-- Room on each page for the new versions of the rows of open buckets, which every snapshot
+-- updates: an update that fits on its page is a heap-only tuple (no index entry written).
+) WITH (fillfactor = 50);
