@@ -493,7 +493,9 @@ pub async fn sql_merge_equals_the_reference(store: &impl CandleStore) {
             }
         })
         .collect();
-    let mut batches: Vec<&[Sample]> = samples.chunks(7).collect();
+    // Small batches and large ones (a backend may write many rows per statement).
+    let (small, large) = samples.split_at(300);
+    let mut batches: Vec<&[Sample]> = small.chunks(7).chain(large.chunks(75)).collect();
     for i in (1..batches.len()).rev() {
         batches.swap(i, rng.below(i as u64 + 1) as usize);
     }
