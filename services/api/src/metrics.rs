@@ -35,6 +35,10 @@ pub struct ApiMetrics {
     pub snapshot_age_seconds: prometheus::GaugeVec,
     pub stale: IntGauge,
     pub coins_served: IntGauge,
+    /// Queries sent to the history database (candle pages, symbol checks, reference prices).
+    pub history_reads: IntCounter,
+    /// History queries that failed, by reason (`unavailable`, `database`).
+    pub history_errors: IntCounterVec,
 }
 
 impl ApiMetrics {
@@ -169,12 +173,30 @@ impl ApiMetrics {
                     "Entries in the merged list being served",
                 )?,
             )?,
+            history_reads: register(
+                registry,
+                IntCounter::new(
+                    "topcoins_api_history_reads_total",
+                    "Queries sent to the history database",
+                )?,
+            )?,
+            history_errors: counter(
+                registry,
+                "topcoins_api_history_errors_total",
+                "History database queries that failed, by reason",
+                &["reason"],
+            )?,
         };
+        for reason in ["unavailable", "database"] {
+            metrics.history_errors.with_label_values(&[reason]);
+        }
         for reason in ["too_large", "malformed", "unknown_subject", "unregistered"] {
             metrics.notices_rejected.with_label_values(&[reason]);
         }
-        metrics.cache_hits.with_label_values(&["merge"]);
-        metrics.cache_misses.with_label_values(&["merge"]);
+        for cache in ["merge", "candles"] {
+            metrics.cache_hits.with_label_values(&[cache]);
+            metrics.cache_misses.with_label_values(&[cache]);
+        }
         Ok(metrics)
     }
 
