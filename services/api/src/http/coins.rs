@@ -61,7 +61,8 @@ fn respond(
         price 24 h before (read from the history database about once a minute), `null` when \
         that is unknown.",
     params(
-        ("symbol" = String, Path, description = "The coin's symbol, e.g. `BTC` (any case)"),
+        ("symbol" = String, Path, example = "BTC",
+            description = "The coin's symbol, e.g. `BTC` (any case)"),
         ("If-None-Match" = Option<String>, Header, nullable = false,
             description = "An ETag of an earlier response: `304` if it is still current"),
     ),
@@ -138,7 +139,8 @@ pub(crate) async fn coin(
         `format=csv`, or without `format` when `Accept` prefers `text/csv`. Unknown \
         parameters are ignored; one given twice is a 400.",
     params(
-        ("symbol" = String, Path, description = "The coin's symbol, e.g. `BTC` (any case)"),
+        ("symbol" = String, Path, example = "BTC",
+            description = "The coin's symbol, e.g. `BTC` (any case)"),
         ("interval" = inline(IntervalParam), Query, description = "The candles' length"),
         ("from" = Option<String>, Query,
             description = "Unix milliseconds or RFC 3339; default one day before `to`"),
