@@ -301,7 +301,7 @@ pub const ROUTES: [&str; 7] = [
     CANDLES_ROUTE,
 ];
 const COIN_ROUTE: &str = "/v1/coins/{symbol}";
-const CANDLES_ROUTE: &str = "/v1/coins/{symbol}/candles";
+pub(crate) const CANDLES_ROUTE: &str = "/v1/coins/{symbol}/candles";
 
 /// The `route` label of a request: its path if that is one of ours, with a coin's symbol
 /// written `{symbol}`.

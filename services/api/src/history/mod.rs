@@ -101,6 +101,9 @@ pub struct History {
     store: ArcSwapOption<Store>,
     cache: moka::future::Cache<Key, Arc<Ready>>,
     metrics: ApiMetrics,
+    /// `topcoins_api_cache_{hits,misses}_total{cache="candles"}`, looked up once.
+    hits: prometheus::IntCounter,
+    misses: prometheus::IntCounter,
 }
 
 pub fn now_ms() -> i64 {
@@ -136,6 +139,8 @@ impl History {
                 .expire_after(Expiry)
                 .eviction_policy(EvictionPolicy::lru())
                 .build(),
+            hits: metrics.cache_hits.with_label_values(&["candles"]),
+            misses: metrics.cache_misses.with_label_values(&["candles"]),
             metrics,
         }
     }
@@ -219,12 +224,12 @@ impl History {
     }
 
     /// The response for `symbol`'s candles as `q` asks, at `now` (Unix ms), brought up to
-    /// `view`'s prices.
+    /// the prices of the view in force.
     pub async fn candles(
         &self,
         symbol: &str,
         q: &CandlesQuery,
-        view: Option<Arc<View>>,
+        views: &ArcSwapOption<View>,
         now: i64,
     ) -> Result<Arc<Ready>, ApiError> {
         if symbol.len() > MAX_SYMBOL_BYTES {
@@ -233,9 +238,13 @@ impl History {
         let store = self.store()?;
         let end = ceil(q.interval, q.to);
         let past = end <= q.interval.bucket_start(now) && now.saturating_sub(end) >= SETTLE_MS;
-        let notice = view
-            .as_ref()
-            .map(|v| (v.prices.hash, unix_ms(v.prices.as_of)));
+        // A past range needs no view (and a hit takes no reference to one).
+        let notice = (!past).then(|| {
+            views
+                .load()
+                .as_ref()
+                .map(|v| (v.prices.hash, unix_ms(v.prices.as_of)))
+        });
         let key = Key {
             symbol: symbol_key(symbol),
             interval: q.interval,
@@ -244,13 +253,14 @@ impl History {
             limit: q.limit,
             cursor: q.cursor.map(|c| c.0),
             format: q.format,
-            notice: (!past).then_some(notice),
+            notice,
         };
         if let Some(ready) = self.cache.get(&key).await {
             self.count_lookup(true);
             return Ok(ready);
         }
         self.count_lookup(false);
+        let view = views.load_full();
         let read = self.read(store, key.symbol.clone(), *q, view, past);
         self.cache
             .try_get_with(key, read)
@@ -266,12 +276,7 @@ impl History {
     }
 
     fn count_lookup(&self, hit: bool) {
-        let counter = if hit {
-            &self.metrics.cache_hits
-        } else {
-            &self.metrics.cache_misses
-        };
-        counter.with_label_values(&["candles"]).inc();
+        if hit { &self.hits } else { &self.misses }.inc();
     }
 
     async fn read(

@@ -193,11 +193,7 @@ pub(crate) async fn candles(
         Ok(q) => q,
         Err(e) => return e.into_response(),
     };
-    let ready = match app
-        .history
-        .candles(&symbol, &q, app.view.load_full(), now)
-        .await
-    {
+    let ready = match app.history.candles(&symbol, &q, &app.view, now).await {
         Ok(ready) => ready,
         Err(e) => return e.into_response(),
     };
