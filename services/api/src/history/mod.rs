@@ -59,6 +59,9 @@ const PAST_TTL: Duration = Duration::from_secs(600);
 const OPEN_TTL: Duration = Duration::from_secs(120);
 /// Longest symbol looked up; a longer one is no coin's.
 const MAX_SYMBOL_BYTES: usize = 64;
+/// Responses also kept where a request finds them without the cache's bookkeeping (see
+/// [`History::hot`]).
+const HOT_SLOTS: usize = 64;
 
 /// What a cached response was read for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -104,6 +107,18 @@ pub struct History {
     /// `topcoins_api_cache_{hits,misses}_total{cache="candles"}`, looked up once.
     hits: prometheus::IntCounter,
     misses: prometheus::IntCounter,
+    /// The last response read or found for each slot a key hashes to, until it expires: a
+    /// request that finds its own there writes no shared memory but a reference count (a
+    /// moka hit also records the access, which the worker threads contend for — the same
+    /// reason `GET /` keeps hot slots, see `View::response`).
+    hot: Box<[ArcSwapOption<Hot>]>,
+    hasher: foldhash::fast::FixedState,
+}
+
+struct Hot {
+    key: Key,
+    ready: Arc<Ready>,
+    until: std::time::Instant,
 }
 
 pub fn now_ms() -> i64 {
@@ -139,6 +154,8 @@ impl History {
                 .expire_after(Expiry)
                 .eviction_policy(EvictionPolicy::lru())
                 .build(),
+            hot: (0..HOT_SLOTS).map(|_| ArcSwapOption::empty()).collect(),
+            hasher: foldhash::fast::FixedState::default(),
             hits: metrics.cache_hits.with_label_values(&["candles"]),
             misses: metrics.cache_misses.with_label_values(&["candles"]),
             metrics,
@@ -255,16 +272,35 @@ impl History {
             format: q.format,
             notice,
         };
+        let slot =
+            &self.hot[std::hash::BuildHasher::hash_one(&self.hasher, &key) as usize % HOT_SLOTS];
+        if let Some(hot) = &*slot.load()
+            && hot.key == key
+            && hot.until > std::time::Instant::now()
+        {
+            self.count_lookup(true);
+            return Ok(hot.ready.clone());
+        }
+        let hot = |ready: &Arc<Ready>, key: Key| {
+            let ttl = if ready.past { PAST_TTL } else { OPEN_TTL };
+            slot.store(Some(Arc::new(Hot {
+                key,
+                ready: ready.clone(),
+                until: std::time::Instant::now() + ttl,
+            })));
+        };
         if let Some(ready) = self.cache.get(&key).await {
             self.count_lookup(true);
+            hot(&ready, key);
             return Ok(ready);
         }
         self.count_lookup(false);
         let view = views.load_full();
         let read = self.read(store, key.symbol.clone(), *q, view, past);
         self.cache
-            .try_get_with(key, read)
+            .try_get_with(key.clone(), read)
             .await
+            .inspect(|ready| hot(ready, key))
             .map_err(|e| match &*e {
                 Failure::UnknownSymbol => ApiError::unknown_symbol(symbol),
                 Failure::Store(e) => {

@@ -2,9 +2,10 @@
 //! `GET /v1/coins/{symbol}/candles` (its history, from the database through
 //! [`crate::history::History`]).
 
+use std::borrow::Cow;
+
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +19,30 @@ use crate::query::Format;
 use crate::render::rfc3339;
 
 const NEXT_CURSOR_HEADER: HeaderName = HeaderName::from_static("x-topcoins-next-cursor");
+
+/// The symbol in `/v1/coins/{symbol}` followed by `suffix`, percent-decoded; `None` when it
+/// does not decode to UTF-8 (no coin's symbol). Read off the path rather than with axum's
+/// `Path` extractor, which deserialises and allocates on every request.
+fn symbol_in<'a>(path: &'a str, suffix: &str) -> Option<Cow<'a, str>> {
+    let raw = path.strip_prefix("/v1/coins/")?.strip_suffix(suffix)?;
+    if !raw.contains('%') {
+        return Some(Cow::Borrowed(raw));
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
 
 fn too_long() -> ApiError {
     ApiError {
@@ -79,12 +104,8 @@ fn respond(
             headers(("Retry-After" = String, description = "Seconds"))),
     ),
 )]
-pub(crate) async fn coin(
-    State(app): State<AppState>,
-    symbol: Result<Path<String>, PathRejection>,
-    request: Request,
-) -> Response {
-    let Ok(Path(symbol)) = symbol else {
+pub(crate) async fn coin(State(app): State<AppState>, request: Request) -> Response {
+    let Some(symbol) = symbol_in(request.uri().path(), "") else {
         return ApiError::unknown_symbol("").into_response();
     };
     let Some(view) = app.view.load_full() else {
@@ -175,12 +196,8 @@ pub(crate) async fn coin(
             headers(("Retry-After" = String, description = "Seconds"))),
     ),
 )]
-pub(crate) async fn candles(
-    State(app): State<AppState>,
-    symbol: Result<Path<String>, PathRejection>,
-    request: Request,
-) -> Response {
-    let Ok(Path(symbol)) = symbol else {
+pub(crate) async fn candles(State(app): State<AppState>, request: Request) -> Response {
+    let Some(symbol) = symbol_in(request.uri().path(), "/candles") else {
         return ApiError::unknown_symbol("").into_response();
     };
     let raw = request.uri().query();
@@ -234,4 +251,34 @@ enum IntervalParam {
     H4,
     #[schema(rename = "1d")]
     D1,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbols_are_read_off_the_path() {
+        assert_eq!(symbol_in("/v1/coins/BTC", "").as_deref(), Some("BTC"));
+        assert_eq!(
+            symbol_in("/v1/coins/btc/candles", "/candles").as_deref(),
+            Some("btc")
+        );
+        assert_eq!(
+            symbol_in("/v1/coins/A%2FB%20c", "").as_deref(),
+            Some("A/B c")
+        );
+        assert_eq!(
+            symbol_in("/v1/coins/%C3%91/candles", "/candles").as_deref(),
+            Some("Ñ")
+        );
+        for bad in [
+            "/v1/coins/%FF",
+            "/v1/coins/%F",
+            "/v1/coins/%zz",
+            "/v1/coins/%",
+        ] {
+            assert_eq!(symbol_in(bad, ""), None, "{bad}");
+        }
+    }
 }
