@@ -140,6 +140,37 @@ pub trait CandleStore: Send + Sync {
         &self,
         progress: BackfillProgress,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// What each coin's price was at `at` (Unix ms), by symbol: of every interval's latest
+    /// priced candle whose closing sample came at or before `at`, the one closed last, the
+    /// finest interval of equal times. For recorded candles that is the last sample at or
+    /// before `at` (a bucket holding `at` counts only if it closed by then, so no sample
+    /// after `at` leaks in); where the fine intervals are pruned the coarser ones answer. A
+    /// coin with no such candle is not in the answer. The API's 24 h change reads it.
+    fn closes_at(&self, at: i64) -> impl Future<Output = Result<Vec<Candle>, Error>> + Send;
+}
+
+/// The answer of [`CandleStore::closes_at`] from each interval's candidates (every coin's
+/// latest priced candle closed at or before the time asked for), by symbol.
+pub(crate) fn pick_closes(candidates: impl IntoIterator<Item = Candle>) -> Vec<Candle> {
+    let mut best: std::collections::BTreeMap<compact_str::CompactString, Candle> =
+        std::collections::BTreeMap::new();
+    for c in candidates {
+        let Some(close) = c.price.map(|p| p.close_time) else {
+            continue;
+        };
+        match best.get(&c.symbol) {
+            Some(held)
+                if (
+                    held.price.map_or(i64::MIN, |p| p.close_time),
+                    std::cmp::Reverse(held.interval),
+                ) >= (close, std::cmp::Reverse(c.interval)) => {}
+            _ => {
+                best.insert(c.symbol.clone(), c);
+            }
+        }
+    }
+    best.into_values().collect()
 }
 
 /// Checks what [`CandleStore::upsert_backfilled`] is given.
@@ -239,5 +270,8 @@ impl CandleStore for Store {
     }
     async fn record_backfill_progress(&self, progress: BackfillProgress) -> Result<(), Error> {
         delegate!(self, s => s.record_backfill_progress(progress))
+    }
+    async fn closes_at(&self, at: i64) -> Result<Vec<Candle>, Error> {
+        delegate!(self, s => s.closes_at(at))
     }
 }

@@ -21,6 +21,11 @@ pub struct TopEntry {
     /// The provider that priced this coin, or `null` when none could.
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub price_source: Option<String>,
+    /// Percent change of `price_usd` against the coin's recorded price 24 h before, or `null`
+    /// when no price of then is recorded (no database, or no history yet).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    #[serde(default)]
+    pub change_24h_pct: Option<f64>,
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub volume_24h_usd: Option<f64>,
 }
@@ -50,6 +55,69 @@ pub struct TopMeta {
 pub struct TopResponse {
     pub data: Vec<TopEntry>,
     pub meta: TopMeta,
+}
+
+/// `GET /v1/coins/{symbol}`: one coin now, as the top list has it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CoinResponse {
+    pub symbol: String,
+    pub name: String,
+    /// The coin's place in the top list, 1-based.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub rank: u32,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub price_usd: Option<f64>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub price_source: Option<String>,
+    /// As on `GET /`.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub change_24h_pct: Option<f64>,
+    /// From the price source, when it gives one.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub market_cap_usd: Option<f64>,
+    /// From the ranking source.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub volume_24h_usd: Option<f64>,
+    /// When the price snapshot was announced (RFC 3339).
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub as_of: String,
+    /// As `meta.stale` of `GET /`.
+    pub stale: bool,
+}
+
+/// One candle of `GET /v1/coins/{symbol}/candles`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CandleRow {
+    /// The bucket's start, Unix ms, aligned to the interval in UTC.
+    pub time: i64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    /// USD volume: see the operation's description.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub volume: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CandlesMeta {
+    /// Upper case.
+    pub symbol: String,
+    pub interval: String,
+    /// Pass as `cursor` for the next page; `null` on the last page of the range.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub next_cursor: Option<String>,
+}
+
+/// The body of `GET /v1/coins/{symbol}/candles` as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CandlesResponse {
+    pub data: Vec<CandleRow>,
+    pub meta: CandlesMeta,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,7 +13,7 @@ use rusqlite::{Connection, TransactionBehavior, params};
 
 use crate::migrate::{self, Migration};
 use crate::sql::{Row, columns, merge_recorded, replace_backfilled};
-use crate::store::{PRUNE_STEP, check_backfilled};
+use crate::store::{PRUNE_STEP, check_backfilled, pick_closes};
 use crate::{BackfillProgress, Batch, Candle, CandleStore, Error, Interval, Page, Range};
 use worker::Worker;
 
@@ -99,6 +99,26 @@ const SELECT_LATEST: &str = concat!(
      WHERE candles.span = ?1 AND candles.bucket_ms = (
        SELECT l.bucket_ms FROM candles l WHERE l.symbol = coins.symbol AND l.span = ?1
        AND l.open IS NOT NULL ORDER BY l.bucket_ms DESC LIMIT 1)
+     ORDER BY symbol"
+);
+
+/// Every coin's latest priced candle of one interval (`?1`) whose closing sample came at or
+/// before `?2`: the plan of the latest query, each coin's backward seek bounded by the time.
+/// Only the bucket holding the time can have closed after it, so the seek skips one row at
+/// most.
+const SELECT_CLOSED_BY: &str = concat!(
+    "WITH RECURSIVE coins(symbol) AS (
+       SELECT min(symbol) FROM candles
+       UNION ALL
+       SELECT (SELECT min(c.symbol) FROM candles c WHERE c.symbol > coins.symbol)
+       FROM coins WHERE coins.symbol IS NOT NULL)
+     SELECT ",
+    columns!(),
+    " FROM coins JOIN candles USING (symbol)
+     WHERE candles.span = ?1 AND candles.bucket_ms = (
+       SELECT l.bucket_ms FROM candles l WHERE l.symbol = coins.symbol AND l.span = ?1
+       AND l.bucket_ms <= ?2 AND l.open IS NOT NULL AND l.close_ms <= ?2
+       ORDER BY l.bucket_ms DESC LIMIT 1)
      ORDER BY symbol"
 );
 
@@ -443,5 +463,20 @@ impl CandleStore for SqliteStore {
                 Ok(())
             })
             .await
+    }
+
+    async fn closes_at(&self, at: i64) -> Result<Vec<Candle>, Error> {
+        let candidates = self
+            .reader
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(SELECT_CLOSED_BY)?;
+                let mut out = Vec::new();
+                for interval in Interval::ALL {
+                    out.extend(read_rows(&mut stmt, params![interval.as_str(), at])?);
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(pick_closes(candidates))
     }
 }

@@ -31,6 +31,7 @@ macro_rules! behaviours {
             migrate_is_idempotent,
             sql_merge_equals_the_reference,
             backfill_progress_is_kept_per_coin_and_interval,
+            closes_at_is_each_coins_last_price_by_then,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {
@@ -560,4 +561,78 @@ pub async fn backfill_progress_is_kept_per_coin_and_interval(store: &impl Candle
     );
     // Candles are another table: none came with the records.
     assert!(all(store, "BTC", Interval::D1).await.is_empty());
+}
+
+/// `closes_at`: per coin, the last price at or before a time, from the finest interval that
+/// has it, never a sample after it, and the coarser intervals once the fine ones are pruned.
+pub async fn closes_at_is_each_coins_last_price_by_then(store: &impl CandleStore) {
+    assert!(store.closes_at(DAY0).await.unwrap().is_empty());
+    let samples = [
+        price_sample("BTC", DAY0 + 10 * MIN, 1.0),
+        price_sample("BTC", DAY0 + 20 * MIN, 2.0),
+        price_sample("BTC", DAY0 + 70 * MIN, 3.0),
+        price_sample("DOGE", DAY0 + 2 * HOUR, 9.0),
+    ];
+    store.apply(Batch::from_samples(&samples)).await.unwrap();
+    store
+        .upsert_backfilled(vec![
+            backfilled("ETH", Interval::H1, DAY0, 50.0),
+            backfilled("ETH", Interval::H1, DAY0 + HOUR, 51.0),
+        ])
+        .await
+        .unwrap();
+    // A coin with only a rank has no price to give.
+    store
+        .apply(Batch::from_ranking(&ranking(&[("XRP", 1.0)]), DAY0))
+        .await
+        .unwrap();
+    let closes = |at: i64| async move {
+        store
+            .closes_at(at)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.symbol.to_string(), c.interval, c.price.unwrap().close))
+            .collect::<Vec<_>>()
+    };
+    let eth = ("ETH".to_owned(), Interval::H1, 50.0);
+    assert_eq!(closes(DAY0 - 1).await, []);
+    // The backfilled hour says it closed at its start.
+    assert_eq!(
+        closes(DAY0 + 10 * MIN - 1).await,
+        std::slice::from_ref(&eth)
+    );
+    // BTC's hour holding 15 min closed (at 20 min) after it: the minutes answer.
+    assert_eq!(
+        closes(DAY0 + 15 * MIN).await,
+        [("BTC".to_owned(), Interval::M1, 1.0), eth.clone()]
+    );
+    assert_eq!(
+        closes(DAY0 + 20 * MIN).await,
+        [("BTC".to_owned(), Interval::M1, 2.0), eth.clone()]
+    );
+    assert_eq!(
+        closes(DAY0 + 90 * MIN).await,
+        [
+            ("BTC".to_owned(), Interval::M1, 3.0),
+            ("ETH".to_owned(), Interval::H1, 51.0),
+        ]
+    );
+    // The minutes (and 5, 15 minutes) pruned: the hours answer, still without a later sample.
+    for interval in [Interval::M1, Interval::M5, Interval::M15] {
+        store.prune(interval, DAY0 + 3 * HOUR).await.unwrap();
+    }
+    assert_eq!(closes(DAY0 + 15 * MIN).await, std::slice::from_ref(&eth));
+    assert_eq!(
+        closes(DAY0 + 30 * MIN).await,
+        [("BTC".to_owned(), Interval::H1, 2.0), eth]
+    );
+    assert_eq!(
+        closes(DAY0 + 3 * HOUR).await,
+        [
+            ("BTC".to_owned(), Interval::H1, 3.0),
+            ("DOGE".to_owned(), Interval::H1, 9.0),
+            ("ETH".to_owned(), Interval::H1, 51.0),
+        ]
+    );
 }

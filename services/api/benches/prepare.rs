@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use time::OffsetDateTime;
-use topcoins_api::merge::{Ranked, merge};
+use topcoins_api::merge::{Ranked, References, merge};
 use topcoins_api::render::{Meta, TopList};
 use topcoins_schemas::{
     HashNotice, PriceSnapshot, PricedCoin, RankedCoin, RankingSnapshot, SnapshotHash,
@@ -60,12 +60,29 @@ fn bench(c: &mut Criterion) {
     c.bench_function("index 10,000 ranked coins (ranking change)", |b| {
         b.iter(|| Ranked::new(black_box(ranking.clone())))
     });
-    let ranked = Ranked::new(ranking);
+    let ranked = Arc::new(Ranked::new(ranking));
+    // Every coin has a reference price of 24 h ago, so each entry's change is worked out.
+    let references = References::new(
+        (0..10_000)
+            .map(|i| (format!("C{i:04}").into(), 1.0 + i as f64))
+            .collect(),
+    );
+    c.bench_function(
+        "lay out 10,000 reference prices (ranking or reference change)",
+        |b| b.iter(|| black_box(&ranked).references(black_box(&references))),
+    );
+    let refs = ranked.references(&references);
     c.bench_function("merge 10,000 ranked x 10,000 priced", |b| {
-        b.iter(|| merge(black_box(&ranked), black_box(prices.clone())))
+        b.iter(|| {
+            merge(
+                black_box(&ranked),
+                black_box(prices.clone()),
+                black_box(&refs),
+            )
+        })
     });
-    let prepared = TopList::new(merge(&ranked, prices));
-    let meta = Meta::new(&notice(b"p"), &notice(b"r"));
+    let prepared = TopList::new(merge(&ranked, prices, &refs));
+    let meta = Meta::new(&notice(b"p"), &notice(b"r"), references.id);
     for n in [200, 5000] {
         let body = prepared.json_body(n, &meta, false);
         c.bench_function(

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use topcoins_bus::{Link, NatsConfig, connect};
 
+use crate::merge::References;
 use crate::metrics::ApiMetrics;
 use crate::slots::Slots;
 use crate::view::View;
@@ -30,6 +31,7 @@ impl Bus {
         metrics: ApiMetrics,
         slots: Slots,
         view: Arc<ArcSwapOption<View>>,
+        references: tokio::sync::watch::Receiver<Arc<References>>,
     ) -> Result<(Self, Link), ApiRunError> {
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -62,6 +64,7 @@ impl Bus {
                         metrics,
                         slots,
                         view,
+                        references,
                         async move {
                             let _ = stop_rx.await;
                         },

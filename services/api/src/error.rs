@@ -29,6 +29,27 @@ impl ApiError {
         }
     }
 
+    /// The history database is not configured, not open yet, or down.
+    pub fn history_unavailable(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "history_unavailable",
+            message: message.into(),
+        }
+    }
+
+    /// A symbol neither in the current top list nor in the record.
+    pub fn unknown_symbol(symbol: &str) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "unknown_symbol",
+            message: format!(
+                "no coin {:?} in the top list or the record",
+                crate::query::echo(symbol)
+            ),
+        }
+    }
+
     pub fn not_found() -> Self {
         Self {
             status: StatusCode::NOT_FOUND,

@@ -20,6 +20,9 @@ use topcoins_bus::{
 use topcoins_schemas::{HashNotice, Kind};
 use tracing::Instrument;
 
+use tokio::sync::watch;
+
+use crate::merge::References;
 use crate::metrics::ApiMetrics;
 use crate::node::{ApplyError, Node};
 use crate::slots::{Position, Slots};
@@ -27,7 +30,10 @@ use crate::view::View;
 
 const RETRY_AFTER_FAILED_FETCH: Duration = Duration::from_millis(500);
 
-/// Follows the bus until `shutdown`, taking in the kinds of `slots`.
+/// Follows the bus until `shutdown`, taking in the kinds of `slots`, and the reference
+/// prices for the 24 h change from `references` (a sender that is gone, as on a node
+/// without a database, leaves them unknown).
+#[allow(clippy::too_many_arguments)]
 pub async fn follow(
     client: Client,
     replicas: usize,
@@ -35,6 +41,7 @@ pub async fn follow(
     metrics: ApiMetrics,
     slots: Slots,
     view: Arc<ArcSwapOption<View>>,
+    mut references: watch::Receiver<Arc<References>>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let mut shutdown = Box::pin(shutdown);
@@ -58,6 +65,8 @@ pub async fn follow(
         tracing::warn!(error = %e, "notice stream does not keep every kind followed");
     }
     let mut node = Node::new(store, metrics.clone(), slots, view);
+    node.set_references(references.borrow_and_update().clone());
+    let mut references_open = true;
     let mut connects = link.connects();
     connects.mark_unchanged();
     let mut retry: Option<Pin<Box<tokio::time::Sleep>>> = None;
@@ -85,6 +94,17 @@ pub async fn follow(
                 let Some(received) = received else { break };
                 if !on_notice(&mut node, &metrics, received).await && retry.is_none() {
                     retry = retry_soon();
+                }
+            }
+            changed = references.changed(), if references_open => {
+                match changed {
+                    Ok(()) => {
+                        let refs = references.borrow_and_update().clone();
+                        if node.set_references(refs) {
+                            tracing::debug!("reference prices changed; merged again");
+                        }
+                    }
+                    Err(_) => references_open = false,
                 }
             }
             changed = connects.changed() => {

@@ -1,10 +1,11 @@
 //! The HTTP surface: `GET /` (top list, JSON or CSV, ETag/304), `/healthz`, `/readyz`,
-//! `/metrics`, `/openapi.json`, and JSON errors for everything else; [`idle`]: the header and
-//! keep-alive timeouts of a connection.
+//! `/metrics`, `/openapi.json`, and JSON errors for everything else; [`coins`]: one coin
+//! and its candles; [`idle`]: the header and keep-alive timeouts of a connection.
 //!
 //! Each handler carries its OpenAPI description (`#[utoipa::path]`); [`routes`] is the one
 //! list of routes, from which both the router and `/openapi.json` are made.
 
+mod coins;
 mod idle;
 
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub struct App {
     pub stale_after: Duration,
     /// `/openapi.json`, made by [`openapi`] for this node's limits.
     pub openapi: Spec,
+    /// Candles, from the database.
+    pub history: Arc<crate::history::History>,
 }
 
 /// Longest query string accepted; a longer one is answered 414.
@@ -288,10 +291,28 @@ impl HttpService {
 /// Every path the router serves, `/` first (nearly every request is for it): the values of
 /// the metrics' `route` label. The openapi test checks that it names exactly the paths of
 /// [`routes`].
-pub const ROUTES: [&str; 5] = ["/", "/healthz", "/readyz", "/metrics", "/openapi.json"];
+pub const ROUTES: [&str; 7] = [
+    "/",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    COIN_ROUTE,
+    CANDLES_ROUTE,
+];
+const COIN_ROUTE: &str = "/v1/coins/{symbol}";
+pub(crate) const CANDLES_ROUTE: &str = "/v1/coins/{symbol}/candles";
 
-/// The `route` label of a request: its path if that is one of ours.
+/// The `route` label of a request: its path if that is one of ours, with a coin's symbol
+/// written `{symbol}`.
 fn route_label(path: &str) -> &'static str {
+    if let Some(rest) = path.strip_prefix("/v1/coins/") {
+        return match rest.split_once('/') {
+            None if !rest.is_empty() => COIN_ROUTE,
+            Some((symbol, "candles")) if !symbol.is_empty() => CANDLES_ROUTE,
+            _ => "unmatched",
+        };
+    }
     ROUTES
         .iter()
         .find(|route| **route == path)
@@ -372,6 +393,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(readyz))
         .routes(routes!(self::metrics))
         .routes(routes!(crate::openapi::serve))
+        .routes(routes!(coins::coin))
+        .routes(routes!(coins::candles))
 }
 
 /// `/openapi.json` for a node whose `limit` defaults to `default_limit`, at most `max_limit`.

@@ -10,10 +10,13 @@
 //! - [`query`]: strict parsing of `limit` and `format`.
 //! - [`http`]: routes, ETag/304, errors; [`error`]: the error body; [`metrics`].
 //! - [`openapi`]: `/openapi.json`, made from the routes' descriptions in [`http`].
+//! - [`history`]: the record as the node reads it — candles (cached, the open bucket brought
+//!   up to the latest prices notice) and the reference prices of each entry's 24 h change.
 
 mod bus_thread;
 pub mod error;
 pub mod follower;
+pub mod history;
 pub mod http;
 pub mod merge;
 pub mod metrics;
@@ -33,8 +36,13 @@ use prometheus::Registry;
 use tokio::net::TcpListener;
 use topcoins_bus::NatsConfig;
 
+use tokio::sync::watch;
+use topcoins_history::DatabaseUrl;
+
 use crate::bus_thread::Bus;
+use crate::history::History;
 use crate::http::App;
+use crate::merge::References;
 use crate::metrics::ApiMetrics;
 
 pub const DEFAULT_LIMIT: usize = 200;
@@ -62,6 +70,14 @@ pub struct ApiConfig {
     /// Longer than the idle timeout of a load balancer in front, so the balancer closes first.
     #[arg(long = "keepalive-timeout", env = "TOPCOINS_KEEPALIVE_TIMEOUT", default_value = DEFAULT_KEEPALIVE_TIMEOUT, value_parser = humantime::parse_duration)]
     pub keepalive_timeout: Duration,
+    /// The history database, `sqlite://PATH` or `postgres://…`: candles and the 24 h change.
+    /// Without it `/v1/coins/{symbol}/candles` answers 503 and changes are `null`.
+    #[arg(
+        long = "database-url",
+        env = "TOPCOINS_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<DatabaseUrl>,
 }
 
 impl Default for ApiConfig {
@@ -74,6 +90,7 @@ impl Default for ApiConfig {
                 .expect("valid default"),
             keepalive_timeout: humantime::parse_duration(DEFAULT_KEEPALIVE_TIMEOUT)
                 .expect("valid default"),
+            database_url: None,
         }
     }
 }
@@ -108,19 +125,31 @@ pub async fn run(
     }
     let metrics = ApiMetrics::register(&registry)?;
     let view = Arc::new(ArcSwapOption::empty());
-    let (bus, link) = Bus::start(
+    let history = Arc::new(History::new(config.database_url.clone(), metrics.clone()));
+    let (references, references_rx) = watch::channel(Arc::new(References::default()));
+    let maintain = tokio::spawn(history.clone().maintain(references));
+    let (bus, link) = match Bus::start(
         nats.clone(),
         metrics.clone(),
         node::registered(),
         view.clone(),
+        references_rx,
     )
-    .await?;
+    .await
+    {
+        Ok(started) => started,
+        Err(e) => {
+            maintain.abort();
+            return Err(e);
+        }
+    };
     tracing::info!(
         addr = %listener.local_addr()?,
         nats = %nats.redacted_url(),
         default_limit = config.default_limit,
         max_limit = config.max_limit,
         stale_after = %humantime::format_duration(config.stale_after),
+        database = %config.database_url.as_ref().map_or("none".to_owned(), |u| u.to_string()),
         "api node listening"
     );
     let app = App {
@@ -132,6 +161,7 @@ pub async fn run(
         max_limit: config.max_limit,
         stale_after: config.stale_after,
         openapi: http::openapi(config.default_limit, config.max_limit),
+        history,
     };
     let served = http::serve(
         listener,
@@ -141,6 +171,7 @@ pub async fn run(
         shutdown,
     )
     .await;
+    maintain.abort();
     bus.stop().await;
     served?;
     Ok(())

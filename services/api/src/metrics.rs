@@ -12,12 +12,16 @@ use prometheus::{
 };
 use topcoins_runtime::metrics::{counter, register};
 
+use crate::http::CANDLES_ROUTE;
+
 #[derive(Clone)]
 pub struct ApiMetrics {
     pub http_requests: IntCounterVec,
     pub http_seconds: HistogramVec,
-    /// The series of `GET /` that nearly every request ends in, counted per thread.
+    /// The series of `GET /` that nearly every request ends in, counted per thread; and
+    /// those of the candles route, whose cached answers are served as fast.
     top: TopSeries,
+    candles: TopSeries,
     /// Hash notices received, by kind.
     pub notices_received: IntCounterVec,
     /// Messages on topcoins subjects dropped as unusable, by reason.
@@ -35,13 +39,22 @@ pub struct ApiMetrics {
     pub snapshot_age_seconds: prometheus::GaugeVec,
     pub stale: IntGauge,
     pub coins_served: IntGauge,
+    /// Queries sent to the history database (candle pages, symbol checks, reference prices).
+    pub history_reads: IntCounter,
+    /// History queries that failed, by reason (`unavailable`, `database`).
+    pub history_errors: IntCounterVec,
 }
 
 impl ApiMetrics {
     /// Counts and times one HTTP request.
     pub fn observe_request(&self, route: &str, status: &str, seconds: f64) {
-        let counted = if route == "/" {
-            self.top.with(|top| {
+        let sharded = match route {
+            "/" => Some(&self.top),
+            CANDLES_ROUTE => Some(&self.candles),
+            _ => None,
+        };
+        let counted = if let Some(series) = sharded {
+            series.with(|top| {
                 top.seconds.observe(seconds);
                 match status {
                     "200" => top.ok.inc(),
@@ -80,14 +93,16 @@ impl ApiMetrics {
             .buckets(buckets),
             &["route"],
         )?;
-        let top = TopSeries::new(&http_requests, &http_seconds);
+        let top = TopSeries::new(&http_requests, &http_seconds, "/");
+        let candles = TopSeries::new(&http_requests, &http_seconds, CANDLES_ROUTE);
         registry.register(Box::new(HttpCollector {
             requests: http_requests.clone(),
             seconds: http_seconds.clone(),
-            top: top.clone(),
+            sharded: [top.clone(), candles.clone()],
         }))?;
         let metrics = Self {
             top,
+            candles,
             http_requests,
             http_seconds,
             notices_received: counter(
@@ -169,12 +184,30 @@ impl ApiMetrics {
                     "Entries in the merged list being served",
                 )?,
             )?,
+            history_reads: register(
+                registry,
+                IntCounter::new(
+                    "topcoins_api_history_reads_total",
+                    "Queries sent to the history database",
+                )?,
+            )?,
+            history_errors: counter(
+                registry,
+                "topcoins_api_history_errors_total",
+                "History database queries that failed, by reason",
+                &["reason"],
+            )?,
         };
+        for reason in ["unavailable", "database"] {
+            metrics.history_errors.with_label_values(&[reason]);
+        }
         for reason in ["too_large", "malformed", "unknown_subject", "unregistered"] {
             metrics.notices_rejected.with_label_values(&[reason]);
         }
-        metrics.cache_hits.with_label_values(&["merge"]);
-        metrics.cache_misses.with_label_values(&["merge"]);
+        for cache in ["merge", "candles"] {
+            metrics.cache_hits.with_label_values(&[cache]);
+            metrics.cache_misses.with_label_values(&[cache]);
+        }
         Ok(metrics)
     }
 
@@ -223,10 +256,10 @@ struct TopLocal {
 const SHARDS: usize = 16;
 
 impl TopSeries {
-    fn new(requests: &IntCounterVec, seconds: &HistogramVec) -> Self {
-        let seconds = seconds.with_label_values(&["/"]);
-        let ok = requests.with_label_values(&["/", "200"]);
-        let not_modified = requests.with_label_values(&["/", "304"]);
+    fn new(requests: &IntCounterVec, seconds: &HistogramVec, route: &str) -> Self {
+        let seconds = seconds.with_label_values(&[route]);
+        let ok = requests.with_label_values(&[route, "200"]);
+        let not_modified = requests.with_label_values(&[route, "304"]);
         let shards = (0..SHARDS)
             .map(|_| {
                 Shard(Mutex::new(TopLocal {
@@ -264,7 +297,7 @@ impl TopSeries {
 struct HttpCollector {
     requests: IntCounterVec,
     seconds: HistogramVec,
-    top: TopSeries,
+    sharded: [TopSeries; 2],
 }
 
 impl Collector for HttpCollector {
@@ -275,7 +308,9 @@ impl Collector for HttpCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        self.top.flush();
+        for series in &self.sharded {
+            series.flush();
+        }
         let mut families = self.requests.collect();
         families.extend(self.seconds.collect());
         families
@@ -295,6 +330,8 @@ mod tests {
             m.observe_request(route, status, 0.001);
         }
         m.observe_request("unmatched", "404", 0.002);
+        m.observe_request(CANDLES_ROUTE, "200", 0.002);
+        m.observe_request(CANDLES_ROUTE, "400", 0.002);
         // From another thread too, as the node's worker threads count.
         let other = m.clone();
         std::thread::spawn(move || other.observe_request("/", "200", 0.003))
@@ -307,11 +344,14 @@ mod tests {
         assert_eq!(count("/", "304"), 1);
         assert_eq!(count("/", "400"), 1);
         assert_eq!(count("unmatched", "404"), 1);
+        assert_eq!(count(CANDLES_ROUTE, "200"), 1);
+        assert_eq!(count(CANDLES_ROUTE, "400"), 1);
         let seconds = |route| {
             m.http_seconds
                 .with_label_values(&[route])
                 .get_sample_count()
         };
         assert_eq!((seconds("/"), seconds("unmatched")), (5, 1));
+        assert_eq!(seconds(CANDLES_ROUTE), 2);
     }
 }

@@ -4,8 +4,10 @@
 //! A notice is applied in four steps: placed in its kind's order (an older one is ignored),
 //! its snapshot found — already decoded, pushed as the actor stored it, or fetched by hash —
 //! and checked against the hash, made current in its slot, and the views built from that kind
-//! rebuilt. Only the top list is built today; it is cached per (prices hash, ranking hash)
-//! pair, so flipping back to a pair seen before merges nothing.
+//! rebuilt. Only the top list is built today; it is cached per (prices hash, ranking hash,
+//! references) triple, so flipping back to a pair seen before merges nothing. New reference
+//! prices of 24 h ago ([`Node::set_references`], read from the database off the request
+//! path) re-merge the pair in force.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use topcoins_bus::{Pushed, SnapshotStore, StoreErrorKind};
 use topcoins_schemas::{HashNotice, Kind, PriceSnapshot, RankingSnapshot, SnapshotHash};
 use tracing::Instrument;
 
-use crate::merge::{Ranked, merge};
+use crate::merge::{Ranked, References, RowReferences, merge};
 use crate::metrics::{ApiMetrics, snapshot_cache_label};
 use crate::render::TopList;
 use crate::slots::{Position, Slots};
@@ -231,6 +233,18 @@ impl Node {
             .inc();
     }
 
+    /// Takes in new reference prices for the 24 h change and re-merges what is served with
+    /// them. Returns whether they differ from those in force.
+    pub fn set_references(&mut self, references: Arc<References>) -> bool {
+        if self.top.references.id == references.id {
+            return false;
+        }
+        self.top.references = references;
+        let _span = tracing::info_span!("merge", cause = "references").entered();
+        self.top.rebuild(&self.slots, &self.metrics);
+        true
+    }
+
     /// Counts a hit or a miss of the cache named `label`.
     fn count_lookup(&self, label: &str, hit: bool) {
         count_lookup(&self.metrics, label, hit);
@@ -248,10 +262,14 @@ fn count_lookup(metrics: &ApiMetrics, label: &str, hit: bool) {
 
 /// The top list (`GET /`): the ranking merged with the prices, and the view requests read.
 struct TopBuilder {
-    merged: moka::sync::Cache<(SnapshotHash, SnapshotHash), Arc<TopList>>,
+    merged: moka::sync::Cache<(SnapshotHash, SnapshotHash, u64), Arc<TopList>>,
     /// Rankings indexed for merging (see [`Ranked`]), by hash: the one in force and one
     /// prepared ahead of its notice.
     ranked: Vec<(SnapshotHash, Arc<Ranked>)>,
+    /// The reference prices in force, and laid out along the rankings above (by ranking hash
+    /// and references id).
+    references: Arc<References>,
+    laid_out: Vec<((SnapshotHash, u64), Arc<RowReferences>)>,
     view: Arc<ArcSwapOption<View>>,
 }
 
@@ -266,8 +284,25 @@ impl TopBuilder {
                 .eviction_policy(EvictionPolicy::lru())
                 .build(),
             ranked: Vec::with_capacity(2),
+            references: Arc::new(References::default()),
+            laid_out: Vec::with_capacity(2),
             view,
         }
+    }
+
+    /// The references in force laid out along `ranked`, worked out once per ranking and
+    /// references.
+    fn laid_out(&mut self, ranking_hash: SnapshotHash, ranked: &Ranked) -> Arc<RowReferences> {
+        let key = (ranking_hash, self.references.id);
+        if let Some((_, refs)) = self.laid_out.iter().find(|(k, _)| *k == key) {
+            return refs.clone();
+        }
+        let refs = Arc::new(ranked.references(&self.references));
+        if self.laid_out.len() == 2 {
+            self.laid_out.remove(0);
+        }
+        self.laid_out.push((key, refs.clone()));
+        refs
     }
 
     fn ranked(&mut self, hash: SnapshotHash, ranking: &Arc<RankingSnapshot>) -> Arc<Ranked> {
@@ -290,16 +325,17 @@ impl TopBuilder {
         (prices_hash, prices): (SnapshotHash, &Arc<PriceSnapshot>),
         (ranking_hash, ranking): (SnapshotHash, &Arc<RankingSnapshot>),
     ) -> (Arc<TopList>, bool) {
-        let key = (prices_hash, ranking_hash);
+        let key = (prices_hash, ranking_hash, self.references.id);
         if let Some(list) = self.merged.get(&key) {
             return (list, true);
         }
         let ranked = self.ranked(ranking_hash, ranking);
+        let refs = self.laid_out(ranking_hash, &ranked);
         metrics.merges.inc();
         // A merge copies no strings (criterion: 0.8 ms for 10,000 × 10,000). It runs right
         // here, on the bus thread, which serves no requests; handing it to a blocking thread
         // cost more than it saved.
-        let list = Arc::new(TopList::new(merge(&ranked, prices.clone())));
+        let list = Arc::new(TopList::new(merge(&ranked, prices.clone(), &refs)));
         self.merged.insert(key, list.clone());
         (list, false)
     }

@@ -21,7 +21,7 @@ pub struct TopQuery {
 /// Longest parameter value echoed back in an error message.
 const ECHO_MAX: usize = 40;
 
-fn echo(value: &str) -> String {
+pub(crate) fn echo(value: &str) -> String {
     let mut s: String = value.chars().take(ECHO_MAX).collect();
     if value.chars().count() > ECHO_MAX {
         s.push('…');
@@ -71,7 +71,7 @@ pub fn parse(
     Ok(TopQuery { limit, format })
 }
 
-fn parse_limit(value: &str, max: usize) -> Result<usize, ApiError> {
+pub(crate) fn parse_limit(value: &str, max: usize) -> Result<usize, ApiError> {
     let bad = || {
         ApiError::bad_request(
             "invalid_limit",
@@ -92,7 +92,7 @@ fn parse_limit(value: &str, max: usize) -> Result<usize, ApiError> {
 
 /// Whether an Accept header asks for CSV over JSON: `text/csv` listed with a quality at least
 /// that of any JSON type.
-fn prefers_csv(accept: &str) -> bool {
+pub(crate) fn prefers_csv(accept: &str) -> bool {
     let mut csv_q: Option<f32> = None;
     let mut json_q: Option<f32> = None;
     for part in accept.split(',') {

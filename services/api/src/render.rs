@@ -36,6 +36,10 @@ impl TopList {
         Self { merged }
     }
 
+    pub fn merged(&self) -> &Merged {
+        &self.merged
+    }
+
     /// Entries in the list: the most any response shows.
     pub fn count(&self) -> usize {
         self.merged.len()
@@ -94,7 +98,9 @@ pub struct Meta {
 }
 
 impl Meta {
-    pub fn new(prices: &HashNotice, ranking: &HashNotice) -> Self {
+    /// `references` names the reference prices the changes were worked out against
+    /// ([`crate::merge::References::id`]): they show in the body, so they are in the ETag.
+    pub fn new(prices: &HashNotice, ranking: &HashNotice, references: u64) -> Self {
         let common = format!(
             ",\"prices_hash\":\"{}\",\"ranking_hash\":\"{}\",\"prices_as_of\":\"{}\",\"ranking_as_of\":\"{}\",\"stale\":",
             prices.hash,
@@ -105,15 +111,16 @@ impl Meta {
         Self {
             tail_fresh: format!("{common}false}}}}"),
             tail_stale: format!("{common}true}}}}"),
-            tag: pair_tag(prices, ranking),
+            tag: pair_tag(prices, ranking, references),
         }
     }
 }
 
 /// 16 hex digits naming the pair of hashes and the times they were announced (which the body
-/// shows, so they must change the ETag too).
-fn pair_tag(prices: &HashNotice, ranking: &HashNotice) -> String {
+/// shows, so they must change the ETag too), and the reference prices.
+fn pair_tag(prices: &HashNotice, ranking: &HashNotice, references: u64) -> String {
     let mut h = blake3::Hasher::new();
+    h.update(&references.to_le_bytes());
     for (hash, as_of) in [(prices.hash, prices.as_of), (ranking.hash, ranking.as_of)] {
         h.update(SnapshotHash::as_bytes(&hash));
         h.update(&as_of.unix_timestamp_nanos().to_le_bytes());
@@ -129,7 +136,7 @@ mod tests {
     use topcoins_schemas::{PriceSnapshot, PricedCoin, RankedCoin, RankingSnapshot};
 
     use super::*;
-    use crate::merge::{Ranked, merge};
+    use crate::merge::{Ranked, RowReferences, merge};
 
     const SYMBOLS: [&str; 3] = ["BTC", "A,B", "Q\"T"];
 
@@ -169,7 +176,11 @@ mod tests {
                 .collect(),
         )
         .unwrap();
-        merge(&Ranked::new(Arc::new(ranking)), Arc::new(prices))
+        merge(
+            &Arc::new(Ranked::new(Arc::new(ranking))),
+            Arc::new(prices),
+            &RowReferences::default(),
+        )
     }
 
     fn entries() -> Vec<TopEntry> {
@@ -182,6 +193,7 @@ mod tests {
                 name: format!("{s} coin"),
                 price_usd: (i != 2).then_some(1.5 * (i + 1) as f64),
                 price_source: (i != 2).then(|| "coinmarketcap".to_owned()),
+                change_24h_pct: None,
                 volume_24h_usd: Some(volume(i)),
             })
             .collect()
@@ -200,7 +212,7 @@ mod tests {
     #[test]
     fn sliced_json_is_the_contract_shape() {
         let p = TopList::new(merged());
-        let meta = Meta::new(&notice(b"p"), &notice(b"r"));
+        let meta = Meta::new(&notice(b"p"), &notice(b"r"), 0);
         for n in 0..=3 {
             let body = p.json_body(n, &meta, n == 1);
             let parsed: TopResponse = serde_json::from_slice(&body).unwrap();

@@ -53,7 +53,7 @@ impl View {
     pub(crate) fn new(list: Arc<TopList>, prices: &HashNotice, ranking: &HashNotice) -> Self {
         let as_of = prices.as_of.min(ranking.as_of);
         Self {
-            meta: Meta::new(prices, ranking),
+            meta: Meta::new(prices, ranking, list.merged().references()),
             list,
             prices: prices.clone(),
             ranking: ranking.clone(),
@@ -150,7 +150,11 @@ mod tests {
             source: "s".into(),
             follows: None,
         };
-        let list = TopList::new(merge(&Ranked::new(Arc::new(ranking)), Arc::new(prices)));
+        let list = TopList::new(merge(
+            &Arc::new(Ranked::new(Arc::new(ranking))),
+            Arc::new(prices),
+            &Default::default(),
+        ));
         View::new(Arc::new(list), &notice(b"p"), &notice(b"r"))
     }
 

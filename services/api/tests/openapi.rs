@@ -236,3 +236,71 @@ async fn served_with_an_etag_and_counted() -> Result<()> {
     nats.stop().await;
     Ok(())
 }
+
+#[test]
+fn describes_the_coin_and_candles_routes() {
+    let doc = document(200, 5000);
+    let schemas = &doc["components"]["schemas"];
+    let required = |name: &str| -> BTreeSet<String> {
+        schemas[name]["required"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} has required fields"))
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    };
+    assert!(required("TopEntry").contains("change_24h_pct"));
+    for field in [
+        "symbol",
+        "name",
+        "rank",
+        "price_usd",
+        "price_source",
+        "change_24h_pct",
+        "as_of",
+    ] {
+        assert!(
+            required("CoinResponse").contains(field),
+            "CoinResponse.{field}"
+        );
+    }
+    for field in ["time", "open", "high", "low", "close", "volume"] {
+        assert!(required("CandleRow").contains(field), "CandleRow.{field}");
+    }
+    assert!(required("CandlesMeta").contains("next_cursor"));
+    let candles = &doc["paths"]["/v1/coins/{symbol}/candles"]["get"];
+    let description = candles["description"].as_str().unwrap();
+    assert!(description.contains("volumeto") && description.contains("24 h volume"));
+    let interval = candles["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "interval")
+        .expect("an interval parameter");
+    assert_eq!(interval["required"], true);
+    assert_eq!(
+        interval["schema"]["enum"],
+        serde_json::json!(["1m", "5m", "15m", "1h", "4h", "1d"])
+    );
+    for (path, statuses) in [
+        (
+            "/v1/coins/{symbol}/candles",
+            &["400", "404", "414", "503"][..],
+        ),
+        ("/v1/coins/{symbol}", &["404", "503"][..]),
+    ] {
+        let op = &doc["paths"][path]["get"];
+        for status in statuses {
+            assert_eq!(
+                op["responses"][status]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/ErrorBody",
+                "{path} {status}"
+            );
+        }
+        assert_eq!(
+            op["responses"]["200"]["headers"]["ETag"]["required"], true,
+            "{path}"
+        );
+        assert!(op["responses"]["304"].is_object(), "{path}");
+    }
+}

@@ -231,9 +231,9 @@ async fn fetch_times(nats_url: &str, rounds: usize) -> Result<()> {
         .await?
         .context("no ranking notice")?
         .notice;
-    let ranking = topcoins_api::merge::Ranked::new(std::sync::Arc::new(
+    let ranking = std::sync::Arc::new(topcoins_api::merge::Ranked::new(std::sync::Arc::new(
         topcoins_schemas::RankingSnapshot::decode(&store.fetch(ranking.hash).await?)?,
-    ));
+    )));
     let (mut fetch, mut decode, mut merge) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         let t = Instant::now();
@@ -246,6 +246,7 @@ async fn fetch_times(nats_url: &str, rounds: usize) -> Result<()> {
         let prepared = topcoins_api::render::TopList::new(topcoins_api::merge::merge(
             &ranking,
             std::sync::Arc::new(snapshot),
+            &Default::default(),
         ));
         merge.push(t.elapsed().as_secs_f64() * 1e3);
         std::hint::black_box(prepared);

@@ -224,8 +224,6 @@ pub struct UpArgs {
     #[command(flatten)]
     pub ranking: RankingConfig,
     #[command(flatten)]
-    pub database: DatabaseArgs,
-    #[command(flatten)]
     pub recorder: RecorderConfig,
     #[command(flatten)]
     pub backfill: BackfillConfig,

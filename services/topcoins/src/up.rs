@@ -199,7 +199,9 @@ pub async fn run(
         nats_url: nats_url.clone(),
     };
 
-    let database = match args.database.database_url.clone() {
+    // The API's `TOPCOINS_DATABASE_URL` (flattened into `up` with the API's settings) is the
+    // recorder's too.
+    let database = match args.api.database_url.clone() {
         Some(url) => url,
         None => {
             std::fs::create_dir_all(&args.data_dir).with_context(|| {
@@ -212,6 +214,7 @@ pub async fn run(
         }
     };
     tracing::info!(%database, "history database");
+    args.api.database_url = Some(database.clone());
     let mut plan = Plan {
         args,
         database,

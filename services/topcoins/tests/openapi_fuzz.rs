@@ -2,7 +2,8 @@
 //! live node's `/openapi.json`, generates requests for every operation (valid ones and ones
 //! the description rules out), and checks that no answer is a 5xx and that each matches what
 //! is described — status, content type, headers and body schema — and that invalid input is
-//! refused with a 4xx.
+//! refused with a 4xx. The node has a history database (SQLite in a temporary directory, a
+//! day of BTC candles in it), so the candles route is fuzzed against a real one.
 //!
 //! schemathesis is a Python program: `scripts/test` installs the pinned version and sets
 //! `SCHEMATHESIS_BIN`. Without it this test fails rather than passing unchecked.
@@ -76,19 +77,49 @@ fn schemathesis() -> Result<PathBuf> {
         )
 }
 
+/// A migrated SQLite database in `dir` with BTC sampled every minute for the last day.
+async fn seeded_database(dir: &Path) -> Result<String> {
+    use topcoins_history::{Batch, CandleStore, Observation, Sample, Store};
+    let url = format!("sqlite://{}", dir.join("history.db").display());
+    let store = Store::open(&url.parse()?).await?;
+    store.migrate().await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let samples: Vec<Sample> = (1..=24 * 60)
+        .map(|i| Sample {
+            symbol: "BTC".into(),
+            time: now - i * 60_000,
+            observation: Observation::Price {
+                price_usd: 67_000.0 + (i % 50) as f64,
+                market_cap_usd: None,
+            },
+        })
+        .collect();
+    store.apply(Batch::from_samples(&samples)).await?;
+    Ok(url)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_matches_its_description_under_fuzzing() -> Result<()> {
     let bin = schemathesis()?;
     let h = Harness::start(60).await?;
     let price = h.start_price(POLL);
     let ranking = h.start_ranking(POLL);
-    let node = h.start_api().await?;
+    let scratch = tempfile::tempdir()?;
+    let database_url = seeded_database(scratch.path()).await?;
+    let node = h
+        .start_api_with(topcoins_api::ApiConfig {
+            database_url: Some(database_url.parse()?),
+            ..Default::default()
+        })
+        .await?;
     h.ready(&node, "/?limit=1").await?;
+    h.ready(&node, "/v1/coins/BTC/candles?interval=1h").await?;
 
     // The node's own /openapi.json, read from a file: given the document's URL, schemathesis
     // leaves out the operation served there. Its own folder, as schemathesis may leave a report
     // or an example database behind.
-    let scratch = tempfile::tempdir()?;
     let spec = h.get(&node.url("/openapi.json")).await?;
     anyhow::ensure!(spec.status() == 200, "GET /openapi.json: {}", spec.status());
     std::fs::write(scratch.path().join("openapi.json"), spec.bytes().await?)?;
