@@ -244,7 +244,7 @@ EOT
       }
 
       # The database URL (with its password) comes from the Nomad variable, never this file:
-      # `nomad var put nomad/jobs/topcoins database_url=postgres://…` (see README.md).
+      # `nomad var put nomad/jobs/topcoins database_url=postgres://…` (see nomad/README.md).
       template {
         destination = "secrets/database.env"
         env         = true

@@ -47,7 +47,7 @@ pub struct DurableNotices {
 pub struct Delivery {
     pub kind: Kind,
     pub notice: HashNotice,
-    /// Its sequence in the notice stream.
+    /// Its sequence in the record stream.
     pub sequence: u64,
     /// Times the server delivered it (1 the first time): above 1 after a crash or a lapsed
     /// ack timer.
@@ -107,10 +107,17 @@ impl DurableNotices {
                     .await
                     .map_err(|e| StoreError::unavailable("recorder consumer update", e))?
             }
-            Err(_) => notices
-                .get_or_create_consumer(RECORDER_CONSUMER, config)
-                .await
-                .map_err(|e| StoreError::unavailable("recorder consumer", e))?,
+            Err(_) => {
+                // A new consumer starts at the last notice of each kind in the record; the
+                // mirror fills in the background, so wait until it has caught up with the
+                // notice stream (else the consumer would start at whatever old notices the
+                // mirror copied first).
+                wait_for_mirror(&notices).await;
+                notices
+                    .get_or_create_consumer(RECORDER_CONSUMER, config)
+                    .await
+                    .map_err(|e| StoreError::unavailable("recorder consumer", e))?
+            }
         };
         let messages = consumer
             .stream()
@@ -165,6 +172,24 @@ impl DurableNotices {
             });
         }
     }
+}
+
+/// Waits (up to 10 s) until the record stream's mirror reports no lag.
+async fn wait_for_mirror(record: &async_nats::jetstream::stream::Stream) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut record = record.clone();
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(info) = record.info().await
+            && info
+                .mirror
+                .as_ref()
+                .is_some_and(|m| m.lag == 0 && m.active.is_some())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::warn!("record stream still catching up with the notices after 10 s; consuming anyway");
 }
 
 impl Delivery {

@@ -36,5 +36,5 @@ pub use notices::{
     subscribe_notices, subscribe_prices, subscribe_snapshots, watch_all,
 };
 pub use server::{LocalServer, ServerError};
-pub use store::{Latest, SnapshotStore, StoreError, StoreErrorKind};
+pub use store::{Floor, Latest, SnapshotStore, StoreError, StoreErrorKind};
 pub use trace::TraceContext;

@@ -43,6 +43,21 @@ const CHUNKS_HEADER: &str = "Topcoins-Chunks";
 /// Header on the chunks of a snapshot stored with its kind (see [`SnapshotStore::put_kind`]).
 pub(crate) const KIND_HEADER: &str = "Topcoins-Kind";
 
+/// Pending notices [`SnapshotStore::recorder_floor`] reads the hashes of, at most; behind
+/// that, snapshots are spared by time.
+pub const PENDING_READ: usize = 1000;
+
+/// What the recorder still needs: see [`SnapshotStore::recorder_floor`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Floor {
+    /// When the first notice it has not acknowledged was published.
+    pub since: OffsetDateTime,
+    /// The snapshots its first pending notices name.
+    pub pending: Vec<SnapshotHash>,
+    /// How long the record stream keeps notices.
+    pub kept: Duration,
+}
+
 /// Notices kept per subject in the notice stream (readers use the last; the recorder reads
 /// the record stream, which keeps every notice for its retention: see [`crate::durable`]).
 pub const NOTICES_KEPT: i64 = 64;
@@ -265,10 +280,11 @@ impl SnapshotStore {
         Ok(record)
     }
 
-    /// When the first notice the recorder has not acknowledged was published, if a recorder
-    /// exists and is behind (snapshots stored since then may still be needed), with how long
-    /// the record stream keeps notices.
-    pub async fn recorder_floor(&self) -> Result<Option<(OffsetDateTime, Duration)>, StoreError> {
+    /// What the recorder still needs, if a recorder exists and is behind: when the first
+    /// notice it has not acknowledged was published, the hashes those notices name (the first
+    /// [`PENDING_READ`] of them), and how long the record stream keeps notices. An error
+    /// reading any of it is an error, so that a prune that cannot tell deletes nothing.
+    pub async fn recorder_floor(&self) -> Result<Option<Floor>, StoreError> {
         let mut record = match self.js.get_stream(RECORD_STREAM).await {
             Ok(stream) => stream,
             Err(e)
@@ -301,13 +317,28 @@ impl SnapshotStore {
             .stream_sequence
             .saturating_add(1)
             .max(stream.state.first_sequence);
-        match record.get_raw_message(first).await {
-            Ok(message) => Ok(Some((message.time, kept))),
-            Err(e) => {
-                tracing::debug!(error = %e, sequence = first, "recorder floor: no such notice");
-                Ok(None)
+        let last = stream.state.last_sequence;
+        let mut since = None;
+        let mut pending = Vec::new();
+        for sequence in first..=last.min(first.saturating_add(PENDING_READ as u64 - 1)) {
+            let message = match record.get_raw_message(sequence).await {
+                Ok(message) => message,
+                // Aged out or deleted meanwhile: the next one says more.
+                Err(e) if matches!(e.kind(), stream::RawMessageErrorKind::NoMessageFound) => {
+                    continue;
+                }
+                Err(e) => return Err(StoreError::unavailable("record stream read", e)),
+            };
+            since.get_or_insert(message.time);
+            if let Ok(notice) = HashNotice::decode(&message.payload) {
+                pending.push(notice.hash);
             }
         }
+        Ok(since.map(|since| Floor {
+            since,
+            pending,
+            kept,
+        }))
     }
 
     /// Opens the store, retrying until NATS answers (100 ms, doubling up to 2 s, with equal
@@ -506,20 +537,27 @@ impl SnapshotStore {
 
     /// What [`SnapshotStore::prune`] deletes before: `retention` ago, or earlier while the
     /// recorder has notices to catch up on (a second before the first it has not
-    /// acknowledged), but never earlier than the notice stream keeps notices: a snapshot
-    /// whose notice is gone is needed by no one.
-    async fn prune_cutoff(&self, retention: Duration) -> Result<OffsetDateTime, StoreError> {
+    /// acknowledged), but never earlier than the record stream keeps notices: a snapshot
+    /// whose notice is gone is needed by no one. With it, the snapshots the first pending
+    /// notices name, spared whatever their age (a snapshot stored long before its notice:
+    /// an announcement retried, or content announced before and again).
+    async fn prune_cutoff(
+        &self,
+        retention: Duration,
+    ) -> Result<(OffsetDateTime, Vec<SnapshotHash>), StoreError> {
         let now = OffsetDateTime::now_utc();
         let mut cutoff = now - retention;
-        if let Some((floor, kept)) = self.recorder_floor().await? {
-            let floor = floor - Duration::from_secs(1);
-            cutoff = cutoff.min(if kept.is_zero() {
-                floor
+        let mut pending = Vec::new();
+        if let Some(floor) = self.recorder_floor().await? {
+            let since = floor.since - Duration::from_secs(1);
+            cutoff = cutoff.min(if floor.kept.is_zero() {
+                since
             } else {
-                floor.max(now - kept)
+                since.max(now - floor.kept)
             });
+            pending = floor.pending;
         }
-        Ok(cutoff)
+        Ok((cutoff, pending))
     }
 
     /// Deletes snapshots stored before the cutoff (`retention` ago, earlier for a recorder
@@ -530,7 +568,7 @@ impl SnapshotStore {
         keep: &[SnapshotHash],
         retention: Duration,
     ) -> Result<usize, StoreError> {
-        let cutoff = self.prune_cutoff(retention).await?;
+        let (cutoff, pending) = self.prune_cutoff(retention).await?;
         let subjects: Vec<(String, usize)> = self
             .snapshots
             .info_with_subjects(format!("{SNAPSHOT_PREFIX}.*.0"))
@@ -544,7 +582,7 @@ impl SnapshotStore {
             let Some((hash, _)) = parse_snapshot_subject(&subject) else {
                 continue;
             };
-            if keep.contains(&hash) {
+            if keep.contains(&hash) || pending.contains(&hash) {
                 continue;
             }
             let first = match self.chunk(hash, 0).await {

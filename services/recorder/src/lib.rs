@@ -43,6 +43,8 @@ pub enum RecorderError {
     Connect(#[from] async_nats::ConnectError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("the recorder's consumer ended (deleted?); restart to recreate it")]
+    ConsumerEnded,
 }
 
 /// Waits between tries of opening the database or the consumer.
@@ -66,15 +68,23 @@ pub async fn run(
     let metrics = RecorderMetrics::register(&registry)?;
     let mut shutdown = Box::pin(shutdown);
     let Some(store) = retry_until_shutdown("database", OPEN_BACKOFF, &mut shutdown, || async {
-        let store = Store::open(&database).await?;
-        store.migrate().await?;
-        Ok::<_, topcoins_history::Error>(store)
+        let opened = async {
+            let store = Store::open(&database).await?;
+            store.migrate().await?;
+            Ok::<_, topcoins_history::Error>(store)
+        }
+        .await;
+        if opened.is_err() {
+            metrics.db_errors.with_label_values(&["open"]).inc();
+        }
+        opened
     })
     .await
     else {
         return Ok(());
     };
     tracing::info!(%database, backend = store.backend(), "recorder: database ready");
+    metrics.db_up.with_label_values(&[store.backend()]).set(1);
     let (client, _link) = topcoins_bus::connect(&nats).await?;
     let Some(snapshots) =
         SnapshotStore::open_when_ready(&client, nats.stream_replicas, &mut shutdown).await
@@ -110,9 +120,16 @@ pub async fn run(
     let mut stop_sweeping = wait_for(stopped.clone());
     let top = ranking.subscribe();
     let retention = config.candle_retention.0.clone();
+    let stop_others = stop.clone();
     let work = async {
         tokio::join!(
-            recorder.run(notices, &mut stop_recording),
+            async {
+                let stopped = recorder.run(notices, &mut stop_recording).await;
+                // The consumer gone (deleted by an operator, say): stop the rest too, and
+                // fail, so the process is restarted rather than healthy and recording nothing.
+                let _ = stop_others.send(true);
+                stopped
+            },
             sweep::sweep_until(
                 &store,
                 &retention,
@@ -124,15 +141,19 @@ pub async fn run(
         )
     };
     tokio::pin!(work);
-    tokio::select! {
-        _ = &mut work => {}
+    let (recorded, _, _) = tokio::select! {
+        done = &mut work => done,
         _ = &mut shutdown => {
             let _ = stop.send(true);
-            work.await;
+            work.await
         }
-    }
+    };
     topcoins_bus::close(&client).await;
-    Ok(())
+    if recorded {
+        Ok(())
+    } else {
+        Err(RecorderError::ConsumerEnded)
+    }
 }
 
 /// Runs the backfill for each new ranking's top coins until `stopped`.

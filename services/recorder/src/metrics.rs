@@ -24,7 +24,7 @@ pub struct RecorderMetrics {
     pub candles: IntCounterVec,
     /// Seconds from a notice's `as_of` to its commit, by kind.
     pub lag: HistogramVec,
-    /// Seconds one batch's write took, by backend.
+    /// Seconds one write (a snapshot's candles, or a group's) took, by backend.
     pub write: HistogramVec,
     /// Failed database operations, by operation (`apply`, `prune`, `open`).
     pub db_errors: IntCounterVec,
@@ -65,7 +65,7 @@ impl RecorderMetrics {
             write: histogram(
                 registry,
                 "topcoins_recorder_write_seconds",
-                "Seconds one snapshot's candles took to write, by backend",
+                "Seconds one write (the candles of one snapshot, or of a group of waiting notices) took, by backend",
                 &["backend"],
                 WRITE_BUCKETS,
             )?,
@@ -89,7 +89,7 @@ impl RecorderMetrics {
             )?,
         };
         // Errors are exported from the start, at 0: a dashboard and an alert see "none yet".
-        for operation in ["apply", "prune"] {
+        for operation in ["apply", "prune", "open"] {
             metrics.db_errors.with_label_values(&[operation]);
         }
         Ok(metrics)

@@ -48,6 +48,10 @@ pub(crate) struct Recorder<'a> {
     pub ranking: &'a tokio::sync::watch::Sender<Vec<String>>,
 }
 
+/// Tries of a snapshot the store says it does not have before it counts as gone (about 3 s
+/// with [`RETRY`]).
+const NOT_FOUND_TRIES: u32 = 5;
+
 /// Notices written together at most: what is waiting when the recorder is ready for more
 /// (after an absence, or behind a slow write) goes into one transaction, so catching up
 /// costs one snapshot's rows per write rather than per snapshot. Below the consumer's
@@ -61,18 +65,18 @@ struct Taken {
 }
 
 impl Recorder<'_> {
-    /// Records notices until `shutdown` fires or the consumer ends.
+    /// Records notices until `shutdown` fires (`true`) or the consumer ends (`false`).
     pub async fn run(
         &self,
         mut notices: DurableNotices,
         shutdown: &mut (impl Future<Output = ()> + Unpin),
-    ) {
+    ) -> bool {
         loop {
             let first = tokio::select! {
-                _ = &mut *shutdown => return,
+                _ = &mut *shutdown => return true,
                 next = notices.next() => next,
             };
-            let Some(first) = first else { return };
+            let Some(first) = first else { return false };
             // What else is already here joins the group.
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
@@ -103,7 +107,7 @@ impl Recorder<'_> {
                         .inc();
                 }
                 let outcome = match self.prepare(&delivery, shutdown).await {
-                    Prepared::Stopped => return,
+                    Prepared::Stopped => return true,
                     Prepared::Done(outcome) => outcome,
                     Prepared::Batch(one) => {
                         let rows = one.len();
@@ -114,7 +118,7 @@ impl Recorder<'_> {
                 taken.push(Taken { delivery, outcome });
             }
             if !batch.is_empty() && !self.write(batch, &taken, shutdown).await {
-                return;
+                return true;
             }
             for Taken { delivery, outcome } in taken {
                 let kind = delivery.kind.as_str();
@@ -177,6 +181,16 @@ impl Recorder<'_> {
         let bytes = loop {
             match self.snapshots.fetch(hash).await {
                 Ok(bytes) => break bytes,
+                // A replica that has not caught up may not have it yet: a few tries first.
+                Err(e)
+                    if e.kind() == StoreErrorKind::NotFound
+                        && backoff.attempt() < NOT_FOUND_TRIES =>
+                {
+                    tokio::select! {
+                        _ = &mut *shutdown => return Prepared::Stopped,
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
+                }
                 Err(e) if e.kind() == StoreErrorKind::NotFound => {
                     tracing::error!(kind = %delivery.kind, %hash, sequence = delivery.sequence,
                         "recorder: the snapshot of a notice is gone (away longer than the stream retention?): a gap in the record");
