@@ -49,11 +49,16 @@ fn symbol(c: usize) -> String {
 
 /// `n` steps: a price snapshot each, and a ranking snapshot after every fourth.
 fn feed(n: usize) -> Vec<Step> {
+    feed_of(n, COINS)
+}
+
+/// [`feed`] with `coins` coins.
+fn feed_of(n: usize, coins_n: usize) -> Vec<Step> {
     let mut steps = Vec::new();
     for i in 0..n {
         let as_of = START + STEP * i as u32;
         let ms = topcoins_recorder::unix_ms(as_of);
-        let coins: Vec<PricedCoin> = (0..COINS)
+        let coins: Vec<PricedCoin> = (0..coins_n)
             .map(|c| {
                 // A walk that goes up and down, different for every coin.
                 let wiggle = ((i * (c + 3)) % 17) as f64 - 8.0;
@@ -76,12 +81,12 @@ fn feed(n: usize) -> Vec<Step> {
             hash,
             bytes,
             as_of,
-            count: COINS,
+            count: coins_n,
             batch: Batch::from_prices(&prices, ms),
         });
         if i % 4 == 3 {
-            let mut order: Vec<usize> = (0..COINS).collect();
-            order.rotate_left(i % COINS);
+            let mut order: Vec<usize> = (0..coins_n).collect();
+            order.rotate_left(i % coins_n);
             let ranking = RankingSnapshot {
                 source: "test".into(),
                 coins: order
@@ -101,7 +106,7 @@ fn feed(n: usize) -> Vec<Step> {
                 hash,
                 bytes,
                 as_of: as_of + Duration::from_millis(500),
-                count: COINS,
+                count: coins_n,
                 batch: Batch::from_ranking(&ranking, ms + 500),
             });
         }
@@ -156,8 +161,13 @@ impl Publisher {
 
 /// Every candle with a price a store holds for the feed's coins, in key order.
 async fn dump(store: &impl CandleStore) -> Result<Vec<Candle>> {
+    dump_of(store, COINS).await
+}
+
+/// [`dump`] for a feed of `coins` coins.
+async fn dump_of(store: &impl CandleStore, coins: usize) -> Result<Vec<Candle>> {
     let mut all = Vec::new();
-    for c in 0..COINS {
+    for c in 0..coins {
         for interval in Interval::ALL {
             let page = store
                 .range(&Range {
@@ -194,9 +204,20 @@ async fn wait_for_equal(
     expected: &[Candle],
     within: Duration,
 ) -> Result<()> {
+    wait_for_equal_of(what, store, expected, within, COINS).await
+}
+
+/// [`wait_for_equal`] for a feed of `coins` coins.
+async fn wait_for_equal_of(
+    what: &str,
+    store: &impl CandleStore,
+    expected: &[Candle],
+    within: Duration,
+    coins: usize,
+) -> Result<()> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let got = match dump(store).await {
+        let got = match dump_of(store, coins).await {
             Ok(got) => got,
             Err(_) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -434,9 +455,12 @@ async fn a_killed_recorder_started_again_leaves_no_gap_and_no_duplicate() -> Res
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("history.db");
     let url = format!("sqlite://{}", path.display());
-    let steps = feed(60);
+    // Snapshots big enough that a write takes a while, published faster than they are
+    // written: the kill lands with a group in hand, written or not, acknowledged or not.
+    const KILL_COINS: usize = 1500;
+    let steps = feed_of(60, KILL_COINS);
     let (_ref_dir, expected) = reference(&steps).await?;
-    let expected = dump(&expected).await?;
+    let expected = dump_of(&expected, KILL_COINS).await?;
 
     let mut publisher = Publisher::new(nats.url()).await?;
     publisher.publish(&steps[0]).await?;
@@ -445,16 +469,23 @@ async fn a_killed_recorder_started_again_leaves_no_gap_and_no_duplicate() -> Res
     let store = open_sqlite(&path).await?;
     wait_for_progress(&store).await?;
     // Killed in the middle of a run: notices keep coming while it is dead.
+    // A burst, then the kill: the recorder is working through a backlog, a group in hand.
     for (i, step) in steps[1..].iter().enumerate() {
         publisher.publish(step).await?;
-        if i == 20 {
+        if i == 25 {
             child.kill().await.context("SIGKILL")?;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (_child, mut logs) = spawn_recorder(nats.url(), &url)?;
     logs.event("recorder: consuming notices").await?;
-    wait_for_equal("after the restart", &store, &expected, common::WAIT).await?;
+    wait_for_equal_of(
+        "after the restart",
+        &store,
+        &expected,
+        Duration::from_secs(60),
+        KILL_COINS,
+    )
+    .await?;
     Ok(())
 }
 
