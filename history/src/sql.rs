@@ -19,6 +19,20 @@ macro_rules! columns {
 }
 pub(crate) use columns;
 
+/// Every coin symbol in `candles`, as the CTE `coins(symbol)`: a loose index scan over the
+/// primary key (one seek per coin, a NULL row last), which both backends plan the same way.
+/// The latest and closed-by queries of both backends start with it.
+macro_rules! every_coin {
+    () => {
+        "WITH RECURSIVE coins(symbol) AS (
+           SELECT min(symbol) FROM candles
+           UNION ALL
+           SELECT (SELECT min(c.symbol) FROM candles c WHERE c.symbol > coins.symbol)
+           FROM coins WHERE coins.symbol IS NOT NULL) "
+    };
+}
+pub(crate) use every_coin;
+
 /// A recorded candle (`excluded`) merged into the stored row (`candles`). A stored row that
 /// is backfilled (`source <> 0`) is replaced whole: recorded wins its bucket.
 macro_rules! merge_recorded {

@@ -11,7 +11,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use crate::migrate::{self, Migration};
-use crate::sql::{Row, columns, merge_recorded, replace_backfilled};
+use crate::sql::{Row, columns, every_coin, merge_recorded, replace_backfilled};
 use crate::store::{PRUNE_STEP, check_backfilled, pick_closes};
 use crate::url::PostgresUrl;
 use crate::{BackfillProgress, Batch, Candle, CandleStore, Error, Interval, Page, Range};
@@ -59,12 +59,8 @@ const SELECT_RANGE: &str = concat!(
 /// A loose index scan over the primary key (one seek per coin), then each coin's latest
 /// priced row by a backward seek; the same plan as SQLite's.
 const SELECT_LATEST: &str = concat!(
-    "WITH RECURSIVE coins(symbol) AS (
-       SELECT min(symbol) FROM candles
-       UNION ALL
-       SELECT (SELECT min(c.symbol) FROM candles c WHERE c.symbol > coins.symbol)
-       FROM coins WHERE coins.symbol IS NOT NULL)
-     SELECT ",
+    every_coin!(),
+    "SELECT ",
     columns!(),
     " FROM coins JOIN candles USING (symbol)
      WHERE candles.span = $1 AND candles.bucket_ms = (
@@ -78,12 +74,8 @@ const SELECT_LATEST: &str = concat!(
 /// Only the bucket holding the time can have closed after it, so the seek skips one row at
 /// most.
 const SELECT_CLOSED_BY: &str = concat!(
-    "WITH RECURSIVE coins(symbol) AS (
-       SELECT min(symbol) FROM candles
-       UNION ALL
-       SELECT (SELECT min(c.symbol) FROM candles c WHERE c.symbol > coins.symbol)
-       FROM coins WHERE coins.symbol IS NOT NULL)
-     SELECT ",
+    every_coin!(),
+    "SELECT ",
     columns!(),
     " FROM coins JOIN candles USING (symbol)
      WHERE candles.span = $1 AND candles.bucket_ms = (

@@ -8,27 +8,27 @@
 //! - hash mismatch: a notice naming bytes that are not its hash's is counted, and the node
 //!   keeps serving the last good data (and takes the next good change).
 
-use std::collections::HashMap;
-use std::future::Future;
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use prometheus::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use anyhow::{Context, Result};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use topcoins_api::ApiConfig;
-use topcoins_bus::{NatsConfig, SnapshotStore, TraceContext};
+use topcoins_bus::{SnapshotStore, TraceContext};
 use topcoins_schemas::api::{Readiness, TopResponse};
 use topcoins_schemas::{
     HashNotice, Kind, PriceSnapshot, PricedCoin, RankedCoin, RankingSnapshot, Snapshot,
     SnapshotHash,
 };
 use topcoins_testkit::NatsServer;
+
+use common::until;
 
 /// Every wait in these tests is bounded by this.
 const WAIT: Duration = Duration::from_secs(20);
@@ -92,70 +92,30 @@ impl Publisher {
     }
 }
 
-/// An API node running in this process.
-struct Node {
-    addr: SocketAddr,
-    registry: Registry,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: JoinHandle<Result<(), topcoins_api::ApiRunError>>,
-}
+/// An API node running in this process, read the way these tests look at it.
+struct Node(common::Node);
 
 impl Node {
     async fn start(nats_url: &str) -> Result<Self> {
-        let listener = timeout(WAIT, TcpListener::bind("127.0.0.1:0")).await??;
-        let addr = listener.local_addr()?;
-        let registry = Registry::new();
-        let nats = NatsConfig {
-            url: nats_url.to_owned(),
-            name: "api".into(),
-            ..Default::default()
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(topcoins_api::run(
-            ApiConfig::default(),
-            nats,
-            registry.clone(),
-            listener,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        Ok(Self {
-            addr,
-            registry,
-            stop,
-            task,
-        })
+        Ok(Self(
+            common::Node::start(nats_url, ApiConfig::default()).await?,
+        ))
     }
 
     async fn stop(self) -> Result<()> {
-        let _ = self.stop.send(());
-        timeout(WAIT, self.task).await???;
-        Ok(())
+        self.0.stop().await
     }
 
     /// The sum of a counter's samples whose labels include `labels`.
     fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.registry
-            .gather()
-            .iter()
-            .filter(|f| f.name() == name)
-            .flat_map(|f| f.get_metric())
-            .filter(|m| {
-                let have: HashMap<&str, &str> = m
-                    .get_label()
-                    .iter()
-                    .map(|l| (l.name(), l.value()))
-                    .collect();
-                labels.iter().all(|(k, v)| have.get(k) == Some(v))
-            })
-            .map(|m| m.get_counter().get_value())
-            .sum()
+        self.0.metric(name, labels)
     }
 
     /// `GET path`: status, ETag and body.
     async fn get(&self, path: &str) -> Result<(u16, String, Vec<u8>)> {
-        get(self.addr, path).await
+        let answer = self.0.get(path).await?;
+        let etag = answer.header("etag").unwrap_or_default().to_owned();
+        Ok((answer.status, etag, answer.body))
     }
 
     /// What `GET /` serves, once it serves 200.
@@ -171,53 +131,6 @@ impl Node {
         Ok((status == 200)
             .then(|| serde_json::from_slice(&body))
             .transpose()?)
-    }
-}
-
-/// One HTTP/1.1 request on a connection of its own, read until the server closes it.
-async fn get(addr: SocketAddr, path: &str) -> Result<(u16, String, Vec<u8>)> {
-    timeout(WAIT, async {
-        let mut stream = TcpStream::connect(addr).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .context("no end of headers")?;
-        let head = std::str::from_utf8(&raw[..split])?;
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .context("no status line")?
-            .parse()?;
-        let etag = lines
-            .filter_map(|l| l.split_once(':'))
-            .find(|(name, _)| name.eq_ignore_ascii_case("etag"))
-            .map(|(_, value)| value.trim().to_owned())
-            .unwrap_or_default();
-        Ok((status, etag, raw[split + 4..].to_vec()))
-    })
-    .await?
-}
-
-/// Retries `check` until it gives `Some`, for at most [`WAIT`].
-async fn until<T, F, Fut>(what: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(value) = timeout(WAIT, check()).await?? {
-            return Ok(value);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out after {WAIT:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -11,26 +11,22 @@
 //! - the database down (PostgreSQL stopped; an SQLite file that cannot be opened; none
 //!   configured): history answers 503 while `GET /` serves, and a cached past range still 200.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::net::SocketAddr;
+mod common;
+
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
-use prometheus::Registry;
-use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use anyhow::{Context, Result, ensure};
 use tokio::time::timeout;
 use topcoins_api::ApiConfig;
-use topcoins_bus::{NatsConfig, SnapshotStore, TraceContext};
+use topcoins_bus::{SnapshotStore, TraceContext};
 use topcoins_history::{Batch, CandleStore, DatabaseUrl, Observation, Sample, Store};
 use topcoins_schemas::api::{CandlesResponse, CoinResponse, TopResponse};
 use topcoins_schemas::{
     HashNotice, PriceSnapshot, PricedCoin, RankedCoin, RankingSnapshot, Snapshot,
 };
 use topcoins_testkit::{NatsServer, Postgres};
+
+use common::until;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// 2025-12-01T00:00:00Z: well in the past, so its ranges are immutable.
@@ -119,144 +115,32 @@ impl Publisher {
     }
 }
 
-/// A response as read off the socket.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
+/// An API node running in this process, with the history database `database_url`.
+struct Node(common::Node);
 
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+impl std::ops::Deref for Node {
+    type Target = common::Node;
+
+    fn deref(&self) -> &common::Node {
+        &self.0
     }
-
-    fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_slice(&self.body)
-            .with_context(|| format!("body: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    /// The `error.code` of a JSON error body.
-    fn code(&self) -> String {
-        serde_json::from_slice::<Value>(&self.body)
-            .ok()
-            .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
-            .unwrap_or_default()
-    }
-}
-
-/// An API node running in this process.
-struct Node {
-    addr: SocketAddr,
-    registry: Registry,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: JoinHandle<Result<(), topcoins_api::ApiRunError>>,
 }
 
 impl Node {
     async fn start(nats_url: &str, database_url: Option<&str>) -> Result<Self> {
-        let listener = timeout(WAIT, TcpListener::bind("127.0.0.1:0")).await??;
-        let addr = listener.local_addr()?;
-        let registry = Registry::new();
         let config = ApiConfig {
             database_url: database_url.map(|u| u.parse()).transpose()?,
             ..ApiConfig::default()
         };
-        let nats = NatsConfig {
-            url: nats_url.to_owned(),
-            name: "api".into(),
-            ..Default::default()
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(topcoins_api::run(
-            config,
-            nats,
-            registry.clone(),
-            listener,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        Ok(Self {
-            addr,
-            registry,
-            stop,
-            task,
-        })
+        Ok(Self(common::Node::start(nats_url, config).await?))
     }
 
     async fn stop(self) -> Result<()> {
-        let _ = self.stop.send(());
-        timeout(WAIT, self.task).await???;
-        Ok(())
-    }
-
-    /// The sum of a metric's samples whose labels include `labels`.
-    fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.registry
-            .gather()
-            .iter()
-            .filter(|f| f.name() == name)
-            .flat_map(|f| f.get_metric())
-            .filter(|m| {
-                let have: HashMap<&str, &str> = m
-                    .get_label()
-                    .iter()
-                    .map(|l| (l.name(), l.value()))
-                    .collect();
-                labels.iter().all(|(k, v)| have.get(k) == Some(v))
-            })
-            .map(|m| m.get_counter().get_value())
-            .sum()
+        self.0.stop().await
     }
 
     fn reads(&self) -> f64 {
         self.metric("topcoins_api_history_reads_total", &[])
-    }
-
-    async fn get(&self, path: &str) -> Result<Answer> {
-        self.get_with(path, &[]).await
-    }
-
-    /// One HTTP/1.1 request on a connection of its own, read until the server closes it.
-    async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Result<Answer> {
-        let addr = self.addr;
-        timeout(WAIT, async {
-            let mut stream = TcpStream::connect(addr).await?;
-            let mut request =
-                format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-            for (name, value) in headers {
-                request.push_str(&format!("{name}: {value}\r\n"));
-            }
-            request.push_str("\r\n");
-            stream.write_all(request.as_bytes()).await?;
-            let mut raw = Vec::new();
-            stream.read_to_end(&mut raw).await?;
-            let split = raw
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .context("no end of headers")?;
-            let head = std::str::from_utf8(&raw[..split])?;
-            let mut lines = head.split("\r\n");
-            let status = lines
-                .next()
-                .and_then(|l| l.split(' ').nth(1))
-                .context("no status line")?
-                .parse()?;
-            let headers = lines
-                .filter_map(|l| l.split_once(':'))
-                .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-                .collect();
-            anyhow::Ok(Answer {
-                status,
-                headers,
-                body: raw[split + 4..].to_vec(),
-            })
-        })
-        .await?
     }
 
     /// `GET /` once it serves 200.
@@ -266,24 +150,6 @@ impl Node {
             (a.status == 200).then(|| a.json()).transpose()
         })
         .await
-    }
-}
-
-/// Retries `check` until it gives `Some`, for at most [`WAIT`].
-async fn until<T, F, Fut>(what: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(value) = timeout(WAIT, check()).await?? {
-            return Ok(value);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out after {WAIT:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -2,17 +2,19 @@
 //! served with a strong ETag and counted like every other route. Against a real nats-server,
 //! with no actors: the node has no data, which every route must still describe.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use prometheus::Registry;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use topcoins_api::ApiConfig;
 use topcoins_api::http::ROUTES;
+
+use common::get;
 use topcoins_bus::NatsConfig;
 use topcoins_testkit::NatsServer;
 
@@ -105,58 +107,6 @@ fn limit_bounds_are_the_nodes() {
     assert_eq!(limit["schema"]["minimum"], 1);
     assert_eq!(limit["schema"]["maximum"], 700);
     assert_eq!(limit["schema"]["default"], 50);
-}
-
-/// A response as read off the socket: status, headers (names in lower case), body.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// One HTTP/1.1 request on a connection of its own, read until the server closes it.
-async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Answer> {
-    tokio::time::timeout(WAIT, async {
-        let mut stream = TcpStream::connect(addr).await?;
-        let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .context("no end of headers")?;
-        let head = std::str::from_utf8(&raw[..split])?;
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .context("no status line")?
-            .parse()?;
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        Ok(Answer {
-            status,
-            headers,
-            body: raw[split + 4..].to_vec(),
-        })
-    })
-    .await?
 }
 
 fn requests(registry: &Registry, route: &str, status: &str) -> f64 {
