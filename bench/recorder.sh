@@ -5,10 +5,14 @@
 # second on each backend. PostgreSQL is a private durable cluster (fsync on) started by the
 # examples through topcoins-testkit; run as root, as the tests do (initdb runs as `postgres`).
 #
-#   bench/recorder.sh [coins] [seconds]      defaults 10000 60
+#   bench/recorder.sh [coins] [seconds]      defaults 10000 150
+#
+# The lag runs roll up every minute of recorded time (TOPCOINS_ROLLUP_EVERY, default here
+# 1m; the recorder's own default is 5m), so a run holds two roll-ups or more.
 source "$(dirname "$0")/lib.sh"
 COINS=${1:-10000}
-SECONDS_RUN=${2:-60}
+SECONDS_RUN=${2:-150}
+export TOPCOINS_ROLLUP_EVERY=${TOPCOINS_ROLLUP_EVERY:-1m}
 echo "building release examples..." >&2
 (cd "$ROOT" && cargo build --release --locked -q -p topcoins-recorder --examples)
 NATS_SERVER_BIN=$("$ROOT/scripts/ensure-nats-server")

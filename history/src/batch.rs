@@ -1,21 +1,23 @@
-//! A batch: the candles one snapshot makes, ready for one write.
+//! A batch: the `1m` candles one snapshot makes, ready for one write.
 //!
-//! A snapshot becomes one sample per coin symbol, and each sample one candle per interval:
-//! the coarser intervals of recorded candles come straight from the samples, which is the
-//! same as rolling up the finer candles since the merge is associative. Samples of one batch
-//! that land on the same row are merged here first, so a batch holds each key once — what
-//! PostgreSQL's `INSERT … ON CONFLICT DO UPDATE` needs (it refuses to touch a row twice in
-//! one statement), and fewer statements for SQLite.
+//! A snapshot becomes one sample per coin symbol, and each sample one `1m` candle. The
+//! coarser intervals are the roll-up of the `1m` candles ([`crate::rollup`]): the merge is
+//! associative, so rolling up the minutes equals folding the samples into each interval
+//! directly ([`Batch::every_interval`] is that fold, the reference the stores are held to).
+//! Samples of one batch that land on the same row are merged here first, so a batch holds
+//! each key once — what PostgreSQL's `INSERT … ON CONFLICT DO UPDATE` needs (it refuses to
+//! touch a row twice in one statement), and fewer statements for SQLite.
 
 use std::collections::HashMap;
 
 use compact_str::CompactString;
 use topcoins_schemas::{PriceSnapshot, RankingSnapshot};
 
+use crate::rollup::{COARSE, roll_up};
 use crate::{Candle, Interval, Observation, Sample};
 
-/// Recorded candles, one per (symbol, interval, bucket), sorted by that key (one lock order
-/// for every writer).
+/// Recorded `1m` candles, one per (symbol, bucket), sorted by that key (one lock order for
+/// every writer).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {
     candles: Vec<Candle>,
@@ -38,7 +40,7 @@ fn key(c: &Candle) -> (&CompactString, Interval, i64) {
 }
 
 impl Batch {
-    /// Folds samples into candles of every interval.
+    /// Folds samples into `1m` candles.
     pub fn from_samples<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Self {
         let mut rows: HashMap<(CompactString, Interval, i64), Candle> = HashMap::new();
         for sample in samples {
@@ -46,30 +48,25 @@ impl Batch {
                 symbol: symbol_key(&sample.symbol),
                 ..sample.clone()
             };
-            for interval in Interval::ALL {
-                let candle = Candle::of_sample(&sample, interval);
-                rows.entry((candle.symbol.clone(), interval, candle.time))
-                    .and_modify(|held| held.merge(&candle))
-                    .or_insert(candle);
-            }
+            let candle = Candle::of_sample(&sample, Interval::M1);
+            rows.entry((candle.symbol.clone(), Interval::M1, candle.time))
+                .and_modify(|held| held.merge(&candle))
+                .or_insert(candle);
         }
         let mut candles: Vec<Candle> = rows.into_values().collect();
         candles.sort_by(|a, b| key(a).cmp(&key(b)));
         Batch { candles }
     }
 
-    /// Samples with one per symbol (what a snapshot gives): each makes its six candles
-    /// directly, no two of them on one row, so no merge is needed. Sorting the samples by
-    /// symbol first leaves the candles in key order (intervals are pushed in their order, and
-    /// one sample has one bucket per interval).
+    /// Samples with one per symbol (what a snapshot gives): each makes its candle directly,
+    /// no two of them on one row, so no merge is needed. Sorting the samples by symbol first
+    /// leaves the candles in key order.
     fn from_unique(mut samples: Vec<Sample>) -> Self {
         samples.sort_unstable_by(|a, b| a.symbol.cmp(&b.symbol));
-        let mut candles = Vec::with_capacity(samples.len() * Interval::ALL.len());
-        for sample in &samples {
-            for interval in Interval::ALL {
-                candles.push(Candle::of_sample(sample, interval));
-            }
-        }
+        let candles: Vec<Candle> = samples
+            .iter()
+            .map(|sample| Candle::of_sample(sample, Interval::M1))
+            .collect();
         debug_assert!(candles.windows(2).all(|w| key(&w[0]) < key(&w[1])));
         Batch { candles }
     }
@@ -151,8 +148,34 @@ impl Batch {
         self.candles = merged;
     }
 
+    /// The `1m` candles, in key order.
     pub fn candles(&self) -> &[Candle] {
         &self.candles
+    }
+
+    /// The candles of every interval these samples make: the `1m` ones and their roll-up
+    /// into each coarser interval, in key order. What the stores answer once the batch is
+    /// applied, whenever their roll-up runs.
+    pub fn every_interval(&self) -> Vec<Candle> {
+        let mut all = self.candles.clone();
+        all.extend(roll_up(&self.candles, &COARSE));
+        all.sort_by(|a, b| key(a).cmp(&key(b)));
+        all
+    }
+
+    /// What a store writes for this batch when the minutes before `through` (Unix ms, a
+    /// `1m` boundary) are already rolled up: every `1m` candle, and for a minute before
+    /// `through` (a late sample) its roll-up too, since the next roll-up starts at `through`
+    /// and would not see it. In key order.
+    pub(crate) fn to_write(&self, through: i64) -> Vec<Candle> {
+        let late: Vec<&Candle> = self.candles.iter().filter(|c| c.time < through).collect();
+        if late.is_empty() {
+            return self.candles.clone();
+        }
+        let mut rows = self.candles.clone();
+        rows.extend(roll_up(late, &COARSE));
+        rows.sort_by(|a, b| key(a).cmp(&key(b)));
+        rows
     }
 
     pub fn is_empty(&self) -> bool {
@@ -192,12 +215,10 @@ mod tests {
         )
         .unwrap();
         let batch = Batch::from_prices(&snapshot, 1_764_596_832_345);
-        assert_eq!(batch.len(), 12);
-        let btc: Vec<_> = batch
-            .candles()
-            .iter()
-            .filter(|c| c.symbol == "BTC")
-            .collect();
+        assert_eq!(batch.len(), 2);
+        assert!(batch.candles().iter().all(|c| c.interval == Interval::M1));
+        let every = batch.every_interval();
+        let btc: Vec<_> = every.iter().filter(|c| c.symbol == "BTC").collect();
         assert_eq!(btc.len(), 6);
         assert!(btc.iter().all(|c| c.price.unwrap().close == 100.0));
         assert!(batch.candles().iter().any(|c| c.symbol == "ETH"));
@@ -232,7 +253,7 @@ mod tests {
         }
         let all: Vec<Sample> = groups.iter().flatten().cloned().collect();
         assert_eq!(absorbed, Batch::from_samples(&all));
-        assert!(absorbed.len() > 12);
+        assert_eq!(absorbed.len(), 4);
     }
 
     #[test]
@@ -252,7 +273,7 @@ mod tests {
         )
         .unwrap();
         let batch = Batch::from_prices(&snapshot, 1_764_596_832_345);
-        assert_eq!(batch.len(), 300);
+        assert_eq!(batch.len(), 50);
         assert!(batch.candles().windows(2).all(|w| key(&w[0]) < key(&w[1])));
         // The same as the general path, sample by sample.
         let samples: Vec<Sample> = snapshot
@@ -282,16 +303,38 @@ mod tests {
         };
         // Two minutes: two 1m rows, one row of every coarser interval.
         let batch = Batch::from_samples(&[sample(60_000, 2.0), sample(120_000, 3.0)]);
-        assert_eq!(batch.len(), 7);
-        let day = batch
-            .candles()
-            .iter()
-            .find(|c| c.interval == Interval::D1)
-            .unwrap();
+        assert_eq!(batch.len(), 2);
+        let every = batch.every_interval();
+        assert_eq!(every.len(), 7);
+        let day = every.iter().find(|c| c.interval == Interval::D1).unwrap();
         let ohlc = day.price.unwrap();
         assert_eq!(
             (ohlc.open, ohlc.high, ohlc.low, ohlc.close),
             (2.0, 3.0, 2.0, 3.0)
         );
+    }
+
+    #[test]
+    fn only_late_minutes_are_rolled_up_on_the_write() {
+        let sample = |time, price| Sample {
+            symbol: "BTC".into(),
+            time,
+            observation: Observation::Price {
+                price_usd: price,
+                market_cap_usd: None,
+            },
+        };
+        let batch = Batch::from_samples(&[sample(60_000, 2.0), sample(600_000, 3.0)]);
+        // Nothing rolled up yet, or only before both: the minutes alone.
+        assert_eq!(batch.to_write(0), batch.candles());
+        assert_eq!(batch.to_write(60_000), batch.candles());
+        // The first minute is late: it comes with its five coarser rows, which hold it alone.
+        let rows = batch.to_write(120_000);
+        assert_eq!(rows.len(), 2 + 5);
+        assert!(rows.windows(2).all(|w| key(&w[0]) < key(&w[1])));
+        let day = rows.iter().find(|c| c.interval == Interval::D1).unwrap();
+        assert_eq!(day.price.unwrap().close, 2.0);
+        // Both late: the same rows as every interval at once.
+        assert_eq!(batch.to_write(660_000), batch.every_interval());
     }
 }

@@ -1,9 +1,10 @@
 //! The record of prices: candles per coin and interval, and the storage that keeps them.
 //!
 //! A price snapshot observed at `as_of` becomes one [`Sample`] per coin, each sample one
-//! [`Candle`] per [`Interval`] (`1m` … `1d`, buckets aligned in UTC), and the candles of one
-//! snapshot one [`Batch`], written in one transaction. Ranking snapshots add the rank and
-//! 24 h volume the same way. Backfilled candles (CryptoCompare's `histo*`) are stored as the
+//! `1m` [`Candle`], and the candles of one snapshot one [`Batch`], written in one
+//! transaction; the coarser [`Interval`]s (`5m` … `1d`, buckets aligned in UTC) are rolled up
+//! from the minutes ([`rollup`]), and every read of them includes the minutes not yet rolled
+//! up. Ranking snapshots add the rank and 24 h volume the same way. Backfilled candles (CryptoCompare's `histo*`) are stored as the
 //! provider gave them, and a recorded candle replaces a backfilled one of its bucket.
 //!
 //! **Candles are keyed by symbol** (upper case), not by a provider's id: the API serves
@@ -21,7 +22,8 @@
 //! Layout:
 //! - [`interval`]: [`Interval`], its names and bucket arithmetic, default retention.
 //! - [`candle`]: [`Sample`], [`Candle`] and the merge, the reference for the SQL.
-//! - [`batch`]: snapshots to samples to a [`Batch`] of candles with unique keys.
+//! - [`batch`]: snapshots to samples to a [`Batch`] of `1m` candles with unique keys.
+//! - [`rollup`]: the coarser intervals from `1m`: the mark, the overlay reads merge in.
 //! - [`progress`]: [`BackfillProgress`], what the backfill fetched per coin and interval.
 //! - [`store`]: the [`CandleStore`] trait, [`Range`] queries with keyset [`Cursor`]s,
 //!   [`Retention`], and [`Store`], the backend a [`DatabaseUrl`] names.
@@ -41,6 +43,7 @@ pub mod interval;
 pub mod migrate;
 pub mod postgres;
 pub mod progress;
+pub mod rollup;
 mod sql;
 pub mod sqlite;
 pub mod store;
@@ -52,6 +55,7 @@ pub use error::Error;
 pub use interval::Interval;
 pub use postgres::PostgresStore;
 pub use progress::BackfillProgress;
+pub use rollup::Rolled;
 pub use sqlite::SqliteStore;
 pub use store::{CandleStore, Cursor, MAX_LIMIT, PRUNE_STEP, Page, Range, Retention, Store};
 pub use url::{DatabaseUrl, PostgresUrl};

@@ -24,6 +24,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "backfills",
         sql: include_str!("../migrations/sqlite/0002_backfills.sql"),
     },
+    Migration {
+        version: 3,
+        name: "rollup",
+        sql: include_str!("../migrations/sqlite/0003_rollup.sql"),
+    },
 ];
 
 pub(crate) const POSTGRESQL: &[Migration] = &[
@@ -36,6 +41,11 @@ pub(crate) const POSTGRESQL: &[Migration] = &[
         version: 2,
         name: "backfills",
         sql: include_str!("../migrations/postgresql/0002_backfills.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "rollup",
+        sql: include_str!("../migrations/postgresql/0003_rollup.sql"),
     },
 ];
 

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::{
-    BackfillProgress, Batch, Candle, DatabaseUrl, Error, Interval, PostgresStore, Source,
+    BackfillProgress, Batch, Candle, DatabaseUrl, Error, Interval, PostgresStore, Rolled, Source,
     SqliteStore,
 };
 
@@ -102,10 +102,18 @@ pub trait CandleStore: Send + Sync {
     /// Brings the schema to this build's version. Called once at start; safe to call again.
     fn migrate(&self) -> impl Future<Output = Result<(), Error>> + Send;
 
-    /// Merges one batch (one snapshot, all six intervals) in one transaction. Recorded
-    /// candles replace backfilled ones of their bucket. Applying a batch again changes
-    /// nothing (the merge is a join, see [`Candle::merge`]).
+    /// Merges one batch (the `1m` candles of one or more snapshots) in one transaction; the
+    /// coarser intervals answer with them at once (see [`crate::rollup`]), and a minute
+    /// before the roll-up's mark is written into them too. Recorded candles replace
+    /// backfilled ones of their bucket. Applying a batch again changes nothing (the merge is
+    /// a join, see [`Candle::merge`]).
     fn apply(&self, batch: Batch) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Rolls the `1m` rows from the mark up to `until` (Unix ms, floored to a minute) into
+    /// the coarser intervals and moves the mark there, in one transaction. `until` at or
+    /// before the mark does nothing. No answer changes: reads already merge the minutes not
+    /// rolled up. What makes `1m` retention possible (it spares minutes at or after the mark).
+    fn rollup(&self, until: i64) -> impl Future<Output = Result<Rolled, Error>> + Send;
 
     /// Writes backfilled candles as the provider gave them: a backfilled row is replaced, a
     /// recorded one is left alone.
@@ -122,7 +130,8 @@ pub trait CandleStore: Send + Sync {
     -> impl Future<Output = Result<Vec<Candle>, Error>> + Send;
 
     /// Deletes the candles of `interval` whose bucket starts before `before` (Unix ms), in
-    /// steps of at most [`PRUNE_STEP`] rows per transaction; returns how many went.
+    /// steps of at most [`PRUNE_STEP`] rows per transaction; returns how many went. `1m`
+    /// rows at or after the roll-up's mark are kept whatever `before` says.
     fn prune(
         &self,
         interval: Interval,
@@ -252,6 +261,9 @@ impl CandleStore for Store {
     }
     async fn apply(&self, batch: Batch) -> Result<(), Error> {
         delegate!(self, s => s.apply(batch))
+    }
+    async fn rollup(&self, until: i64) -> Result<Rolled, Error> {
+        delegate!(self, s => s.rollup(until))
     }
     async fn upsert_backfilled(&self, candles: Vec<Candle>) -> Result<(), Error> {
         delegate!(self, s => s.upsert_backfilled(candles))

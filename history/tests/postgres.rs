@@ -106,7 +106,11 @@ async fn migrations_are_recorded_and_a_newer_schema_is_refused() {
     let versions: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(
         versions,
-        [(1, "candles".to_owned()), (2, "backfills".to_owned())]
+        [
+            (1, "candles".to_owned()),
+            (2, "backfills".to_owned()),
+            (3, "rollup".to_owned())
+        ]
     );
     client
         .batch_execute("INSERT INTO schema_migrations VALUES (99, 'future', 0)")

@@ -40,7 +40,11 @@ async fn the_file_is_wal_versioned_and_kept_across_opens() {
         .unwrap();
     assert_eq!(
         versions,
-        [(1, "candles".to_owned()), (2, "backfills".to_owned())]
+        [
+            (1, "candles".to_owned()),
+            (2, "backfills".to_owned()),
+            (3, "rollup".to_owned())
+        ]
     );
     let without_rowid: String = conn
         .query_row(

@@ -163,7 +163,7 @@ proptest! {
             prop_assert_eq!(fold(&samples, interval), fold(&replayed, interval));
         }
         // The batch fold (all intervals at once) agrees with the row-by-row one.
-        let mut batch: Vec<Candle> = Batch::from_samples(&replayed).candles().to_vec();
+        let mut batch: Vec<Candle> = Batch::from_samples(&replayed).every_interval();
         batch.sort_by_key(|c| (c.interval, c.time));
         let mut expected: Vec<Candle> = Interval::ALL.into_iter().flat_map(|i| fold(&samples, i)).collect();
         expected.sort_by_key(|c| (c.interval, c.time));

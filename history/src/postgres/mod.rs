@@ -11,10 +11,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use crate::migrate::{self, Migration};
+use crate::rollup::{self, COARSE, roll_up};
 use crate::sql::{Row, columns, every_coin, merge_recorded, replace_backfilled};
 use crate::store::{PRUNE_STEP, check_backfilled, pick_closes};
 use crate::url::PostgresUrl;
-use crate::{BackfillProgress, Batch, Candle, CandleStore, Error, Interval, Page, Range};
+use crate::{BackfillProgress, Batch, Candle, CandleStore, Error, Interval, Page, Range, Rolled};
 
 /// Connections the pool holds at most.
 pub const POOL_SIZE: usize = 8;
@@ -80,9 +81,60 @@ const SELECT_CLOSED_BY: &str = concat!(
     " FROM coins JOIN candles USING (symbol)
      WHERE candles.span = $1 AND candles.bucket_ms = (
        SELECT l.bucket_ms FROM candles l WHERE l.symbol = coins.symbol AND l.span = $1
-       AND l.bucket_ms <= $2 AND l.open IS NOT NULL AND l.close_ms <= $2
+       AND l.bucket_ms <= $2 AND l.bucket_ms < $3 AND l.open IS NOT NULL
+       AND l.close_ms <= $2
        ORDER BY l.bucket_ms DESC LIMIT 1)
      ORDER BY symbol"
+);
+
+/// The roll-up's mark (see [`crate::rollup`]), read by a write under a shared row lock: a
+/// roll-up's update of it waits for the writes that read it, and writes after it read the
+/// new mark.
+const SELECT_THROUGH_SHARED: &str = "SELECT through_ms FROM rollup WHERE id = 1 FOR SHARE";
+
+const SELECT_THROUGH_FOR_UPDATE: &str = "SELECT through_ms FROM rollup WHERE id = 1 FOR UPDATE";
+
+const SELECT_THROUGH: &str = "SELECT through_ms FROM rollup WHERE id = 1";
+
+const UPDATE_THROUGH: &str = "UPDATE rollup SET through_ms = $1 WHERE id = 1";
+
+/// A range of a coarser interval and what the overlay merges into it, in one statement (one
+/// snapshot): the priced rows with the page's limit, the unpriced rows from the mark's
+/// bucket on, and the `1m` rows from the mark on (`$6`: the interval's length, `$7`: the
+/// end of the minutes the range needs).
+const SELECT_RANGE_ROLLED: &str = concat!(
+    "(SELECT ",
+    columns!(),
+    " FROM candles WHERE symbol = $1 AND span = $2 AND bucket_ms >= $3 AND bucket_ms < $4
+      AND open IS NOT NULL ORDER BY bucket_ms LIMIT $5)
+     UNION ALL (SELECT ",
+    columns!(),
+    " FROM candles WHERE symbol = $1 AND span = $2 AND open IS NULL
+      AND bucket_ms >= GREATEST($3, (SELECT through_ms - through_ms % $6 FROM rollup WHERE id = 1))
+      AND bucket_ms < $4)
+     UNION ALL (SELECT ",
+    columns!(),
+    " FROM candles WHERE symbol = $1 AND span = '1m'
+      AND bucket_ms >= GREATEST($3, (SELECT through_ms FROM rollup WHERE id = 1))
+      AND bucket_ms < $7)"
+);
+
+/// Every coin's `1m` rows in `$1..$2`: one index range per coin (a lateral join, so the
+/// plan is the loose scan's seeks whatever the planner guesses of the coins' number).
+const SELECT_MINUTES: &str = concat!(
+    every_coin!(),
+    "SELECT m.* FROM coins, LATERAL (SELECT ",
+    columns!(),
+    " FROM candles c WHERE c.symbol = coins.symbol AND c.span = '1m'
+       AND c.bucket_ms >= $1 AND c.bucket_ms < $2) m"
+);
+
+/// Every coin's rows of one interval (`$1`) from a bucket (`$2`) on, priced or not.
+const SELECT_RECENT: &str = concat!(
+    every_coin!(),
+    "SELECT m.* FROM coins, LATERAL (SELECT ",
+    columns!(),
+    " FROM candles c WHERE c.symbol = coins.symbol AND c.span = $1 AND c.bucket_ms >= $2) m"
 );
 
 const NEXT_SYMBOL: &str = "SELECT min(symbol) FROM candles WHERE symbol > $1";
@@ -266,6 +318,38 @@ impl Columns {
     }
 }
 
+/// Writes recorded candles (sorted by key, unique) through the merge: one statement.
+async fn write_recorded(
+    tx: &deadpool_postgres::Transaction<'_>,
+    candles: &[Candle],
+) -> Result<(), Error> {
+    if candles.is_empty() {
+        return Ok(());
+    }
+    let c = Columns::of(candles);
+    let stmt = tx.prepare_cached(INSERT_RECORDED).await?;
+    tx.execute(
+        &stmt,
+        &[
+            &c.symbol,
+            &c.span,
+            &c.bucket_ms,
+            &c.open_ms,
+            &c.open,
+            &c.high,
+            &c.low,
+            &c.close_ms,
+            &c.close,
+            &c.market_cap,
+            &c.rank_ms,
+            &c.rank,
+            &c.volume_24h,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 impl CandleStore for PostgresStore {
     async fn migrate(&self) -> Result<(), Error> {
         let mut client = self.client().await?;
@@ -276,30 +360,42 @@ impl CandleStore for PostgresStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let c = Columns::of(batch.candles());
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(INSERT_RECORDED).await?;
-        client
-            .execute(
-                &stmt,
-                &[
-                    &c.symbol,
-                    &c.span,
-                    &c.bucket_ms,
-                    &c.open_ms,
-                    &c.open,
-                    &c.high,
-                    &c.low,
-                    &c.close_ms,
-                    &c.close,
-                    &c.market_cap,
-                    &c.rank_ms,
-                    &c.rank,
-                    &c.volume_24h,
-                ],
-            )
-            .await?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mark: i64 = tx.query_one(SELECT_THROUGH_SHARED, &[]).await?.get(0);
+        write_recorded(&tx, &batch.to_write(mark)).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn rollup(&self, until: i64) -> Result<Rolled, Error> {
+        let until = Interval::M1.bucket_start(until);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let from: i64 = tx.query_one(SELECT_THROUGH_FOR_UPDATE, &[]).await?.get(0);
+        if until <= from {
+            tx.commit().await?;
+            return Ok(Rolled {
+                through: from,
+                ..Rolled::default()
+            });
+        }
+        let stmt = tx.prepare_cached(SELECT_MINUTES).await?;
+        let minutes = tx
+            .query(&stmt, &[&from, &until])
+            .await?
+            .iter()
+            .map(read_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let rows = roll_up(&minutes, &COARSE);
+        write_recorded(&tx, &rows).await?;
+        tx.execute(UPDATE_THROUGH, &[&until]).await?;
+        tx.commit().await?;
+        Ok(Rolled {
+            minutes: minutes.len() as u64,
+            rows: rows.len() as u64,
+            through: until,
+        })
     }
 
     async fn upsert_backfilled(&self, candles: Vec<Candle>) -> Result<(), Error> {
@@ -352,26 +448,86 @@ impl CandleStore for PostgresStore {
 
     async fn range(&self, range: &Range) -> Result<Page, Error> {
         let (symbol, lower, upper, limit) = range.bounds()?;
-        let span = range.interval.as_str();
+        let interval = range.interval;
+        let span = interval.as_str();
         let client = self.client().await?;
-        let stmt = client.prepare_cached(SELECT_RANGE).await?;
+        if interval == Interval::M1 {
+            let stmt = client.prepare_cached(SELECT_RANGE).await?;
+            let rows = client
+                .query(&stmt, &[&symbol.as_str(), &span, &lower, &upper, &limit])
+                .await?;
+            let candles = rows.iter().map(read_row).collect::<Result<_, _>>()?;
+            return Ok(Page::from_rows(candles, limit));
+        }
+        let stmt = client.prepare_cached(SELECT_RANGE_ROLLED).await?;
         let rows = client
-            .query(&stmt, &[&symbol.as_str(), &span, &lower, &upper, &limit])
+            .query(
+                &stmt,
+                &[
+                    &symbol.as_str(),
+                    &span,
+                    &lower,
+                    &upper,
+                    &limit,
+                    &interval.millis(),
+                    &rollup::minutes_upper(interval, upper),
+                ],
+            )
             .await?;
-        let candles = rows.iter().map(read_row).collect::<Result<_, _>>()?;
+        let (minutes, stored): (Vec<Candle>, Vec<Candle>) = rows
+            .iter()
+            .map(read_row)
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .partition(|c| c.interval == Interval::M1);
+        let candles = rollup::range_rows(stored, &minutes, interval, lower, upper, limit);
         Ok(Page::from_rows(candles, limit))
     }
 
     async fn latest(&self, interval: Interval) -> Result<Vec<Candle>, Error> {
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(SELECT_LATEST).await?;
-        let rows = client.query(&stmt, &[&interval.as_str()]).await?;
-        rows.iter().map(read_row).collect()
+        let mut client = self.client().await?;
+        // One snapshot for the mark and the rows.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let read = |rows: Vec<tokio_postgres::Row>| -> Result<Vec<Candle>, Error> {
+            rows.iter().map(read_row).collect()
+        };
+        let stmt = tx.prepare_cached(SELECT_LATEST).await?;
+        let latest = read(tx.query(&stmt, &[&interval.as_str()]).await?)?;
+        if interval == Interval::M1 {
+            tx.commit().await?;
+            return Ok(latest);
+        }
+        let mark: i64 = tx.query_one(SELECT_THROUGH, &[]).await?.get(0);
+        let stmt = tx.prepare_cached(SELECT_RECENT).await?;
+        let recent = read(
+            tx.query(
+                &stmt,
+                &[&interval.as_str(), &rollup::open_from(interval, mark)],
+            )
+            .await?,
+        )?;
+        let stmt = tx.prepare_cached(SELECT_MINUTES).await?;
+        let minutes = read(tx.query(&stmt, &[&mark, &i64::MAX]).await?)?;
+        tx.commit().await?;
+        Ok(rollup::latest_rows(latest, recent, &minutes, interval))
     }
 
     async fn prune(&self, interval: Interval, before: i64) -> Result<u64, Error> {
         let span = interval.as_str();
         let mut client = self.client().await?;
+        // Minutes not rolled up yet are the only record of their samples in the coarser
+        // intervals: kept whatever the retention says (the mark only moves on).
+        let before = if interval == Interval::M1 {
+            let mark: i64 = client.query_one(SELECT_THROUGH, &[]).await?.get(0);
+            before.min(mark)
+        } else {
+            before
+        };
         let mut total = 0u64;
         let mut after = String::new();
         // Steps of one short transaction each, as in SQLite: the row locks a step takes are
@@ -444,15 +600,45 @@ impl CandleStore for PostgresStore {
     }
 
     async fn closes_at(&self, at: i64) -> Result<Vec<Candle>, Error> {
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(SELECT_CLOSED_BY).await?;
-        let mut candidates = Vec::new();
-        for interval in Interval::ALL {
-            let rows = client.query(&stmt, &[&interval.as_str(), &at]).await?;
-            for row in &rows {
-                candidates.push(read_row(row)?);
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let read = |rows: Vec<tokio_postgres::Row>| -> Result<Vec<Candle>, Error> {
+            rows.iter().map(read_row).collect()
+        };
+        let mark: i64 = tx.query_one(SELECT_THROUGH, &[]).await?.get(0);
+        let closed_by = tx.prepare_cached(SELECT_CLOSED_BY).await?;
+        let mut candidates = read(
+            tx.query(&closed_by, &[&Interval::M1.as_str(), &at, &i64::MAX])
+                .await?,
+        )?;
+        let mut minutes = None;
+        for interval in COARSE {
+            // Stored buckets before the mark's are complete; from it on, overlaid.
+            let open = rollup::open_from(interval, mark);
+            let stored = read(
+                tx.query(&closed_by, &[&interval.as_str(), &at, &open])
+                    .await?,
+            )?;
+            if at < open {
+                candidates.extend(stored);
+                continue;
             }
+            if minutes.is_none() {
+                let stmt = tx.prepare_cached(SELECT_MINUTES).await?;
+                minutes = Some(read(tx.query(&stmt, &[&mark, &i64::MAX]).await?)?);
+            }
+            let stmt = tx.prepare_cached(SELECT_RECENT).await?;
+            let recent = read(tx.query(&stmt, &[&interval.as_str(), &open]).await?)?;
+            let later =
+                rollup::closes_rows(recent, minutes.as_deref().unwrap_or_default(), interval, at);
+            candidates.extend(rollup::prefer_later(stored, later));
         }
+        tx.commit().await?;
         Ok(pick_closes(candidates))
     }
 }

@@ -12,9 +12,10 @@ use compact_str::CompactString;
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use crate::migrate::{self, Migration};
+use crate::rollup::{self, COARSE, roll_up};
 use crate::sql::{Row, columns, every_coin, merge_recorded, replace_backfilled};
 use crate::store::{PRUNE_STEP, check_backfilled, pick_closes};
-use crate::{BackfillProgress, Batch, Candle, CandleStore, Error, Interval, Page, Range};
+use crate::{BackfillProgress, Batch, Candle, CandleStore, Error, Interval, Page, Range, Rolled};
 use worker::Worker;
 
 /// How long a statement waits for another process's lock before giving up.
@@ -109,9 +110,54 @@ const SELECT_CLOSED_BY: &str = concat!(
     " FROM coins JOIN candles USING (symbol)
      WHERE candles.span = ?1 AND candles.bucket_ms = (
        SELECT l.bucket_ms FROM candles l WHERE l.symbol = coins.symbol AND l.span = ?1
-       AND l.bucket_ms <= ?2 AND l.open IS NOT NULL AND l.close_ms <= ?2
+       AND l.bucket_ms <= ?2 AND l.bucket_ms < ?3 AND l.open IS NOT NULL
+       AND l.close_ms <= ?2
        ORDER BY l.bucket_ms DESC LIMIT 1)
      ORDER BY symbol"
+);
+
+/// The roll-up's mark (see [`crate::rollup`]).
+const SELECT_THROUGH: &str = "SELECT through_ms FROM rollup WHERE id = 1";
+
+const UPDATE_THROUGH: &str = "UPDATE rollup SET through_ms = ?1 WHERE id = 1";
+
+/// A range of a coarser interval and what the overlay merges into it, in one statement (one
+/// snapshot of the file): the priced rows with the page's limit, the unpriced rows from the
+/// mark's bucket on (a rank the minutes after the mark may price), and the `1m` rows from
+/// the mark on (`?6`: the interval's length, `?7`: the end of the minutes the range needs).
+const SELECT_RANGE_ROLLED: &str = concat!(
+    "SELECT * FROM (SELECT ",
+    columns!(),
+    " FROM candles WHERE symbol = ?1 AND span = ?2 AND bucket_ms >= ?3 AND bucket_ms < ?4
+      AND open IS NOT NULL ORDER BY bucket_ms LIMIT ?5)
+     UNION ALL SELECT ",
+    columns!(),
+    " FROM candles WHERE symbol = ?1 AND span = ?2 AND open IS NULL
+      AND bucket_ms >= max(?3, (SELECT through_ms - through_ms % ?6 FROM rollup WHERE id = 1))
+      AND bucket_ms < ?4
+     UNION ALL SELECT ",
+    columns!(),
+    " FROM candles WHERE symbol = ?1 AND span = '1m'
+      AND bucket_ms >= max(?3, (SELECT through_ms FROM rollup WHERE id = 1))
+      AND bucket_ms < ?7"
+);
+
+/// Every coin's `1m` rows in `?1..?2`: one seek per coin.
+const SELECT_MINUTES: &str = concat!(
+    every_coin!(),
+    "SELECT ",
+    columns!(),
+    " FROM coins JOIN candles USING (symbol)
+     WHERE candles.span = '1m' AND candles.bucket_ms >= ?1 AND candles.bucket_ms < ?2"
+);
+
+/// Every coin's rows of one interval (`?1`) from a bucket (`?2`) on, priced or not.
+const SELECT_RECENT: &str = concat!(
+    every_coin!(),
+    "SELECT ",
+    columns!(),
+    " FROM coins JOIN candles USING (symbol)
+     WHERE candles.span = ?1 AND candles.bucket_ms >= ?2"
 );
 
 const NEXT_SYMBOL: &str = "SELECT min(symbol) FROM candles WHERE symbol > ?1";
@@ -249,6 +295,54 @@ fn read_rows(
     Ok(out)
 }
 
+/// Writes recorded candles (sorted by key, unique) through the merge, [`ROWS_PER_INSERT`]
+/// rows a statement and the rest one by one.
+fn write_recorded(tx: &rusqlite::Transaction<'_>, candles: &[Candle]) -> Result<(), Error> {
+    let mut chunks = candles.chunks_exact(ROWS_PER_INSERT);
+    if candles.len() >= ROWS_PER_INSERT {
+        let mut insert = tx.prepare_cached(&INSERT_RECORDED_MANY)?;
+        let mut rows: Vec<Row> = Vec::with_capacity(ROWS_PER_INSERT);
+        for chunk in chunks.by_ref() {
+            rows.clear();
+            rows.extend(chunk.iter().map(Row::from));
+            let symbols: Vec<&str> = rows.iter().map(|r| r.symbol.as_str()).collect();
+            let mut values: Vec<&dyn rusqlite::ToSql> =
+                Vec::with_capacity(ROWS_PER_INSERT * RECORDED_PARAMS);
+            for (r, symbol) in rows.iter().zip(&symbols) {
+                values.extend(recorded_params(r, symbol));
+            }
+            insert.execute(values.as_slice())?;
+        }
+    }
+    let mut insert = tx.prepare_cached(INSERT_RECORDED)?;
+    for c in chunks.remainder() {
+        let r = Row::from(c);
+        insert.execute(params![
+            r.symbol.as_str(),
+            r.span,
+            r.bucket_ms,
+            r.open_ms,
+            r.open,
+            r.high,
+            r.low,
+            r.close_ms,
+            r.close,
+            r.market_cap,
+            r.rank_ms,
+            r.rank,
+            r.volume_24h,
+        ])?;
+    }
+    Ok(())
+}
+
+/// The roll-up's mark.
+fn through(conn: &Connection) -> Result<i64, Error> {
+    Ok(conn
+        .prepare_cached(SELECT_THROUGH)?
+        .query_row([], |r| r.get(0))?)
+}
+
 /// One prune step: deletes up to [`PRUNE_STEP`] rows, symbol after symbol from the first
 /// one after `after`, in one short transaction. Returns what it deleted and where the next
 /// step starts (`None`: the sweep is done).
@@ -259,6 +353,13 @@ fn prune_step(
     mut after: String,
 ) -> Result<(u64, Option<String>), Error> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Minutes not rolled up yet are the only record of their samples in the coarser
+    // intervals: kept whatever the retention says.
+    let before = if span == Interval::M1.as_str() {
+        before.min(through(&tx)?)
+    } else {
+        before
+    };
     let mut deleted = 0usize;
     let next_step = {
         let mut next = tx.prepare_cached(NEXT_SYMBOL)?;
@@ -298,47 +399,39 @@ impl CandleStore for SqliteStore {
         self.writer
             .call(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                {
-                    let candles = batch.candles();
-                    let mut chunks = candles.chunks_exact(ROWS_PER_INSERT);
-                    if candles.len() >= ROWS_PER_INSERT {
-                        let mut insert = tx.prepare_cached(&INSERT_RECORDED_MANY)?;
-                        let mut rows: Vec<Row> = Vec::with_capacity(ROWS_PER_INSERT);
-                        for chunk in chunks.by_ref() {
-                            rows.clear();
-                            rows.extend(chunk.iter().map(Row::from));
-                            let symbols: Vec<&str> =
-                                rows.iter().map(|r| r.symbol.as_str()).collect();
-                            let mut values: Vec<&dyn rusqlite::ToSql> =
-                                Vec::with_capacity(ROWS_PER_INSERT * RECORDED_PARAMS);
-                            for (r, symbol) in rows.iter().zip(&symbols) {
-                                values.extend(recorded_params(r, symbol));
-                            }
-                            insert.execute(values.as_slice())?;
-                        }
-                    }
-                    let mut insert = tx.prepare_cached(INSERT_RECORDED)?;
-                    for c in chunks.remainder() {
-                        let r = Row::from(c);
-                        insert.execute(params![
-                            r.symbol.as_str(),
-                            r.span,
-                            r.bucket_ms,
-                            r.open_ms,
-                            r.open,
-                            r.high,
-                            r.low,
-                            r.close_ms,
-                            r.close,
-                            r.market_cap,
-                            r.rank_ms,
-                            r.rank,
-                            r.volume_24h,
-                        ])?;
-                    }
-                }
+                let rows = batch.to_write(through(&tx)?);
+                write_recorded(&tx, &rows)?;
                 tx.commit()?;
                 Ok(())
+            })
+            .await
+    }
+
+    async fn rollup(&self, until: i64) -> Result<Rolled, Error> {
+        let until = Interval::M1.bucket_start(until);
+        self.writer
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let from = through(&tx)?;
+                if until <= from {
+                    return Ok(Rolled {
+                        through: from,
+                        ..Rolled::default()
+                    });
+                }
+                let minutes = {
+                    let mut stmt = tx.prepare_cached(SELECT_MINUTES)?;
+                    read_rows(&mut stmt, params![from, until])?
+                };
+                let rows = roll_up(&minutes, &COARSE);
+                write_recorded(&tx, &rows)?;
+                tx.prepare_cached(UPDATE_THROUGH)?.execute([until])?;
+                tx.commit()?;
+                Ok(Rolled {
+                    minutes: minutes.len() as u64,
+                    rows: rows.len() as u64,
+                    through: until,
+                })
             })
             .await
     }
@@ -380,15 +473,36 @@ impl CandleStore for SqliteStore {
 
     async fn range(&self, range: &Range) -> Result<Page, Error> {
         let (symbol, lower, upper, limit) = range.bounds()?;
-        let span = range.interval.as_str();
+        let interval = range.interval;
+        let span = interval.as_str();
         let rows = self
             .reader
             .call(move |conn| {
-                let mut stmt = conn.prepare_cached(SELECT_RANGE)?;
-                read_rows(
+                if interval == Interval::M1 {
+                    let mut stmt = conn.prepare_cached(SELECT_RANGE)?;
+                    return read_rows(
+                        &mut stmt,
+                        params![symbol.as_str(), span, lower, upper, limit],
+                    );
+                }
+                let mut stmt = conn.prepare_cached(SELECT_RANGE_ROLLED)?;
+                let (minutes, stored): (Vec<Candle>, Vec<Candle>) = read_rows(
                     &mut stmt,
-                    params![symbol.as_str(), span, lower, upper, limit],
-                )
+                    params![
+                        symbol.as_str(),
+                        span,
+                        lower,
+                        upper,
+                        limit,
+                        interval.millis(),
+                        rollup::minutes_upper(interval, upper),
+                    ],
+                )?
+                .into_iter()
+                .partition(|c| c.interval == Interval::M1);
+                Ok(rollup::range_rows(
+                    stored, &minutes, interval, lower, upper, limit,
+                ))
             })
             .await?;
         Ok(Page::from_rows(rows, limit))
@@ -398,8 +512,22 @@ impl CandleStore for SqliteStore {
         let span = interval.as_str();
         self.reader
             .call(move |conn| {
-                let mut stmt = conn.prepare_cached(SELECT_LATEST)?;
-                read_rows(&mut stmt, params![span])
+                // One read transaction: the mark and the rows are of one snapshot.
+                let tx = conn.transaction()?;
+                let latest = read_rows(&mut tx.prepare_cached(SELECT_LATEST)?, params![span])?;
+                if interval == Interval::M1 {
+                    return Ok(latest);
+                }
+                let mark = through(&tx)?;
+                let recent = read_rows(
+                    &mut tx.prepare_cached(SELECT_RECENT)?,
+                    params![span, rollup::open_from(interval, mark)],
+                )?;
+                let minutes = read_rows(
+                    &mut tx.prepare_cached(SELECT_MINUTES)?,
+                    params![mark, i64::MAX],
+                )?;
+                Ok(rollup::latest_rows(latest, recent, &minutes, interval))
             })
             .await
     }
@@ -461,10 +589,41 @@ impl CandleStore for SqliteStore {
         let candidates = self
             .reader
             .call(move |conn| {
-                let mut stmt = conn.prepare_cached(SELECT_CLOSED_BY)?;
-                let mut out = Vec::new();
-                for interval in Interval::ALL {
-                    out.extend(read_rows(&mut stmt, params![interval.as_str(), at])?);
+                let tx = conn.transaction()?;
+                let mark = through(&tx)?;
+                let mut out = read_rows(
+                    &mut tx.prepare_cached(SELECT_CLOSED_BY)?,
+                    params![Interval::M1.as_str(), at, i64::MAX],
+                )?;
+                let mut minutes = None;
+                for interval in COARSE {
+                    // Stored buckets before the mark's are complete; from it on, overlaid.
+                    let open = rollup::open_from(interval, mark);
+                    let stored = read_rows(
+                        &mut tx.prepare_cached(SELECT_CLOSED_BY)?,
+                        params![interval.as_str(), at, open],
+                    )?;
+                    if at < open {
+                        out.extend(stored);
+                        continue;
+                    }
+                    if minutes.is_none() {
+                        minutes = Some(read_rows(
+                            &mut tx.prepare_cached(SELECT_MINUTES)?,
+                            params![mark, i64::MAX],
+                        )?);
+                    }
+                    let recent = read_rows(
+                        &mut tx.prepare_cached(SELECT_RECENT)?,
+                        params![interval.as_str(), open],
+                    )?;
+                    let later = rollup::closes_rows(
+                        recent,
+                        minutes.as_deref().unwrap_or_default(),
+                        interval,
+                        at,
+                    );
+                    out.extend(rollup::prefer_later(stored, later));
                 }
                 Ok(out)
             })

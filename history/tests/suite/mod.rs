@@ -32,6 +32,7 @@ macro_rules! behaviours {
             sql_merge_equals_the_reference,
             backfill_progress_is_kept_per_coin_and_interval,
             closes_at_is_each_coins_last_price_by_then,
+            rollups_change_no_answer,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {
@@ -132,7 +133,7 @@ fn ohlc(c: &Candle) -> (f64, f64, f64, f64) {
 /// The candles of some samples as the reference merge computes them, priced rows only.
 fn reference(samples: &[Sample], symbol: &str, interval: Interval) -> Vec<Candle> {
     let mut rows: Vec<Candle> = Batch::from_samples(samples)
-        .candles()
+        .every_interval()
         .iter()
         .filter(|c| c.symbol == symbol && c.interval == interval && c.price.is_some())
         .cloned()
@@ -387,7 +388,18 @@ pub async fn retention_deletes_only_what_it_should(store: &impl CandleStore) {
     }
     store.apply(Batch::from_samples(&samples)).await.unwrap();
     let cutoff = DAY0 + 36 * HOUR + 30_000; // not aligned: a bucket starting before it goes
-    let deleted = store.prune(Interval::M1, cutoff).await.unwrap();
+    // Minutes not rolled up are kept: before the roll-up, and after one that stopped short of
+    // the cutoff, only the rolled-up ones go.
+    assert_eq!(store.prune(Interval::M1, cutoff).await.unwrap(), 0);
+    let rolled = store.rollup(DAY0 + 10 * HOUR + 59_999).await.unwrap();
+    assert_eq!(rolled.through, DAY0 + 10 * HOUR);
+    assert_eq!(rolled.minutes, 3 * 10 * 60);
+    assert_eq!(
+        store.prune(Interval::M1, cutoff).await.unwrap(),
+        3 * 10 * 60
+    );
+    store.rollup(DAY0 + 2 * 24 * HOUR).await.unwrap();
+    let deleted = 3 * 10 * 60 + store.prune(Interval::M1, cutoff).await.unwrap();
     let per_coin = 36 * 60 + 1;
     assert!(per_coin > PRUNE_STEP as i64);
     assert_eq!(deleted, 3 * per_coin as u64);
@@ -618,7 +630,9 @@ pub async fn closes_at_is_each_coins_last_price_by_then(store: &impl CandleStore
             ("ETH".to_owned(), Interval::H1, 51.0),
         ]
     );
-    // The minutes (and 5, 15 minutes) pruned: the hours answer, still without a later sample.
+    // The minutes (and 5, 15 minutes) rolled up and pruned: the hours answer, still without
+    // a later sample.
+    store.rollup(DAY0 + 3 * HOUR).await.unwrap();
     for interval in [Interval::M1, Interval::M5, Interval::M15] {
         store.prune(interval, DAY0 + 3 * HOUR).await.unwrap();
     }
@@ -636,3 +650,224 @@ pub async fn closes_at_is_each_coins_last_price_by_then(store: &impl CandleStore
         ]
     );
 }
+
+/// What the store should answer for `symbol` and `interval` after these recorded samples and
+/// backfilled candles: the recorded fold, and the backfilled rows of buckets nothing was
+/// recorded in.
+fn expected(
+    samples: &[Sample],
+    backfill: &[Candle],
+    symbol: &str,
+    interval: Interval,
+) -> Vec<Candle> {
+    let mut rows = reference(samples, symbol, interval);
+    for b in backfill {
+        if b.symbol == symbol && b.interval == interval && !rows.iter().any(|r| r.time == b.time) {
+            rows.push(b.clone());
+        }
+    }
+    rows.sort_by_key(|c| c.time);
+    rows
+}
+
+/// `closes_at` by its definition, from the expected rows of every interval.
+fn expected_closes(
+    rows: &[(String, Interval, Vec<Candle>)],
+    at: i64,
+) -> Vec<(String, Interval, f64)> {
+    let mut best: std::collections::BTreeMap<String, (i64, std::cmp::Reverse<Interval>, f64)> =
+        std::collections::BTreeMap::new();
+    for (symbol, interval, candles) in rows {
+        let Some(c) = candles
+            .iter()
+            .rev()
+            .find(|c| c.time <= at && c.price.unwrap().close_time <= at)
+        else {
+            continue;
+        };
+        let p = c.price.unwrap();
+        let key = (p.close_time, std::cmp::Reverse(*interval), p.close);
+        if best
+            .get(symbol)
+            .is_none_or(|held| (held.0, held.1) < (key.0, key.1))
+        {
+            best.insert(symbol.clone(), key);
+        }
+    }
+    best.into_iter()
+        .map(|(s, (_, std::cmp::Reverse(i), close))| (s, i, close))
+        .collect()
+}
+
+/// The roll-up (`1m` written per snapshot, the coarser intervals rolled up from it, reads
+/// merging in what is not rolled up yet) is invisible: with roll-ups at random points, some
+/// going backwards, samples arriving late (before the mark), rankings and backfilled rows
+/// mixed in, every range (paged, unaligned bounds), `latest` and `closes_at` equal what the
+/// samples make; and once everything is rolled up the minutes can all go and the coarser
+/// intervals still answer the same.
+pub async fn rollups_change_no_answer(store: &impl CandleStore) {
+    let symbols = ["AAA", "BBB", "CCC", "DDD"];
+    let mut rng = Rng(0x0011_2233_4455_6677);
+    let start = DAY0 + 21 * HOUR; // across a UTC midnight: two daily buckets
+    let backfill: Vec<Candle> = (0..8)
+        .flat_map(|h| {
+            [
+                backfilled("DDD", Interval::H1, start + h * HOUR, 40.0 + h as f64),
+                backfilled("CCC", Interval::H1, start - HOUR + h * HOUR, 30.0),
+            ]
+        })
+        .chain([
+            backfilled("DDD", Interval::D1, DAY0, 44.0),
+            backfilled("DDD", Interval::D1, DAY0 + 24 * HOUR, 45.0),
+        ])
+        .collect();
+    store.upsert_backfilled(backfill.clone()).await.unwrap();
+    let mut applied: Vec<Sample> = Vec::new();
+    let mut newest = start;
+    let check = |applied: Vec<Sample>| {
+        let backfill = backfill.clone();
+        async move {
+            let mut every = Vec::new();
+            for symbol in symbols {
+                for interval in Interval::ALL {
+                    let want = expected(&applied, &backfill, symbol, interval);
+                    assert_eq!(
+                        all(store, symbol, interval).await,
+                        want,
+                        "{symbol} {interval}"
+                    );
+                    every.push((symbol.to_owned(), interval, want));
+                }
+            }
+            // Pages of 3 between unaligned bounds.
+            for interval in [Interval::M5, Interval::H1, Interval::D1] {
+                let (from, to) = (start + 7 * MIN + 1, start + 4 * HOUR + 13 * MIN);
+                let mut got = Vec::new();
+                let mut cursor = None;
+                loop {
+                    let page = store
+                        .range(&Range {
+                            symbol: "aaa".into(),
+                            interval,
+                            from,
+                            to,
+                            limit: 3,
+                            cursor,
+                        })
+                        .await
+                        .unwrap();
+                    assert!(page.candles.len() <= 3);
+                    got.extend(page.candles);
+                    match page.next_cursor {
+                        Some(next) => cursor = Some(next),
+                        None => break,
+                    }
+                }
+                let want: Vec<Candle> = expected(&applied, &backfill, "AAA", interval)
+                    .into_iter()
+                    .filter(|c| c.time >= from && c.time < to)
+                    .collect();
+                assert_eq!(got, want, "pages of {interval}");
+            }
+            for interval in Interval::ALL {
+                let want: Vec<Candle> = every
+                    .iter()
+                    .filter(|(_, i, _)| *i == interval)
+                    .filter_map(|(_, _, rows)| rows.last().cloned())
+                    .collect();
+                assert_eq!(
+                    store.latest(interval).await.unwrap(),
+                    want,
+                    "latest {interval}"
+                );
+            }
+            for at in [
+                start + 30 * MIN + 1,
+                start + 3 * HOUR,
+                start + 5 * HOUR + 7_000,
+            ] {
+                let got: Vec<(String, Interval, f64)> = store
+                    .closes_at(at)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| (c.symbol.to_string(), c.interval, c.price.unwrap().close))
+                    .collect();
+                assert_eq!(got, expected_closes(&every, at), "closes at {at}");
+            }
+        }
+    };
+    for step in 0..60 {
+        // A batch of samples a few seconds to minutes on; one in five holds late ones.
+        let mut batch = Vec::new();
+        for _ in 0..1 + rng.below(6) {
+            let late = rng.below(5) == 0;
+            let time = if late {
+                newest - rng.below(40 * MIN as u64) as i64
+            } else {
+                newest + rng.below(3 * MIN as u64) as i64
+            };
+            newest = newest.max(time);
+            let symbol = symbols[rng.below(4) as usize];
+            let observation = if rng.below(4) == 0 {
+                Observation::Rank {
+                    rank: 1 + rng.below(4) as u32,
+                    volume_24h_usd: Some(rng.below(9) as f64),
+                }
+            } else {
+                Observation::Price {
+                    price_usd: 1.0 + rng.below(20) as f64,
+                    market_cap_usd: (rng.below(2) == 0).then(|| rng.below(9) as f64 * 1e6),
+                }
+            };
+            batch.push(Sample {
+                symbol: symbol.into(),
+                time,
+                observation,
+            });
+        }
+        store.apply(Batch::from_samples(&batch)).await.unwrap();
+        applied.extend(batch);
+        if rng.below(3) == 0 {
+            // Up to a random recent time, sometimes before the mark (nothing to do).
+            let until = newest - rng.below(30 * MIN as u64) as i64;
+            let rolled = store.rollup(until).await.unwrap();
+            assert!(rolled.through >= Interval::M1.bucket_start(until));
+        }
+        if step % 15 == 14 {
+            check(applied.clone()).await;
+        }
+    }
+    assert!(newest > start + 4 * HOUR, "the samples span several hours");
+    // Everything rolled up: the minutes may all go, the coarser intervals keep the samples.
+    let rolled = store.rollup(newest + MIN).await.unwrap();
+    assert!(rolled.rows > 0);
+    for symbol in symbols {
+        for interval in COARSE_OF_TEST {
+            assert_eq!(
+                all(store, symbol, interval).await,
+                expected(&applied, &backfill, symbol, interval),
+                "{symbol} {interval} after the roll-up"
+            );
+        }
+    }
+    assert!(store.prune(Interval::M1, i64::MAX).await.unwrap() > 0);
+    for symbol in symbols {
+        assert!(all(store, symbol, Interval::M1).await.is_empty());
+        for interval in COARSE_OF_TEST {
+            assert_eq!(
+                all(store, symbol, interval).await,
+                expected(&applied, &backfill, symbol, interval),
+                "{symbol} {interval} from the stored rows alone"
+            );
+        }
+    }
+}
+
+const COARSE_OF_TEST: [Interval; 5] = [
+    Interval::M5,
+    Interval::M15,
+    Interval::H1,
+    Interval::H4,
+    Interval::D1,
+];

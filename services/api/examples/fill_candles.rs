@@ -33,9 +33,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         })
         .collect();
+    const DAY_MS: i64 = 86_400_000;
     let mut batch = Vec::with_capacity(SAMPLES_PER_BATCH);
     let mut written = 0usize;
     let mut t = start;
+    let mut rolled = start;
     while t < end {
         for (i, symbol) in symbols.iter().enumerate() {
             // A slow wave per coin: candles with distinct opens, highs, lows and closes.
@@ -52,11 +54,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 store.apply(Batch::from_samples(&batch)).await?;
                 written += batch.len();
                 batch.clear();
+                // Rolled up as the recorder does (here once a day of samples), so the
+                // coarser intervals are stored rows, not all read from the minutes.
+                if t - rolled >= DAY_MS {
+                    store.rollup(t).await?;
+                    rolled = t;
+                }
             }
         }
         t += step;
     }
     store.apply(Batch::from_samples(&batch)).await?;
+    store.rollup(end).await?;
     written += batch.len();
     println!("{written} samples of {coins} coins from {start} to {end}");
     Ok(())

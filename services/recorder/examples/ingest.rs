@@ -1,14 +1,19 @@
 //! Ingest benchmark: one N-coin price snapshot into all six intervals, on SQLite and on a real
 //! PostgreSQL (started here with `topcoins-testkit`, durable settings: fsync on), as the
-//! recorder writes it (`Batch::from_prices` then one `CandleStore::apply`). Also the database
-//! bytes per coin per day, measured from a run of one-minute snapshots.
+//! recorder writes it (`Batch::from_prices` then one `CandleStore::apply`: the `1m` rows,
+//! the coarser intervals answering at once through the read overlay), and the roll-up that
+//! writes the coarser rows. Also the database bytes per coin per day, measured from a run of
+//! one-minute snapshots rolled up every five minutes.
 //!
 //! `cargo run --release -p topcoins-recorder --example ingest -- [coins] [rounds]`
 //! (defaults 10000 and 30); `bench/ingest.sh` runs it and records the output.
 //!
 //! Printed per backend: the time to build the batch, the first apply (every row new: plain
 //! inserts, the same-run baseline) and the later applies (every row merged with the one there,
-//! as in a running recorder), as p50 / p99 / max in ms.
+//! as in a running recorder), then half an hour of one-minute polls with a roll-up every five
+//! minutes (each poll's apply, each roll-up), and snapshots of a minute already rolled up
+//! (written into all six intervals: the cost of every snapshot without the roll-up), as
+//! p50 / p99 / max in ms.
 
 use std::time::{Duration, Instant};
 
@@ -66,7 +71,7 @@ async fn ingest(name: &str, store: &Store, coins: usize, rounds: usize) -> anyho
         let took = started.elapsed();
         if round == 0 {
             first.push(took);
-            println!("{name}: {coins} coins, {rows} candle rows per snapshot");
+            println!("{name}: {coins} coins, {rows} 1m candle rows per snapshot");
         } else {
             merged.push(took);
         }
@@ -77,6 +82,45 @@ async fn ingest(name: &str, store: &Store, coins: usize, rounds: usize) -> anyho
         quantiles(first)
     );
     println!("{name}: merge apply  {}", quantiles(merged));
+
+    // One-minute polls for half an hour, rolled up every five minutes as the recorder does
+    // by default: each poll makes new 1m rows; each roll-up merges five minutes into the
+    // coarser intervals.
+    let mut polls = Vec::new();
+    let mut rollups = Vec::new();
+    let mut rolled_rows = 0;
+    for minute in 1..=30i64 {
+        let snap = snapshot(coins, minute as usize);
+        let batch = Batch::from_prices(&snap, T0 + minute * 60_000 + 30_000);
+        let started = Instant::now();
+        store.apply(batch).await?;
+        polls.push(started.elapsed());
+        if minute % 5 == 0 {
+            let started = Instant::now();
+            let done = store.rollup(T0 + (minute + 1) * 60_000).await?;
+            rollups.push(started.elapsed());
+            rolled_rows = done.rows;
+        }
+    }
+    println!("{name}: new-minute apply  {}", quantiles(polls));
+    println!(
+        "{name}: roll-up of 5 minutes  {} ({rolled_rows} coarser rows each)",
+        quantiles(rollups)
+    );
+    // A snapshot of a minute already rolled up (a late one) is written into all six
+    // intervals, which is what every snapshot cost before the roll-up.
+    let mut late = Vec::new();
+    for round in 0..rounds.min(10) {
+        let snap = snapshot(coins, 100 + round);
+        let batch = Batch::from_prices(&snap, T0 + 60_000 + 40_000 + round as i64);
+        let started = Instant::now();
+        store.apply(batch).await?;
+        late.push(started.elapsed());
+    }
+    println!(
+        "{name}: late apply, all six intervals  {} (each snapshot's cost without the roll-up)",
+        quantiles(late)
+    );
     Ok(())
 }
 
@@ -96,7 +140,11 @@ async fn footprint(
         store
             .apply(Batch::from_prices(&snap, T0 + m as i64 * 60_000))
             .await?;
+        if m % 5 == 4 {
+            store.rollup(T0 + (m as i64 + 1) * 60_000).await?;
+        }
     }
+    store.rollup(T0 + minutes as i64 * 60_000).await?;
     let after = size().await?;
     let per_coin_minute = (after - before) as f64 / (coins * minutes) as f64;
     println!(

@@ -12,6 +12,8 @@ pub const DEFAULT_STREAM_RETENTION: &str = "24h";
 pub const DEFAULT_ACK_WAIT: &str = "30s";
 /// `--retention-every` default.
 pub const DEFAULT_SWEEP_EVERY: &str = "10m";
+/// `--rollup-every` default.
+pub const DEFAULT_ROLLUP_EVERY: &str = "5m";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RecorderConfig {
@@ -32,6 +34,13 @@ pub struct RecorderConfig {
     /// its own short transaction).
     #[arg(long = "retention-every", env = "TOPCOINS_RETENTION_EVERY", default_value = DEFAULT_SWEEP_EVERY, value_parser = humantime::parse_duration)]
     pub sweep_every: Duration,
+    /// How much recorded time (by the notices' `as_of`) passes between two roll-ups of the
+    /// `1m` candles into the coarser intervals. Each snapshot writes only its `1m` rows; the
+    /// API reads the coarser ones with the minutes not yet rolled up merged in, so this trades
+    /// the roll-up's size against how many minutes a read merges (at most this many per
+    /// coin). `0s` rolls up after every write.
+    #[arg(long = "rollup-every", env = "TOPCOINS_ROLLUP_EVERY", default_value = DEFAULT_ROLLUP_EVERY, value_parser = humantime::parse_duration)]
+    pub rollup_every: Duration,
 }
 
 impl Default for RecorderConfig {
@@ -42,6 +51,7 @@ impl Default for RecorderConfig {
             ack_wait: humantime::parse_duration(DEFAULT_ACK_WAIT).expect("a valid default"),
             candle_retention: CandleRetention::default(),
             sweep_every: humantime::parse_duration(DEFAULT_SWEEP_EVERY).expect("a valid default"),
+            rollup_every: humantime::parse_duration(DEFAULT_ROLLUP_EVERY).expect("a valid default"),
         }
     }
 }

@@ -114,6 +114,7 @@ pub async fn run(
         snapshots: &snapshots,
         metrics: &metrics,
         ranking: &ranking,
+        rollup_every: i64::try_from(config.rollup_every.as_millis()).unwrap_or(i64::MAX),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut stop_recording = wait_for(stopped.clone());

@@ -32,6 +32,10 @@ pub struct RecorderMetrics {
     pub pruned: IntCounterVec,
     /// 1 while the last database write succeeded, by backend.
     pub db_up: IntGaugeVec,
+    /// Seconds one roll-up of `1m` rows into the coarser intervals took, by backend.
+    pub rollup: HistogramVec,
+    /// Coarser candle rows merged into by roll-ups.
+    pub rolled_up: prometheus::IntCounter,
 }
 
 impl RecorderMetrics {
@@ -87,9 +91,23 @@ impl RecorderMetrics {
                 "1 while the recorder's last database write succeeded",
                 &["backend"],
             )?,
+            rollup: histogram(
+                registry,
+                "topcoins_recorder_rollup_seconds",
+                "Seconds one roll-up of 1m candles into the coarser intervals took, by backend",
+                &["backend"],
+                WRITE_BUCKETS,
+            )?,
+            rolled_up: topcoins_runtime::metrics::register(
+                registry,
+                prometheus::IntCounter::new(
+                    "topcoins_recorder_rolled_up_total",
+                    "Coarser candle rows the roll-ups merged 1m candles into",
+                )?,
+            )?,
         };
         // Errors are exported from the start, at 0: a dashboard and an alert see "none yet".
-        for operation in ["apply", "prune", "open"] {
+        for operation in ["apply", "prune", "open", "rollup"] {
             metrics.db_errors.with_label_values(&[operation]);
         }
         Ok(metrics)

@@ -5,13 +5,18 @@
 //!    gone (pruned past the stream retention) or whose bytes do not match the hash is a gap:
 //!    counted (`missing_snapshot`, `bad_snapshot`), logged, and discarded so it is not handed
 //!    out again.
-//! 2. **build** the batch: one sample per coin at the notice's `as_of`, one candle per interval.
+//! 2. **build** the batch: one sample per coin at the notice's `as_of`, its `1m` candle.
 //! 3. **write** it in one transaction, retrying with backoff while the database is down, and
 //!    telling NATS the notice is still in hand so it is not handed out meanwhile. Notices
 //!    already waiting when the recorder takes one join it, and their batches are merged and
 //!    written as one ([`Batch::absorb`]): behind, the recorder catches up a group at a time.
 //! 4. **ack**, and only then take the next notice. A crash between 3 and 4 means the notice
 //!    is delivered again and written again, which changes nothing (writes are idempotent).
+//! 5. **roll up**, once `rollup_every` of recorded time has passed since the last roll-up:
+//!    the `1m` rows of the minutes before the newest notice's are merged into the coarser
+//!    intervals ([`topcoins_history::rollup`]). Off the notice path (after the acks); a
+//!    failed roll-up is tried again after the next write, and loses nothing meanwhile (reads
+//!    merge the minutes not rolled up).
 
 use std::time::{Duration, Instant};
 
@@ -46,6 +51,8 @@ pub(crate) struct Recorder<'a> {
     pub metrics: &'a RecorderMetrics,
     /// The ranking, in order, as each ranking notice brings it (for backfill).
     pub ranking: &'a tokio::sync::watch::Sender<Vec<String>>,
+    /// Recorded time between two roll-ups, ms.
+    pub rollup_every: i64,
 }
 
 /// Tries of a snapshot the store says it does not have before it counts as gone (about 3 s
@@ -71,6 +78,9 @@ impl Recorder<'_> {
         mut notices: DurableNotices,
         shutdown: &mut (impl Future<Output = ()> + Unpin),
     ) -> bool {
+        // The newest `as_of` written, and the minute the last roll-up reached.
+        let mut newest = i64::MIN;
+        let mut rolled = i64::MIN;
         loop {
             let first = tokio::select! {
                 _ = &mut *shutdown => return true,
@@ -117,8 +127,14 @@ impl Recorder<'_> {
                 };
                 taken.push(Taken { delivery, outcome });
             }
-            if !batch.is_empty() && !self.write(batch, &taken, shutdown).await {
+            let wrote = !batch.is_empty();
+            if wrote && !self.write(batch, &taken, shutdown).await {
                 return true;
+            }
+            for t in &taken {
+                if matches!(t.outcome, Outcome::Recorded(_)) {
+                    newest = newest.max(unix_ms(t.delivery.notice.as_of));
+                }
             }
             for Taken { delivery, outcome } in taken {
                 let kind = delivery.kind.as_str();
@@ -155,6 +171,41 @@ impl Recorder<'_> {
                     }
                     _ => delivery.discard().await,
                 }
+            }
+            if wrote && newest != i64::MIN {
+                let until = topcoins_history::Interval::M1.bucket_start(newest);
+                let due = rolled == i64::MIN || until.saturating_sub(rolled) >= self.rollup_every;
+                if due && let Some(through) = self.rollup(until).await {
+                    rolled = through.max(until);
+                }
+            }
+        }
+    }
+
+    /// Step 5: one roll-up up to `until`; the mark after it, or `None` if it failed.
+    async fn rollup(&self, until: i64) -> Option<i64> {
+        let backend = self.store.backend();
+        let started = Instant::now();
+        match self.store.rollup(until).await {
+            Ok(done) => {
+                self.metrics
+                    .rollup
+                    .with_label_values(&[backend])
+                    .observe(started.elapsed().as_secs_f64());
+                self.metrics.rolled_up.inc_by(done.rows);
+                tracing::debug!(
+                    minutes = done.minutes,
+                    rows = done.rows,
+                    through = done.through,
+                    took_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "recorder: rolled up"
+                );
+                Some(done.through)
+            }
+            Err(e) => {
+                self.metrics.db_errors.with_label_values(&["rollup"]).inc();
+                tracing::warn!(error = %e, "recorder: roll-up failed; tried again after the next write");
+                None
             }
         }
     }

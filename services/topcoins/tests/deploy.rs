@@ -634,6 +634,9 @@ async fn dashboard_history_sql_runs_on_the_recorders_schema() -> Result<()> {
     };
     let t = 1_764_547_200_000; // 2025-12-01T00:00:00Z
     store.apply(Batch::from_prices(&prices, t + 60_000)).await?;
+    // The coarser rows are the recorder's roll-up of the minutes (SQL readers of the table
+    // see them once it ran, within TOPCOINS_ROLLUP_EVERY).
+    store.rollup(t + 120_000).await?;
 
     // The datasource the panels name is provisioned, for PostgreSQL.
     let provisioned = std::fs::read_to_string(

@@ -147,11 +147,10 @@ mod tests {
             })
             .collect();
         Batch::from_samples(&samples)
-            .candles()
-            .iter()
+            .every_interval()
+            .into_iter()
             .find(|c| c.interval == Interval::M5)
             .unwrap()
-            .clone()
     }
 
     fn page(candles: Vec<Candle>) -> Page {
