@@ -40,6 +40,11 @@ pub const COARSE: [Interval; 5] = [
     Interval::D1,
 ];
 
+/// Recorded time one roll-up transaction covers at most: a roll-up that has fallen behind
+/// (after failures, or a database that was written without one) goes in steps of this, each
+/// committed, so no transaction holds more than this much of every coin's minutes.
+pub const STEP_MS: i64 = 15 * 60_000;
+
 /// What one roll-up did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rolled {
@@ -91,7 +96,7 @@ pub(crate) fn open_from(interval: Interval, through: i64) -> i64 {
 /// The end (excluded) of the `1m` rows a range of `interval` below `upper` may need: the end
 /// of the bucket holding `upper - 1`.
 pub(crate) fn minutes_upper(interval: Interval, upper: i64) -> i64 {
-    if upper == i64::MIN {
+    if upper <= i64::MIN + interval.millis() {
         return i64::MIN;
     }
     interval
@@ -116,8 +121,10 @@ pub(crate) fn overlay(stored: Vec<Candle>, minutes: &[Candle], interval: Interva
 }
 
 /// A range page's rows: the overlay cut to the range's bounds, priced rows only, at most
-/// `limit_plus_one`. The stored priced rows were read with that limit: a bucket the overlay
-/// adds after the last of them is beyond the limit too, so cutting here is exact.
+/// `limit_plus_one`. The stored priced rows before the mark's bucket (complete, which the
+/// overlay leaves as they are) were read with that limit, every stored row from the mark's
+/// bucket on without one: a bucket after the last limited row is beyond the limit too, so
+/// cutting here is exact.
 pub(crate) fn range_rows(
     stored: Vec<Candle>,
     minutes: &[Candle],
@@ -126,6 +133,15 @@ pub(crate) fn range_rows(
     upper: i64,
     limit_plus_one: i64,
 ) -> Vec<Candle> {
+    // A range in the past (the common read): nothing to merge, the stored rows are the page.
+    if minutes.is_empty()
+        && stored
+            .iter()
+            .all(|c| c.price.is_some() && c.interval == interval)
+        && stored.is_sorted_by_key(|c| c.time)
+    {
+        return stored;
+    }
     overlay(stored, minutes, interval)
         .into_iter()
         .filter(|c| c.time >= lower && c.time < upper && c.price.is_some())
@@ -133,10 +149,11 @@ pub(crate) fn range_rows(
         .collect()
 }
 
-/// Each coin's latest priced candle of `interval`, from its latest stored priced row, its
-/// stored rows from the mark's bucket on (priced or not) and the minutes from the mark on.
-/// The latest bucket is either before the mark's bucket (then the stored row is complete)
-/// or at or after it (then all three are merged), so this is exact.
+/// Each coin's latest priced candle of `interval`, from its latest stored priced row before
+/// the mark's bucket (complete), its stored rows from the mark's bucket on (priced or not)
+/// and the minutes from the mark on. The latest bucket is either before the mark's bucket or
+/// at or after it (then the last two are merged, which may unprice a backfilled row a rank
+/// replaced), so this is exact.
 pub(crate) fn latest_rows(
     latest: Vec<Candle>,
     recent: Vec<Candle>,

@@ -99,17 +99,18 @@ const SELECT_THROUGH: &str = "SELECT through_ms FROM rollup WHERE id = 1";
 const UPDATE_THROUGH: &str = "UPDATE rollup SET through_ms = $1 WHERE id = 1";
 
 /// A range of a coarser interval and what the overlay merges into it, in one statement (one
-/// snapshot): the priced rows with the page's limit, the unpriced rows from the mark's
-/// bucket on, and the `1m` rows from the mark on (`$6`: the interval's length, `$7`: the
-/// end of the minutes the range needs).
+/// snapshot): the priced rows before the mark's bucket (complete) with the page's limit,
+/// every row from the mark's bucket on, and the `1m` rows from the mark on (`$6`: the
+/// interval's length, `$7`: the end of the minutes the range needs).
 const SELECT_RANGE_ROLLED: &str = concat!(
     "(SELECT ",
     columns!(),
     " FROM candles WHERE symbol = $1 AND span = $2 AND bucket_ms >= $3 AND bucket_ms < $4
+      AND bucket_ms < (SELECT through_ms - through_ms % $6 FROM rollup WHERE id = 1)
       AND open IS NOT NULL ORDER BY bucket_ms LIMIT $5)
      UNION ALL (SELECT ",
     columns!(),
-    " FROM candles WHERE symbol = $1 AND span = $2 AND open IS NULL
+    " FROM candles WHERE symbol = $1 AND span = $2
       AND bucket_ms >= GREATEST($3, (SELECT through_ms - through_ms % $6 FROM rollup WHERE id = 1))
       AND bucket_ms < $4)
      UNION ALL (SELECT ",
@@ -127,6 +128,14 @@ const SELECT_MINUTES: &str = concat!(
     columns!(),
     " FROM candles c WHERE c.symbol = coins.symbol AND c.span = '1m'
        AND c.bucket_ms >= $1 AND c.bucket_ms < $2) m"
+);
+
+/// The first `1m` bucket at or after `$1` of any coin (one seek per coin), `NULL` if none:
+/// where a roll-up that starts far behind its data (a new database's mark is 0) jumps to.
+const SELECT_FIRST_MINUTE: &str = concat!(
+    every_coin!(),
+    "SELECT min((SELECT c.bucket_ms FROM candles c WHERE c.symbol = coins.symbol
+       AND c.span = '1m' AND c.bucket_ms >= $1 ORDER BY c.bucket_ms LIMIT 1)) FROM coins"
 );
 
 /// Every coin's rows of one interval (`$1`) from a bucket (`$2`) on, priced or not.
@@ -369,33 +378,41 @@ impl CandleStore for PostgresStore {
     }
 
     async fn rollup(&self, until: i64) -> Result<Rolled, Error> {
-        let until = Interval::M1.bucket_start(until);
+        // Marks are Unix ms ≥ 0 (the table's check): nothing before 1970 is rolled up.
+        let until = Interval::M1.bucket_start(until.max(0));
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let from: i64 = tx.query_one(SELECT_THROUGH_FOR_UPDATE, &[]).await?.get(0);
-        if until <= from {
+        let mut done = Rolled::default();
+        loop {
+            // Steps of one transaction each: writes wait for one step at most.
+            let tx = client.transaction().await?;
+            let from: i64 = tx.query_one(SELECT_THROUGH_FOR_UPDATE, &[]).await?.get(0);
+            if until <= from {
+                tx.commit().await?;
+                done.through = from;
+                return Ok(done);
+            }
+            // From the first minute there is: no empty steps across the years.
+            let first: Option<i64> = tx.query_one(SELECT_FIRST_MINUTE, &[&from]).await?.get(0);
+            let start = first.unwrap_or(until).clamp(from, until);
+            let to = until.min(start.saturating_add(rollup::STEP_MS));
+            let stmt = tx.prepare_cached(SELECT_MINUTES).await?;
+            let minutes = tx
+                .query(&stmt, &[&from, &to])
+                .await?
+                .iter()
+                .map(read_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            let rows = roll_up(&minutes, &COARSE);
+            write_recorded(&tx, &rows).await?;
+            tx.execute(UPDATE_THROUGH, &[&to]).await?;
             tx.commit().await?;
-            return Ok(Rolled {
-                through: from,
-                ..Rolled::default()
-            });
+            done.minutes += minutes.len() as u64;
+            done.rows += rows.len() as u64;
+            done.through = to;
+            if to >= until {
+                return Ok(done);
+            }
         }
-        let stmt = tx.prepare_cached(SELECT_MINUTES).await?;
-        let minutes = tx
-            .query(&stmt, &[&from, &until])
-            .await?
-            .iter()
-            .map(read_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let rows = roll_up(&minutes, &COARSE);
-        write_recorded(&tx, &rows).await?;
-        tx.execute(UPDATE_THROUGH, &[&until]).await?;
-        tx.commit().await?;
-        Ok(Rolled {
-            minutes: minutes.len() as u64,
-            rows: rows.len() as u64,
-            through: until,
-        })
     }
 
     async fn upsert_backfilled(&self, candles: Vec<Candle>) -> Result<(), Error> {
@@ -496,13 +513,25 @@ impl CandleStore for PostgresStore {
         let read = |rows: Vec<tokio_postgres::Row>| -> Result<Vec<Candle>, Error> {
             rows.iter().map(read_row).collect()
         };
-        let stmt = tx.prepare_cached(SELECT_LATEST).await?;
-        let latest = read(tx.query(&stmt, &[&interval.as_str()]).await?)?;
         if interval == Interval::M1 {
+            let stmt = tx.prepare_cached(SELECT_LATEST).await?;
+            let latest = read(tx.query(&stmt, &[&interval.as_str()]).await?)?;
             tx.commit().await?;
             return Ok(latest);
         }
         let mark: i64 = tx.query_one(SELECT_THROUGH, &[]).await?.get(0);
+        let stmt = tx.prepare_cached(SELECT_CLOSED_BY).await?;
+        let latest = read(
+            tx.query(
+                &stmt,
+                &[
+                    &interval.as_str(),
+                    &i64::MAX,
+                    &rollup::open_from(interval, mark),
+                ],
+            )
+            .await?,
+        )?;
         let stmt = tx.prepare_cached(SELECT_RECENT).await?;
         let recent = read(
             tx.query(

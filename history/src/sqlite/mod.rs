@@ -122,17 +122,19 @@ const SELECT_THROUGH: &str = "SELECT through_ms FROM rollup WHERE id = 1";
 const UPDATE_THROUGH: &str = "UPDATE rollup SET through_ms = ?1 WHERE id = 1";
 
 /// A range of a coarser interval and what the overlay merges into it, in one statement (one
-/// snapshot of the file): the priced rows with the page's limit, the unpriced rows from the
-/// mark's bucket on (a rank the minutes after the mark may price), and the `1m` rows from
-/// the mark on (`?6`: the interval's length, `?7`: the end of the minutes the range needs).
+/// snapshot of the file): the priced rows before the mark's bucket (complete: nothing to
+/// merge) with the page's limit, every row from the mark's bucket on (few: the overlay may
+/// price an unpriced one or replace a backfilled one), and the `1m` rows from the mark on
+/// (`?6`: the interval's length, `?7`: the end of the minutes the range needs).
 const SELECT_RANGE_ROLLED: &str = concat!(
     "SELECT * FROM (SELECT ",
     columns!(),
     " FROM candles WHERE symbol = ?1 AND span = ?2 AND bucket_ms >= ?3 AND bucket_ms < ?4
+      AND bucket_ms < (SELECT through_ms - through_ms % ?6 FROM rollup WHERE id = 1)
       AND open IS NOT NULL ORDER BY bucket_ms LIMIT ?5)
      UNION ALL SELECT ",
     columns!(),
-    " FROM candles WHERE symbol = ?1 AND span = ?2 AND open IS NULL
+    " FROM candles WHERE symbol = ?1 AND span = ?2
       AND bucket_ms >= max(?3, (SELECT through_ms - through_ms % ?6 FROM rollup WHERE id = 1))
       AND bucket_ms < ?4
      UNION ALL SELECT ",
@@ -149,6 +151,14 @@ const SELECT_MINUTES: &str = concat!(
     columns!(),
     " FROM coins JOIN candles USING (symbol)
      WHERE candles.span = '1m' AND candles.bucket_ms >= ?1 AND candles.bucket_ms < ?2"
+);
+
+/// The first `1m` bucket at or after `?1` of any coin (one seek per coin), `NULL` if none:
+/// where a roll-up that starts far behind its data (a new database's mark is 0) jumps to.
+const SELECT_FIRST_MINUTE: &str = concat!(
+    every_coin!(),
+    "SELECT min((SELECT c.bucket_ms FROM candles c WHERE c.symbol = coins.symbol
+       AND c.span = '1m' AND c.bucket_ms >= ?1 ORDER BY c.bucket_ms LIMIT 1)) FROM coins"
 );
 
 /// Every coin's rows of one interval (`?1`) from a bucket (`?2`) on, priced or not.
@@ -408,32 +418,50 @@ impl CandleStore for SqliteStore {
     }
 
     async fn rollup(&self, until: i64) -> Result<Rolled, Error> {
-        let until = Interval::M1.bucket_start(until);
-        self.writer
-            .call(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let from = through(&tx)?;
-                if until <= from {
-                    return Ok(Rolled {
-                        through: from,
-                        ..Rolled::default()
-                    });
-                }
-                let minutes = {
-                    let mut stmt = tx.prepare_cached(SELECT_MINUTES)?;
-                    read_rows(&mut stmt, params![from, until])?
-                };
-                let rows = roll_up(&minutes, &COARSE);
-                write_recorded(&tx, &rows)?;
-                tx.prepare_cached(UPDATE_THROUGH)?.execute([until])?;
-                tx.commit()?;
-                Ok(Rolled {
-                    minutes: minutes.len() as u64,
-                    rows: rows.len() as u64,
-                    through: until,
+        // Marks are Unix ms ≥ 0 (the table's check): nothing before 1970 is rolled up.
+        let until = Interval::M1.bucket_start(until.max(0));
+        let mut done = Rolled::default();
+        loop {
+            // One step a job: batches sent meanwhile are written between steps.
+            let step = self
+                .writer
+                .call(move |conn| {
+                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    let from = through(&tx)?;
+                    if until <= from {
+                        return Ok(Rolled {
+                            through: from,
+                            ..Rolled::default()
+                        });
+                    }
+                    // From the first minute there is: no empty steps across the years.
+                    let first: Option<i64> = tx
+                        .prepare_cached(SELECT_FIRST_MINUTE)?
+                        .query_row([from], |r| r.get(0))?;
+                    let start = first.unwrap_or(until).clamp(from, until);
+                    let to = until.min(start.saturating_add(rollup::STEP_MS));
+                    let minutes = {
+                        let mut stmt = tx.prepare_cached(SELECT_MINUTES)?;
+                        read_rows(&mut stmt, params![from, to])?
+                    };
+                    let rows = roll_up(&minutes, &COARSE);
+                    write_recorded(&tx, &rows)?;
+                    tx.prepare_cached(UPDATE_THROUGH)?.execute([to])?;
+                    tx.commit()?;
+                    Ok(Rolled {
+                        minutes: minutes.len() as u64,
+                        rows: rows.len() as u64,
+                        through: to,
+                    })
                 })
-            })
-            .await
+                .await?;
+            done.minutes += step.minutes;
+            done.rows += step.rows;
+            done.through = step.through;
+            if step.through >= until {
+                return Ok(done);
+            }
+        }
     }
 
     async fn upsert_backfilled(&self, candles: Vec<Candle>) -> Result<(), Error> {
@@ -514,11 +542,14 @@ impl CandleStore for SqliteStore {
             .call(move |conn| {
                 // One read transaction: the mark and the rows are of one snapshot.
                 let tx = conn.transaction()?;
-                let latest = read_rows(&mut tx.prepare_cached(SELECT_LATEST)?, params![span])?;
                 if interval == Interval::M1 {
-                    return Ok(latest);
+                    return read_rows(&mut tx.prepare_cached(SELECT_LATEST)?, params![span]);
                 }
                 let mark = through(&tx)?;
+                let latest = read_rows(
+                    &mut tx.prepare_cached(SELECT_CLOSED_BY)?,
+                    params![span, i64::MAX, rollup::open_from(interval, mark)],
+                )?;
                 let recent = read_rows(
                     &mut tx.prepare_cached(SELECT_RECENT)?,
                     params![span, rollup::open_from(interval, mark)],

@@ -83,13 +83,31 @@ async fn ingest(name: &str, store: &Store, coins: usize, rounds: usize) -> anyho
     );
     println!("{name}: merge apply  {}", quantiles(merged));
 
-    // One-minute polls for half an hour, rolled up every five minutes as the recorder does
-    // by default: each poll makes new 1m rows; each roll-up merges five minutes into the
-    // coarser intervals.
+    // One-minute polls for half an hour (after `INGEST_HISTORY_MINUTES` more of them, not
+    // measured: how deep each coin's history already is), rolled up every five minutes as
+    // the recorder does by default: each poll makes new 1m rows; each roll-up merges five
+    // minutes into the coarser intervals.
+    let history: i64 = std::env::var("INGEST_HISTORY_MINUTES")
+        .ok()
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(0);
+    for minute in 1..=history {
+        let snap = snapshot(coins, minute as usize);
+        store
+            .apply(Batch::from_prices(&snap, T0 + minute * 60_000 + 30_000))
+            .await?;
+        if minute % 5 == 0 {
+            store.rollup(T0 + (minute + 1) * 60_000).await?;
+        }
+    }
+    if history > 0 {
+        println!("{name}: after {history} minutes of history");
+    }
     let mut polls = Vec::new();
     let mut rollups = Vec::new();
     let mut rolled_rows = 0;
-    for minute in 1..=30i64 {
+    for minute in history + 1..=history + 30 {
         let snap = snapshot(coins, minute as usize);
         let batch = Batch::from_prices(&snap, T0 + minute * 60_000 + 30_000);
         let started = Instant::now();

@@ -173,7 +173,11 @@ impl Recorder<'_> {
                 }
             }
             if wrote && newest != i64::MIN {
-                let until = topcoins_history::Interval::M1.bucket_start(newest);
+                // Never past the present: one notice stamped in the future (a publisher's
+                // clock) must not move the mark ahead, which would make every later
+                // snapshot a late one, written into all six intervals.
+                let now = unix_ms(OffsetDateTime::now_utc());
+                let until = topcoins_history::Interval::M1.bucket_start(newest.min(now));
                 let due = rolled == i64::MIN || until.saturating_sub(rolled) >= self.rollup_every;
                 if due && let Some(through) = self.rollup(until).await {
                     rolled = through.max(until);
