@@ -16,14 +16,24 @@
 //! | `missing_fields` | coins without a field the client needs |
 //! | `extra_fields` | unknown fields added everywhere (must break nothing) |
 //! | `duplicate_entries` | one coin listed twice |
-//! | `nan_price` | a price written as the bare token `NaN` (as some JSON encoders do) |
-//! | `negative_price` | a negative price |
+//! | `nan_price` | a price written as the bare token `NaN` (as some JSON encoders do); on the exchanges, whose numbers are strings, the string `"NaN"` |
+//! | `negative_price` | a negative price (the second coin's or pair's; a one-pair body's own) |
+//!
+//! The endpoints are the providers `coinmarketcap`, `cryptocompare`, `coingecko` and the
+//! exchanges `kraken`, `coinbase`, `binance`; a fault set for one applies to every path of
+//! that one only (CryptoCompare's toplist and history; Kraken's `Ticker` and `AssetPairs`;
+//! Coinbase's `ticker`, `stats` and `products`, each call using one of `times`; Binance's
+//! `ticker/24hr` and `exchangeInfo`). A body fault that finds nothing to act on in a body
+//! (a price fault on a pair list) sends that body unchanged. For the exchanges the entries are
+//! Kraken's `result` members (a duplicate is the same key written twice), Binance's array
+//! items (or its one object), Coinbase's products (or its one ticker or stats object); the
+//! price is Kraken's `c[0]`, Binance's `lastPrice`, Coinbase's ticker `price` and stats `open`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -31,6 +41,9 @@ pub enum Endpoint {
     Coinmarketcap,
     Cryptocompare,
     Coingecko,
+    Kraken,
+    Coinbase,
+    Binance,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -104,22 +117,91 @@ impl Faults {
 /// Marker replaced by a bare `NaN` after serialisation.
 const NAN_MARKER: &str = "__topcoins_sim_nan__";
 
-/// The coins array of a provider body.
-fn coins(endpoint: Endpoint, body: &mut Value) -> Option<&mut Vec<Value>> {
-    match endpoint {
-        Endpoint::Coinmarketcap => body.get_mut("data")?.as_array_mut(),
-        Endpoint::Cryptocompare => body.get_mut("Data")?.as_array_mut(),
-        Endpoint::Coingecko => body.as_array_mut(),
+/// The entries of a body: the coins of a provider, the pairs of an exchange.
+enum Entries<'a> {
+    List(&'a mut Vec<Value>),
+    /// Kraken's `result`, keyed by pair.
+    Keyed(&'a mut Map<String, Value>),
+    /// A body that is one entry (Binance's `?symbol=`, Coinbase's ticker and stats).
+    One(&'a mut Value),
+}
+
+impl Entries<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Entries::List(v) => v.len(),
+            Entries::Keyed(m) => m.len(),
+            Entries::One(_) => 1,
+        }
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut Value> {
+        match self {
+            Entries::List(v) => v.get_mut(i),
+            Entries::Keyed(m) => m.values_mut().nth(i),
+            Entries::One(v) => (i == 0).then_some(&mut **v),
+        }
+    }
+
+    fn for_each(&mut self, mut f: impl FnMut(&mut Value)) {
+        match self {
+            Entries::List(v) => v.iter_mut().for_each(f),
+            Entries::Keyed(m) => m.values_mut().for_each(f),
+            Entries::One(v) => f(v),
+        }
     }
 }
 
-/// The price field of one coin.
+/// The entries of a body, if it has any.
+fn entries(endpoint: Endpoint, body: &mut Value) -> Option<Entries<'_>> {
+    match endpoint {
+        Endpoint::Coinmarketcap => body.get_mut("data")?.as_array_mut().map(Entries::List),
+        Endpoint::Cryptocompare => body.get_mut("Data")?.as_array_mut().map(Entries::List),
+        Endpoint::Coingecko => body.as_array_mut().map(Entries::List),
+        Endpoint::Kraken => body.get_mut("result")?.as_object_mut().map(Entries::Keyed),
+        Endpoint::Binance | Endpoint::Coinbase => match body {
+            Value::Array(v) => Some(Entries::List(v)),
+            Value::Object(_) => Some(Entries::One(body)),
+            _ => None,
+        },
+    }
+}
+
+/// The price field of one coin or pair.
 fn price_of(endpoint: Endpoint, coin: &mut Value) -> Option<&mut Value> {
     match endpoint {
         Endpoint::Coinmarketcap => coin.pointer_mut("/quote/USD/price"),
         Endpoint::Cryptocompare => coin.pointer_mut("/RAW/USD/PRICE"),
         Endpoint::Coingecko => coin.get_mut("current_price"),
+        Endpoint::Kraken => coin.pointer_mut("/c/0"),
+        Endpoint::Binance => coin.get_mut("lastPrice"),
+        Endpoint::Coinbase => {
+            if coin.get("price").is_some() {
+                coin.get_mut("price")
+            } else {
+                coin.get_mut("open")
+            }
+        }
     }
+}
+
+/// The fields `missing_fields` removes from every entry.
+fn needed_fields(endpoint: Endpoint) -> &'static [&'static str] {
+    match endpoint {
+        Endpoint::Coinmarketcap | Endpoint::Coingecko => &["symbol"],
+        Endpoint::Cryptocompare => &["CoinInfo"],
+        Endpoint::Kraken => &["c"],
+        Endpoint::Binance => &["lastPrice", "baseAsset"],
+        Endpoint::Coinbase => &["price", "open", "id"],
+    }
+}
+
+/// Whether prices are strings in the provider's bodies.
+fn string_numbers(endpoint: Endpoint) -> bool {
+    matches!(
+        endpoint,
+        Endpoint::Kraken | Endpoint::Coinbase | Endpoint::Binance
+    )
 }
 
 /// The provider's own error body for `error_in_200`.
@@ -137,6 +219,12 @@ fn error_body(endpoint: Endpoint) -> Value {
         Endpoint::Coingecko => {
             json!({"status": {"error_code": 429, "error_message": "You've exceeded the Rate Limit."}})
         }
+        Endpoint::Kraken => json!({"error": ["EAPI:Rate limit exceeded"]}),
+        Endpoint::Coinbase => json!({"message": "Public rate limit exceeded"}),
+        Endpoint::Binance => json!({
+            "code": -1003,
+            "msg": "Too much request weight used; current limit is 6000 request weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API."
+        }),
     }
 }
 
@@ -163,6 +251,43 @@ pub fn status_body(endpoint: Endpoint, status: u16) -> (&'static str, Vec<u8>) {
         Endpoint::Coingecko => {
             json!({"status": {"error_code": status, "error_message": format!("HTTP {status}")}})
         }
+        Endpoint::Kraken => {
+            let message = match status {
+                429 => "EAPI:Rate limit exceeded",
+                401 | 403 => "EAPI:Invalid key",
+                500..=599 => "EService:Unavailable",
+                _ => "EGeneral:Internal error",
+            };
+            json!({"error": [message]})
+        }
+        Endpoint::Coinbase => {
+            let message = match status {
+                429 => "Public rate limit exceeded".to_owned(),
+                401 => "Unauthorized.".to_owned(),
+                404 => "NotFound".to_owned(),
+                500..=599 => "Internal server error".to_owned(),
+                _ => format!("HTTP {status}"),
+            };
+            json!({"message": message})
+        }
+        Endpoint::Binance => {
+            let (code, msg) = match status {
+                429 | 418 => (
+                    -1003,
+                    "Too many requests; current limit is 6000 request weight per 1 MINUTE.",
+                ),
+                401 | 403 => (-2015, "Invalid API-key, IP, or permissions for action."),
+                500..=599 => (
+                    -1001,
+                    "Internal error; unable to process your request. Please try again.",
+                ),
+                _ => (
+                    -1000,
+                    "An unknown error occurred while processing the request.",
+                ),
+            };
+            json!({"code": code, "msg": msg})
+        }
     };
     ("application/json", serde_json::to_vec(&body).expect("json"))
 }
@@ -187,22 +312,23 @@ pub fn apply(endpoint: Endpoint, fault: &Fault, mut body: Value) -> (&'static st
         ),
         Fault::ErrorIn200 => json(&error_body(endpoint)),
         Fault::EmptyData => {
-            if let Some(coins) = coins(endpoint, &mut body) {
-                coins.clear();
+            match entries(endpoint, &mut body) {
+                Some(Entries::List(v)) => v.clear(),
+                Some(Entries::Keyed(m)) => m.clear(),
+                Some(Entries::One(v)) => *v = json!({}),
+                None => {}
             }
             json(&body)
         }
         Fault::MissingFields => {
-            if let Some(coins) = coins(endpoint, &mut body) {
-                for coin in coins.iter_mut() {
-                    if let Some(obj) = coin.as_object_mut() {
-                        match endpoint {
-                            Endpoint::Coinmarketcap => obj.remove("symbol"),
-                            Endpoint::Cryptocompare => obj.remove("CoinInfo"),
-                            Endpoint::Coingecko => obj.remove("symbol"),
-                        };
+            if let Some(mut entries) = entries(endpoint, &mut body) {
+                entries.for_each(|entry| {
+                    if let Some(obj) = entry.as_object_mut() {
+                        for field in needed_fields(endpoint) {
+                            obj.remove(*field);
+                        }
                     }
-                }
+                });
             }
             json(&body)
         }
@@ -213,29 +339,53 @@ pub fn apply(endpoint: Endpoint, fault: &Fault, mut body: Value) -> (&'static st
                     json!({"nested": [1, 2.5, null]}),
                 );
             }
-            if let Some(coins) = coins(endpoint, &mut body) {
-                for coin in coins.iter_mut() {
-                    if let Some(obj) = coin.as_object_mut() {
+            if let Some(mut entries) = entries(endpoint, &mut body) {
+                entries.for_each(|entry| {
+                    if let Some(obj) = entry.as_object_mut() {
                         obj.insert("brand_new_field".into(), json!("x"));
                     }
-                }
+                });
             }
             json(&body)
         }
-        Fault::DuplicateEntries => {
-            if let Some(coins) = coins(endpoint, &mut body)
-                && coins.len() > 1
-            {
+        Fault::DuplicateEntries => match entries(endpoint, &mut body) {
+            Some(Entries::List(coins)) if coins.len() > 1 => {
                 let copy = coins[0].clone();
                 coins.insert(coins.len() / 2, copy);
+                json(&body)
             }
-            json(&body)
-        }
+            Some(Entries::Keyed(m)) if !m.is_empty() => {
+                // A JSON object cannot hold a key twice, so the first pair is written again in
+                // the text, as a buggy encoder would.
+                let (key, value) = m
+                    .iter()
+                    .next()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .expect("non-empty");
+                let entry = format!(
+                    "{}:{},",
+                    serde_json::to_string(&key).expect("json"),
+                    serde_json::to_string(&value).expect("json")
+                );
+                let text = serde_json::to_string(&body).expect("json").replacen(
+                    "\"result\":{",
+                    &format!("\"result\":{{{entry}"),
+                    1,
+                );
+                ("application/json", text.into_bytes())
+            }
+            _ => json(&body),
+        },
         Fault::NanPrice => {
-            if let Some(coins) = coins(endpoint, &mut body)
-                && let Some(price) = coins.first_mut().and_then(|c| price_of(endpoint, c))
+            let string = string_numbers(endpoint);
+            if let Some(mut entries) = entries(endpoint, &mut body)
+                && let Some(price) = entries.get_mut(0).and_then(|c| price_of(endpoint, c))
             {
-                *price = json!(NAN_MARKER);
+                *price = if string {
+                    json!("NaN")
+                } else {
+                    json!(NAN_MARKER)
+                };
             }
             let text = serde_json::to_string(&body).expect("json").replacen(
                 &format!("\"{NAN_MARKER}\""),
@@ -245,10 +395,12 @@ pub fn apply(endpoint: Endpoint, fault: &Fault, mut body: Value) -> (&'static st
             ("application/json", text.into_bytes())
         }
         Fault::NegativePrice => {
-            if let Some(coins) = coins(endpoint, &mut body)
-                && let Some(price) = coins.get_mut(1).and_then(|c| price_of(endpoint, c))
-            {
-                *price = json!(-0.5);
+            let string = string_numbers(endpoint);
+            if let Some(mut entries) = entries(endpoint, &mut body) {
+                let i = if string && entries.len() == 1 { 0 } else { 1 };
+                if let Some(price) = entries.get_mut(i).and_then(|c| price_of(endpoint, c)) {
+                    *price = if string { json!("-0.5") } else { json!(-0.5) };
+                }
             }
             json(&body)
         }
