@@ -45,6 +45,26 @@ pub const COARSE: [Interval; 5] = [
 /// committed, so no transaction holds more than this much of every coin's minutes.
 pub const STEP_MS: i64 = 15 * 60_000;
 
+/// The highest mark a store has read. The mark only moves on, so a mark seen earlier is a
+/// lower bound of the current one: a range that ends before its bucket (`covers`) is complete
+/// in the stored rows, and is read with the plain one-arm query (no overlay). Reads that
+/// cannot tell take the overlay's statement and refresh this.
+#[derive(Debug, Default)]
+pub(crate) struct KnownMark(std::sync::atomic::AtomicI64);
+
+impl KnownMark {
+    /// Whether every bucket of `interval` starting before `upper` is complete in the stored
+    /// rows by the mark known.
+    pub(crate) fn covers(&self, interval: Interval, upper: i64) -> bool {
+        let mark = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        mark > 0 && upper <= open_from(interval, mark)
+    }
+
+    pub(crate) fn saw(&self, mark: i64) {
+        self.0.fetch_max(mark, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// What one roll-up did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rolled {

@@ -167,6 +167,7 @@ const UPSERT_PROGRESS: &str =
 /// Candles in a PostgreSQL database.
 pub struct PostgresStore {
     pool: Pool,
+    mark: rollup::KnownMark,
 }
 
 impl PostgresStore {
@@ -191,7 +192,10 @@ impl PostgresStore {
             .wait_timeout(Some(TIMEOUT))
             .build()
             .map_err(|e| Error::Unavailable(e.to_string()))?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            mark: Default::default(),
+        })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
@@ -468,7 +472,8 @@ impl CandleStore for PostgresStore {
         let interval = range.interval;
         let span = interval.as_str();
         let client = self.client().await?;
-        if interval == Interval::M1 {
+        // Minutes, or a range complete before the mark's bucket: the plain query.
+        if interval == Interval::M1 || self.mark.covers(interval, upper) {
             let stmt = client.prepare_cached(SELECT_RANGE).await?;
             let rows = client
                 .query(&stmt, &[&symbol.as_str(), &span, &lower, &upper, &limit])
@@ -497,6 +502,8 @@ impl CandleStore for PostgresStore {
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
             .partition(|c| c.interval == Interval::M1);
+        let stmt = client.prepare_cached(SELECT_THROUGH).await?;
+        self.mark.saw(client.query_one(&stmt, &[]).await?.get(0));
         let candles = rollup::range_rows(stored, &minutes, interval, lower, upper, limit);
         Ok(Page::from_rows(candles, limit))
     }

@@ -192,6 +192,7 @@ const UPSERT_PROGRESS: &str =
 pub struct SqliteStore {
     writer: Worker,
     reader: Worker,
+    mark: std::sync::Arc<rollup::KnownMark>,
 }
 
 impl SqliteStore {
@@ -214,6 +215,7 @@ impl SqliteStore {
             Ok(SqliteStore {
                 writer: Worker::spawn("sqlite-writer", writer)?,
                 reader: Worker::spawn("sqlite-reader", reader)?,
+                mark: Default::default(),
             })
         })
         .await
@@ -503,10 +505,12 @@ impl CandleStore for SqliteStore {
         let (symbol, lower, upper, limit) = range.bounds()?;
         let interval = range.interval;
         let span = interval.as_str();
+        let known = self.mark.clone();
         let rows = self
             .reader
             .call(move |conn| {
-                if interval == Interval::M1 {
+                // Minutes, or a range complete before the mark's bucket: the plain query.
+                if interval == Interval::M1 || known.covers(interval, upper) {
                     let mut stmt = conn.prepare_cached(SELECT_RANGE)?;
                     return read_rows(
                         &mut stmt,
@@ -528,6 +532,7 @@ impl CandleStore for SqliteStore {
                 )?
                 .into_iter()
                 .partition(|c| c.interval == Interval::M1);
+                known.saw(through(conn)?);
                 Ok(rollup::range_rows(
                     stored, &minutes, interval, lower, upper, limit,
                 ))
