@@ -180,11 +180,9 @@ pub(crate) fn latest_rows(
     minutes: &[Candle],
     interval: Interval,
 ) -> Vec<Candle> {
+    // Disjoint: `latest` is before the mark's bucket, `recent` from it on.
     let mut stored = latest;
     stored.extend(recent);
-    // Stored rows may come twice (latest and recent): dedupe before the overlay merges.
-    stored.sort_by(|a, b| (&a.symbol, a.time).cmp(&(&b.symbol, b.time)));
-    stored.dedup_by(|a, b| a.symbol == b.symbol && a.time == b.time);
     let mut best: BTreeMap<CompactString, Candle> = BTreeMap::new();
     for c in overlay(stored, minutes, interval) {
         if c.price.is_some() {

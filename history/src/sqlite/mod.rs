@@ -329,21 +329,8 @@ fn write_recorded(tx: &rusqlite::Transaction<'_>, candles: &[Candle]) -> Result<
     let mut insert = tx.prepare_cached(INSERT_RECORDED)?;
     for c in chunks.remainder() {
         let r = Row::from(c);
-        insert.execute(params![
-            r.symbol.as_str(),
-            r.span,
-            r.bucket_ms,
-            r.open_ms,
-            r.open,
-            r.high,
-            r.low,
-            r.close_ms,
-            r.close,
-            r.market_cap,
-            r.rank_ms,
-            r.rank,
-            r.volume_24h,
-        ])?;
+        let symbol = r.symbol.as_str();
+        insert.execute(recorded_params(&r, &symbol).as_slice())?;
     }
     Ok(())
 }
