@@ -29,6 +29,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "rollup",
         sql: include_str!("../migrations/sqlite/0003_rollup.sql"),
     },
+    Migration {
+        version: 4,
+        name: "minutes",
+        sql: include_str!("../migrations/sqlite/0004_minutes.sql"),
+    },
 ];
 
 pub(crate) const POSTGRESQL: &[Migration] = &[
@@ -46,6 +51,11 @@ pub(crate) const POSTGRESQL: &[Migration] = &[
         version: 3,
         name: "rollup",
         sql: include_str!("../migrations/postgresql/0003_rollup.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "minutes",
+        sql: include_str!("../migrations/postgresql/0004_minutes.sql"),
     },
 ];
 

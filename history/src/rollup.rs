@@ -15,6 +15,12 @@
 //!   in one statement (or one read transaction), so every answer holds every sample
 //!   committed, whenever the roll-up last ran.
 //! - **Retention** never deletes a `1m` row at or after the mark.
+//! - **Where the minutes are:** the `1m` rows from the mark on live in a table of their own,
+//!   `minutes`, keyed by (time, coin) ([`is_unrolled_minute`]); the rest in `candles`, keyed
+//!   by (coin, interval, time). A snapshot that opens a new minute then appends to one table
+//!   instead of touching one page (or index leaf) per coin; a coin's few unrolled minutes are
+//!   read by one key probe per minute; the roll-up moves the minutes it covers into
+//!   `candles` in its transaction, so each minute is in exactly one of the two.
 //!
 //! The merge is a join ([`Candle::merge`]): a sample merged into a row twice (by a late
 //! write and again by a roll-up, or by a read overlay over a row that already holds it)
@@ -105,6 +111,23 @@ pub fn roll_up<'a>(
         }
     }
     rows.into_values().collect()
+}
+
+/// Whether a row is a minute the roll-up has not reached: both backends keep those in a
+/// table of their own (`minutes`, clustered by time, so that a new minute of every coin is
+/// an append), and the rest in `candles`.
+pub(crate) fn is_unrolled_minute(interval: Interval, time: i64, through: i64) -> bool {
+    interval == Interval::M1 && time >= through
+}
+
+/// Candles (sorted by key) split by the table they go to, given the mark: the minutes from
+/// the mark on, in `minutes`' key order (time, symbol), and the rest as they were.
+pub(crate) fn split_minutes(candles: Vec<Candle>, through: i64) -> (Vec<Candle>, Vec<Candle>) {
+    let (mut hot, rest): (Vec<Candle>, Vec<Candle>) = candles
+        .into_iter()
+        .partition(|c| is_unrolled_minute(c.interval, c.time, through));
+    hot.sort_by(|a, b| (a.time, &a.symbol).cmp(&(b.time, &b.symbol)));
+    (hot, rest)
 }
 
 /// The start of `interval`'s bucket holding the mark: stored rows from there on may lack

@@ -29,25 +29,120 @@ const MIGRATION_LOCK: i64 = 0x746f_7063_6f69_6e73; // "topcoins"
 
 const PRUNE_SYMBOLS_PER_STEP: usize = 500;
 
-const INSERT_RECORDED: &str = concat!(
+/// The recorded rows of a batch, from one array per column, through the merge: into
+/// `candles`, or with `$table` = "minutes AS candles" into `minutes` (the minutes from the
+/// roll-up's mark on; the alias makes the merge read alike).
+macro_rules! insert_recorded {
+    ($table:literal) => {
+        concat!(
+            "INSERT INTO ",
+            $table,
+            " (",
+            columns!(),
+            ") SELECT s, sp, b, 0::smallint, om, o, h, l, cm, c, mc, rm, r, v, NULL::float8,
+               NULL::float8
+             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::float8[],
+                         $6::float8[], $7::float8[], $8::bigint[], $9::float8[], $10::float8[],
+                         $11::bigint[], $12::int[], $13::float8[])
+               AS u(s, sp, b, om, o, h, l, cm, c, mc, rm, r, v)",
+            merge_recorded!()
+        )
+    };
+}
+
+/// Backfilled rows, as [`insert_recorded`] with every column given.
+macro_rules! insert_backfilled {
+    ($table:literal) => {
+        concat!(
+            "INSERT INTO ",
+            $table,
+            " (",
+            columns!(),
+            ") SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::smallint[],
+                 $5::bigint[], $6::float8[], $7::float8[], $8::float8[], $9::bigint[],
+                 $10::float8[], $11::float8[], $12::bigint[], $13::int[], $14::float8[],
+                 $15::float8[], $16::float8[])",
+            replace_backfilled!()
+        )
+    };
+}
+
+const INSERT_RECORDED: &str = insert_recorded!("candles");
+const INSERT_RECORDED_MINUTES: &str = insert_recorded!("minutes AS candles");
+const INSERT_BACKFILLED: &str = insert_backfilled!("candles");
+const INSERT_BACKFILLED_MINUTES: &str = insert_backfilled!("minutes AS candles");
+
+/// The roll-up moves the minutes of `$1..$2` into `candles`: recorded ones through the
+/// merge, backfilled ones through the replace (`candles` holds no minute from the mark on,
+/// so neither meets a row there unless a bug put one: then the merge keeps both right).
+const MOVE_RECORDED: &str = concat!(
     "INSERT INTO candles (",
     columns!(),
-    ") SELECT s, sp, b, 0::smallint, om, o, h, l, cm, c, mc, rm, r, v, NULL::float8, NULL::float8
-     FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::float8[], $6::float8[],
-                 $7::float8[], $8::bigint[], $9::float8[], $10::float8[], $11::bigint[],
-                 $12::int[], $13::float8[])
-       AS u(s, sp, b, om, o, h, l, cm, c, mc, rm, r, v)",
+    ") SELECT ",
+    columns!(),
+    " FROM minutes WHERE bucket_ms >= $1 AND bucket_ms < $2 AND source = 0
+      ORDER BY symbol, bucket_ms",
     merge_recorded!()
 );
 
-const INSERT_BACKFILLED: &str = concat!(
+const MOVE_BACKFILLED: &str = concat!(
     "INSERT INTO candles (",
     columns!(),
-    ") SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::smallint[], $5::bigint[],
-                 $6::float8[], $7::float8[], $8::float8[], $9::bigint[], $10::float8[],
-                 $11::float8[], $12::bigint[], $13::int[], $14::float8[], $15::float8[],
-                 $16::float8[])",
+    ") SELECT ",
+    columns!(),
+    " FROM minutes WHERE bucket_ms >= $1 AND bucket_ms < $2 AND source <> 0
+      ORDER BY symbol, bucket_ms",
     replace_backfilled!()
+);
+
+const DELETE_MOVED: &str = "DELETE FROM minutes WHERE bucket_ms < $1";
+
+/// Every row of `minutes` in `$1..$2` (all of them from the mark on), every coin's.
+const SELECT_HOT: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM minutes WHERE bucket_ms >= $1 AND bucket_ms < $2"
+);
+
+/// The first minute at or after `$1` in `minutes`, `NULL` if none: where a roll-up that
+/// starts far behind its data (a new database's mark is 0) jumps to.
+const SELECT_FIRST_HOT: &str = "SELECT min(bucket_ms) FROM minutes WHERE bucket_ms >= $1";
+
+/// The `minutes` arm of a range read: one coin's (`$1`) rows in `$3..$upper`, by one
+/// primary-key probe per minute (a lateral join) from `$6` (the minute of `$3`) or the first minute
+/// there, whichever is later, to `$upper` or the newest minute there, whichever is earlier.
+/// `minutes` is clustered by time and holds only the minutes from the mark on, so the probes
+/// are few.
+macro_rules! hot_arm {
+    ($upper:literal) => {
+        concat!(
+            "SELECT m.* FROM generate_series(
+               GREATEST($6, (SELECT min(bucket_ms) FROM minutes)),
+               LEAST(",
+            $upper,
+            ", (SELECT coalesce(max(bucket_ms) + 1, 0) FROM minutes)) - 1,
+               60000) AS probe(t),
+             LATERAL (SELECT ",
+            columns!(),
+            " FROM minutes WHERE bucket_ms = probe.t AND symbol = $1 AND span = '1m'
+                AND bucket_ms >= $3 AND bucket_ms < ",
+            $upper,
+            ") m"
+        )
+    };
+}
+
+/// A range of `1m` that reaches the mark: the priced rows of `candles` before it and those
+/// of `minutes` (each arm with the page's limit; the caller orders and cuts).
+const SELECT_RANGE_MINUTES: &str = concat!(
+    "(SELECT ",
+    columns!(),
+    " FROM candles WHERE symbol = $1 AND span = $2 AND bucket_ms >= $3 AND bucket_ms < $4
+      AND bucket_ms < (SELECT through_ms FROM rollup WHERE id = 1)
+      AND open IS NOT NULL ORDER BY bucket_ms LIMIT $5)
+     UNION ALL (",
+    hot_arm!("$4"),
+    " WHERE m.open IS NOT NULL ORDER BY m.bucket_ms LIMIT $5)"
 );
 
 const SELECT_RANGE: &str = concat!(
@@ -100,42 +195,23 @@ const UPDATE_THROUGH: &str = "UPDATE rollup SET through_ms = $1 WHERE id = 1";
 
 /// A range of a coarser interval and what the overlay merges into it, in one statement (one
 /// snapshot): the priced rows before the mark's bucket (complete) with the page's limit,
-/// every row from the mark's bucket on, and the `1m` rows from the mark on (`$6`: the
-/// interval's length, `$7`: the end of the minutes the range needs).
+/// every row from the mark's bucket on, and the `1m` rows from the mark on (from `minutes`:
+/// `$6`: the minute of `$3`, `$7`: the end of the minutes the range needs; `$8`: the
+/// interval's length).
 const SELECT_RANGE_ROLLED: &str = concat!(
     "(SELECT ",
     columns!(),
     " FROM candles WHERE symbol = $1 AND span = $2 AND bucket_ms >= $3 AND bucket_ms < $4
-      AND bucket_ms < (SELECT through_ms - through_ms % $6 FROM rollup WHERE id = 1)
+      AND bucket_ms < (SELECT through_ms - through_ms % $8 FROM rollup WHERE id = 1)
       AND open IS NOT NULL ORDER BY bucket_ms LIMIT $5)
      UNION ALL (SELECT ",
     columns!(),
     " FROM candles WHERE symbol = $1 AND span = $2
-      AND bucket_ms >= GREATEST($3, (SELECT through_ms - through_ms % $6 FROM rollup WHERE id = 1))
+      AND bucket_ms >= GREATEST($3, (SELECT through_ms - through_ms % $8 FROM rollup WHERE id = 1))
       AND bucket_ms < $4)
-     UNION ALL (SELECT ",
-    columns!(),
-    " FROM candles WHERE symbol = $1 AND span = '1m'
-      AND bucket_ms >= GREATEST($3, (SELECT through_ms FROM rollup WHERE id = 1))
-      AND bucket_ms < $7)"
-);
-
-/// Every coin's `1m` rows in `$1..$2`: one index range per coin (a lateral join, so the
-/// plan is the loose scan's seeks whatever the planner guesses of the coins' number).
-const SELECT_MINUTES: &str = concat!(
-    every_coin!(),
-    "SELECT m.* FROM coins, LATERAL (SELECT ",
-    columns!(),
-    " FROM candles c WHERE c.symbol = coins.symbol AND c.span = '1m'
-       AND c.bucket_ms >= $1 AND c.bucket_ms < $2) m"
-);
-
-/// The first `1m` bucket at or after `$1` of any coin (one seek per coin), `NULL` if none:
-/// where a roll-up that starts far behind its data (a new database's mark is 0) jumps to.
-const SELECT_FIRST_MINUTE: &str = concat!(
-    every_coin!(),
-    "SELECT min((SELECT c.bucket_ms FROM candles c WHERE c.symbol = coins.symbol
-       AND c.span = '1m' AND c.bucket_ms >= $1 ORDER BY c.bucket_ms LIMIT 1)) FROM coins"
+     UNION ALL (",
+    hot_arm!("$7"),
+    ")"
 );
 
 /// Every coin's rows of one interval (`$1`) from a bucket (`$2`) on, priced or not.
@@ -331,16 +407,18 @@ impl Columns {
     }
 }
 
-/// Writes recorded candles (sorted by key, unique) through the merge: one statement.
+/// Writes recorded candles (unique, in the table's key order) through the merge with
+/// `insert` ([`INSERT_RECORDED`] or [`INSERT_RECORDED_MINUTES`]): one statement.
 async fn write_recorded(
     tx: &deadpool_postgres::Transaction<'_>,
+    insert: &str,
     candles: &[Candle],
 ) -> Result<(), Error> {
     if candles.is_empty() {
         return Ok(());
     }
     let c = Columns::of(candles);
-    let stmt = tx.prepare_cached(INSERT_RECORDED).await?;
+    let stmt = tx.prepare_cached(insert).await?;
     tx.execute(
         &stmt,
         &[
@@ -376,7 +454,9 @@ impl CandleStore for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let mark: i64 = tx.query_one(SELECT_THROUGH_SHARED, &[]).await?.get(0);
-        write_recorded(&tx, &batch.to_write(mark)).await?;
+        let (hot, rest) = rollup::split_minutes(batch.to_write(mark), mark);
+        write_recorded(&tx, INSERT_RECORDED_MINUTES, &hot).await?;
+        write_recorded(&tx, INSERT_RECORDED, &rest).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -396,10 +476,10 @@ impl CandleStore for PostgresStore {
                 return Ok(done);
             }
             // From the first minute there is: no empty steps across the years.
-            let first: Option<i64> = tx.query_one(SELECT_FIRST_MINUTE, &[&from]).await?.get(0);
+            let first: Option<i64> = tx.query_one(SELECT_FIRST_HOT, &[&from]).await?.get(0);
             let start = first.unwrap_or(until).clamp(from, until);
             let to = until.min(start.saturating_add(rollup::STEP_MS));
-            let stmt = tx.prepare_cached(SELECT_MINUTES).await?;
+            let stmt = tx.prepare_cached(SELECT_HOT).await?;
             let minutes = tx
                 .query(&stmt, &[&from, &to])
                 .await?
@@ -407,7 +487,14 @@ impl CandleStore for PostgresStore {
                 .map(read_row)
                 .collect::<Result<Vec<_>, _>>()?;
             let rows = roll_up(&minutes, &COARSE);
-            write_recorded(&tx, &rows).await?;
+            write_recorded(&tx, INSERT_RECORDED, &rows).await?;
+            // The minutes rolled up leave `minutes` for `candles` as the mark passes.
+            for stmt in [MOVE_RECORDED, MOVE_BACKFILLED] {
+                let stmt = tx.prepare_cached(stmt).await?;
+                tx.execute(&stmt, &[&from, &to]).await?;
+            }
+            let stmt = tx.prepare_cached(DELETE_MOVED).await?;
+            tx.execute(&stmt, &[&to]).await?;
             tx.execute(UPDATE_THROUGH, &[&to]).await?;
             tx.commit().await?;
             done.minutes += minutes.len() as u64;
@@ -438,11 +525,19 @@ impl CandleStore for PostgresStore {
                 }
             }
         }
-        let c = Columns::of(unique);
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(INSERT_BACKFILLED).await?;
-        client
-            .execute(
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mark: i64 = tx.query_one(SELECT_THROUGH_SHARED, &[]).await?.get(0);
+        let (hot, rest): (Vec<&Candle>, Vec<&Candle>) = unique
+            .into_iter()
+            .partition(|c| rollup::is_unrolled_minute(c.interval, c.time, mark));
+        for (insert, rows) in [(INSERT_BACKFILLED_MINUTES, hot), (INSERT_BACKFILLED, rest)] {
+            if rows.is_empty() {
+                continue;
+            }
+            let c = Columns::of(rows);
+            let stmt = tx.prepare_cached(insert).await?;
+            tx.execute(
                 &stmt,
                 &[
                     &c.symbol,
@@ -464,6 +559,8 @@ impl CandleStore for PostgresStore {
                 ],
             )
             .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -472,8 +569,8 @@ impl CandleStore for PostgresStore {
         let interval = range.interval;
         let span = interval.as_str();
         let client = self.client().await?;
-        // Minutes, or a range complete before the mark's bucket: the plain query.
-        if interval == Interval::M1 || self.mark.covers(interval, upper) {
+        // A range complete before the mark's bucket: the plain query.
+        if self.mark.covers(interval, upper) {
             let stmt = client.prepare_cached(SELECT_RANGE).await?;
             let rows = client
                 .query(&stmt, &[&symbol.as_str(), &span, &lower, &upper, &limit])
@@ -481,6 +578,24 @@ impl CandleStore for PostgresStore {
             let candles = rows.iter().map(read_row).collect::<Result<_, _>>()?;
             return Ok(Page::from_rows(candles, limit));
         }
+        // The first probe of `minutes` (which holds no minute before 1970).
+        let probe_from = Interval::M1.bucket_start(lower.max(0));
+        let stmt = client.prepare_cached(SELECT_THROUGH).await?;
+        if interval == Interval::M1 {
+            let range = client.prepare_cached(SELECT_RANGE_MINUTES).await?;
+            let rows = client
+                .query(
+                    &range,
+                    &[&symbol.as_str(), &span, &lower, &upper, &limit, &probe_from],
+                )
+                .await?;
+            let mut candles: Vec<Candle> = rows.iter().map(read_row).collect::<Result<_, _>>()?;
+            self.mark.saw(client.query_one(&stmt, &[]).await?.get(0));
+            candles.sort_by_key(|c| c.time);
+            candles.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            return Ok(Page::from_rows(candles, limit));
+        }
+        let through = stmt;
         let stmt = client.prepare_cached(SELECT_RANGE_ROLLED).await?;
         let rows = client
             .query(
@@ -491,8 +606,9 @@ impl CandleStore for PostgresStore {
                     &lower,
                     &upper,
                     &limit,
-                    &interval.millis(),
+                    &probe_from,
                     &rollup::minutes_upper(interval, upper),
+                    &interval.millis(),
                 ],
             )
             .await?;
@@ -502,8 +618,7 @@ impl CandleStore for PostgresStore {
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
             .partition(|c| c.interval == Interval::M1);
-        let stmt = client.prepare_cached(SELECT_THROUGH).await?;
-        self.mark.saw(client.query_one(&stmt, &[]).await?.get(0));
+        self.mark.saw(client.query_one(&through, &[]).await?.get(0));
         let candles = rollup::range_rows(stored, &minutes, interval, lower, upper, limit);
         Ok(Page::from_rows(candles, limit))
     }
@@ -520,13 +635,16 @@ impl CandleStore for PostgresStore {
         let read = |rows: Vec<tokio_postgres::Row>| -> Result<Vec<Candle>, Error> {
             rows.iter().map(read_row).collect()
         };
-        if interval == Interval::M1 {
-            let stmt = tx.prepare_cached(SELECT_LATEST).await?;
-            let latest = read(tx.query(&stmt, &[&interval.as_str()]).await?)?;
-            tx.commit().await?;
-            return Ok(latest);
-        }
         let mark: i64 = tx.query_one(SELECT_THROUGH, &[]).await?.get(0);
+        let stmt = tx.prepare_cached(SELECT_HOT).await?;
+        let minutes = read(tx.query(&stmt, &[&mark, &i64::MAX]).await?)?;
+        if interval == Interval::M1 {
+            // `candles`' minutes are all before `minutes`' ones.
+            let stmt = tx.prepare_cached(SELECT_LATEST).await?;
+            let stored = read(tx.query(&stmt, &[&interval.as_str()]).await?)?;
+            tx.commit().await?;
+            return Ok(rollup::latest_rows(stored, minutes, &[], interval));
+        }
         let stmt = tx.prepare_cached(SELECT_CLOSED_BY).await?;
         let latest = read(
             tx.query(
@@ -547,8 +665,6 @@ impl CandleStore for PostgresStore {
             )
             .await?,
         )?;
-        let stmt = tx.prepare_cached(SELECT_MINUTES).await?;
-        let minutes = read(tx.query(&stmt, &[&mark, &i64::MAX]).await?)?;
         tx.commit().await?;
         Ok(rollup::latest_rows(latest, recent, &minutes, interval))
     }
@@ -648,11 +764,20 @@ impl CandleStore for PostgresStore {
         };
         let mark: i64 = tx.query_one(SELECT_THROUGH, &[]).await?.get(0);
         let closed_by = tx.prepare_cached(SELECT_CLOSED_BY).await?;
-        let mut candidates = read(
+        let stored = read(
             tx.query(&closed_by, &[&Interval::M1.as_str(), &at, &i64::MAX])
                 .await?,
         )?;
-        let mut minutes = None;
+        // Needed by every interval whose mark's bucket starts by `at` (the daily one starts
+        // first: every interval divides a day).
+        let minutes = if at >= rollup::open_from(Interval::D1, mark) {
+            let stmt = tx.prepare_cached(SELECT_HOT).await?;
+            read(tx.query(&stmt, &[&mark, &i64::MAX]).await?)?
+        } else {
+            Vec::new()
+        };
+        let later = rollup::closes_rows(minutes.clone(), &[], Interval::M1, at);
+        let mut candidates = rollup::prefer_later(stored, later);
         for interval in COARSE {
             // Stored buckets before the mark's are complete; from it on, overlaid.
             let open = rollup::open_from(interval, mark);
@@ -664,14 +789,9 @@ impl CandleStore for PostgresStore {
                 candidates.extend(stored);
                 continue;
             }
-            if minutes.is_none() {
-                let stmt = tx.prepare_cached(SELECT_MINUTES).await?;
-                minutes = Some(read(tx.query(&stmt, &[&mark, &i64::MAX]).await?)?);
-            }
             let stmt = tx.prepare_cached(SELECT_RECENT).await?;
             let recent = read(tx.query(&stmt, &[&interval.as_str(), &open]).await?)?;
-            let later =
-                rollup::closes_rows(recent, minutes.as_deref().unwrap_or_default(), interval, at);
+            let later = rollup::closes_rows(recent, &minutes, interval, at);
             candidates.extend(rollup::prefer_later(stored, later));
         }
         tx.commit().await?;

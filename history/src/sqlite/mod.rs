@@ -1,6 +1,8 @@
 //! The SQLite backend, the embedded default: one file, WAL, a writer thread and a reader
 //! thread (see [`worker`]), every batch one `BEGIN IMMEDIATE` transaction through a cached
-//! prepared statement. Durability: `synchronous = FULL`, so a batch whose `apply` returned is
+//! prepared statement. The minutes the roll-up has not reached are kept in a table of their
+//! own, clustered by time (`minutes`, migration 0004): a snapshot that opens a new minute
+//! appends there instead of touching one page per coin of `candles`. Durability: `synchronous = FULL`, so a batch whose `apply` returned is
 //! on disk before the recorder acknowledges its snapshot.
 
 mod worker;
@@ -25,12 +27,66 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// nothing is to be deleted.
 const PRUNE_SYMBOLS_PER_STEP: usize = 500;
 
-const INSERT_RECORDED: &str = concat!(
-    "INSERT INTO candles (",
-    columns!(),
-    ") VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, NULL, NULL)",
-    merge_recorded!()
-);
+/// Where a row goes: `candles` (the coarser intervals, and the minutes before the roll-up's
+/// mark) or `minutes` (the minutes from the mark on). Both have the same columns; the
+/// statements name the row `candles` either way (`INSERT INTO minutes AS candles`), so the
+/// merge reads alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    Candles,
+    Minutes,
+}
+
+impl Table {
+    /// The table a row of `interval` at `time` goes to, given the mark.
+    fn of(interval: Interval, time: i64, through: i64) -> Table {
+        if rollup::is_unrolled_minute(interval, time, through) {
+            Table::Minutes
+        } else {
+            Table::Candles
+        }
+    }
+
+    fn insert_into(self) -> &'static str {
+        match self {
+            Table::Candles => "INSERT INTO candles (",
+            Table::Minutes => "INSERT INTO minutes AS candles (",
+        }
+    }
+
+    fn insert_recorded(self) -> &'static str {
+        match self {
+            Table::Candles => &INSERT_RECORDED[0],
+            Table::Minutes => &INSERT_RECORDED[1],
+        }
+    }
+
+    fn insert_recorded_many(self) -> &'static str {
+        match self {
+            Table::Candles => &INSERT_RECORDED_MANY[0],
+            Table::Minutes => &INSERT_RECORDED_MANY[1],
+        }
+    }
+
+    fn insert_backfilled(self) -> &'static str {
+        match self {
+            Table::Candles => &INSERT_BACKFILLED[0],
+            Table::Minutes => &INSERT_BACKFILLED[1],
+        }
+    }
+}
+
+/// One recorded row through the merge, per [`Table`].
+static INSERT_RECORDED: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+    [Table::Candles, Table::Minutes].map(|t| {
+        format!(
+            "{}{}) VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, NULL, NULL){}",
+            t.insert_into(),
+            columns!(),
+            merge_recorded!()
+        )
+    })
+});
 
 /// Rows one statement of [`INSERT_RECORDED_MANY`] writes: a batch is written in statements
 /// of this many rows (fewer round trips through the statement machinery than one per row;
@@ -40,14 +96,17 @@ const ROWS_PER_INSERT: usize = 50;
 const RECORDED_PARAMS: usize = 13;
 
 /// [`INSERT_RECORDED`] for [`ROWS_PER_INSERT`] rows at once.
-static INSERT_RECORDED_MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+static INSERT_RECORDED_MANY: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
     let row = "(?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)";
     let rows = vec![row; ROWS_PER_INSERT].join(", ");
-    format!(
-        "INSERT INTO candles ({}) VALUES {rows}{}",
-        columns!(),
-        merge_recorded!()
-    )
+    [Table::Candles, Table::Minutes].map(|t| {
+        format!(
+            "{}{}) VALUES {rows}{}",
+            t.insert_into(),
+            columns!(),
+            merge_recorded!()
+        )
+    })
 });
 
 /// The parameters of one recorded row, in [`INSERT_RECORDED`]'s order.
@@ -72,11 +131,102 @@ fn recorded_params<'a>(
     ]
 }
 
-const INSERT_BACKFILLED: &str = concat!(
+/// One backfilled row, per [`Table`].
+static INSERT_BACKFILLED: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+    [Table::Candles, Table::Minutes].map(|t| {
+        format!(
+            "{}{}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16){}",
+            t.insert_into(),
+            columns!(),
+            replace_backfilled!()
+        )
+    })
+});
+
+/// The roll-up moves the minutes of `?1..?2` into `candles`: the recorded ones through the
+/// merge, the backfilled ones through the replace (`candles` holds no minute from the mark on,
+/// so neither meets a row there unless a bug put one: then the merge keeps both right). In
+/// `candles`' key order, for locality.
+const MOVE_RECORDED: &str = concat!(
     "INSERT INTO candles (",
     columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    ") SELECT ",
+    columns!(),
+    " FROM minutes WHERE bucket_ms >= ?1 AND bucket_ms < ?2 AND source = 0
+      ORDER BY symbol, bucket_ms",
+    merge_recorded!()
+);
+
+const MOVE_BACKFILLED: &str = concat!(
+    "INSERT INTO candles (",
+    columns!(),
+    ") SELECT ",
+    columns!(),
+    " FROM minutes WHERE bucket_ms >= ?1 AND bucket_ms < ?2 AND source <> 0
+      ORDER BY symbol, bucket_ms",
     replace_backfilled!()
+);
+
+const DELETE_MOVED: &str = "DELETE FROM minutes WHERE bucket_ms < ?1";
+
+/// The minutes in `?1..?2` from the `minutes` table (all of them from the mark on), every
+/// coin's, in time order: a range scan of its primary key.
+const SELECT_HOT: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM minutes WHERE bucket_ms >= ?1 AND bucket_ms < ?2"
+);
+
+/// The first minute at or after `?1` in `minutes`, `NULL` if none: where a roll-up that
+/// starts far behind its data (a new database's mark is 0) jumps to.
+const SELECT_FIRST_HOT: &str = "SELECT min(bucket_ms) FROM minutes WHERE bucket_ms >= ?1";
+
+/// The `probe(t)` CTE: one row per minute from `?6` (the bucket of the range's lower bound
+/// `?3`) or the first minute in `minutes`, whichever is later, up to `$upper` or the newest minute in `minutes`,
+/// whichever is earlier. `minutes` is clustered by time, so a coin's rows there are found by
+/// one primary-key probe per minute; it holds only the minutes from the mark on (a few, while
+/// the roll-up keeps up), so the probes are few.
+macro_rules! probe_minutes {
+    ($upper:literal) => {
+        concat!(
+            "WITH RECURSIVE probe(t) AS (
+               SELECT max(?6, (SELECT coalesce(min(bucket_ms), 0) FROM minutes))
+               UNION ALL
+               SELECT t + 60000 FROM probe
+               WHERE t + 60000 < min(",
+            $upper,
+            ", (SELECT coalesce(max(bucket_ms) + 1, 0) FROM minutes))) "
+        )
+    };
+}
+
+/// The `minutes` arm of a range read: the coin's (`?1`) rows in `?3..$upper`, by the probes.
+macro_rules! hot_arm {
+    ($upper:literal) => {
+        concat!(
+            "SELECT m.symbol, m.span, m.bucket_ms, m.source, m.open_ms, m.open, m.high, m.low,
+               m.close_ms, m.close, m.market_cap, m.rank_ms, m.rank, m.volume_24h,
+               m.volume_from, m.volume_to
+             FROM probe JOIN minutes m
+               ON m.bucket_ms = probe.t AND m.symbol = ?1 AND m.span = '1m'
+             WHERE m.bucket_ms >= ?3 AND m.bucket_ms < ",
+            $upper
+        )
+    };
+}
+
+/// A range of `1m` that reaches the mark: the priced rows of `candles` before it, and the
+/// priced rows of `minutes` (each arm with the page's limit; the caller orders and cuts).
+const SELECT_RANGE_MINUTES: &str = concat!(
+    probe_minutes!("?4"),
+    "SELECT * FROM (SELECT ",
+    columns!(),
+    " FROM candles WHERE symbol = ?1 AND span = ?2 AND bucket_ms >= ?3 AND bucket_ms < ?4
+      AND bucket_ms < (SELECT through_ms FROM rollup WHERE id = 1)
+      AND open IS NOT NULL ORDER BY bucket_ms LIMIT ?5)
+     UNION ALL SELECT * FROM (",
+    hot_arm!("?4"),
+    " AND m.open IS NOT NULL ORDER BY m.bucket_ms LIMIT ?5)"
 );
 
 const SELECT_RANGE: &str = concat!(
@@ -125,40 +275,22 @@ const UPDATE_THROUGH: &str = "UPDATE rollup SET through_ms = ?1 WHERE id = 1";
 /// snapshot of the file): the priced rows before the mark's bucket (complete: nothing to
 /// merge) with the page's limit, every row from the mark's bucket on (few: the overlay may
 /// price an unpriced one or replace a backfilled one), and the `1m` rows from the mark on
-/// (`?6`: the interval's length, `?7`: the end of the minutes the range needs).
+/// (from the `minutes` table by the probes of [`probe_minutes`]; `?6`: the minute of `?3`,
+/// `?7`: the end of the minutes the range needs, `?8`: the interval's length).
 const SELECT_RANGE_ROLLED: &str = concat!(
+    probe_minutes!("?7"),
     "SELECT * FROM (SELECT ",
     columns!(),
     " FROM candles WHERE symbol = ?1 AND span = ?2 AND bucket_ms >= ?3 AND bucket_ms < ?4
-      AND bucket_ms < (SELECT through_ms - through_ms % ?6 FROM rollup WHERE id = 1)
+      AND bucket_ms < (SELECT through_ms - through_ms % ?8 FROM rollup WHERE id = 1)
       AND open IS NOT NULL ORDER BY bucket_ms LIMIT ?5)
      UNION ALL SELECT ",
     columns!(),
     " FROM candles WHERE symbol = ?1 AND span = ?2
-      AND bucket_ms >= max(?3, (SELECT through_ms - through_ms % ?6 FROM rollup WHERE id = 1))
+      AND bucket_ms >= max(?3, (SELECT through_ms - through_ms % ?8 FROM rollup WHERE id = 1))
       AND bucket_ms < ?4
-     UNION ALL SELECT ",
-    columns!(),
-    " FROM candles WHERE symbol = ?1 AND span = '1m'
-      AND bucket_ms >= max(?3, (SELECT through_ms FROM rollup WHERE id = 1))
-      AND bucket_ms < ?7"
-);
-
-/// Every coin's `1m` rows in `?1..?2`: one seek per coin.
-const SELECT_MINUTES: &str = concat!(
-    every_coin!(),
-    "SELECT ",
-    columns!(),
-    " FROM coins JOIN candles USING (symbol)
-     WHERE candles.span = '1m' AND candles.bucket_ms >= ?1 AND candles.bucket_ms < ?2"
-);
-
-/// The first `1m` bucket at or after `?1` of any coin (one seek per coin), `NULL` if none:
-/// where a roll-up that starts far behind its data (a new database's mark is 0) jumps to.
-const SELECT_FIRST_MINUTE: &str = concat!(
-    every_coin!(),
-    "SELECT min((SELECT c.bucket_ms FROM candles c WHERE c.symbol = coins.symbol
-       AND c.span = '1m' AND c.bucket_ms >= ?1 ORDER BY c.bucket_ms LIMIT 1)) FROM coins"
+     UNION ALL ",
+    hot_arm!("?7")
 );
 
 /// Every coin's rows of one interval (`?1`) from a bucket (`?2`) on, priced or not.
@@ -307,12 +439,16 @@ fn read_rows(
     Ok(out)
 }
 
-/// Writes recorded candles (sorted by key, unique) through the merge, [`ROWS_PER_INSERT`]
-/// rows a statement and the rest one by one.
-fn write_recorded(tx: &rusqlite::Transaction<'_>, candles: &[Candle]) -> Result<(), Error> {
+/// Writes recorded candles (unique, in the table's key order for locality) into `table`
+/// through the merge, [`ROWS_PER_INSERT`] rows a statement and the rest one by one.
+fn write_recorded(
+    tx: &rusqlite::Transaction<'_>,
+    table: Table,
+    candles: &[Candle],
+) -> Result<(), Error> {
     let mut chunks = candles.chunks_exact(ROWS_PER_INSERT);
     if candles.len() >= ROWS_PER_INSERT {
-        let mut insert = tx.prepare_cached(&INSERT_RECORDED_MANY)?;
+        let mut insert = tx.prepare_cached(table.insert_recorded_many())?;
         let mut rows: Vec<Row> = Vec::with_capacity(ROWS_PER_INSERT);
         for chunk in chunks.by_ref() {
             rows.clear();
@@ -326,13 +462,18 @@ fn write_recorded(tx: &rusqlite::Transaction<'_>, candles: &[Candle]) -> Result<
             insert.execute(values.as_slice())?;
         }
     }
-    let mut insert = tx.prepare_cached(INSERT_RECORDED)?;
+    let mut insert = tx.prepare_cached(table.insert_recorded())?;
     for c in chunks.remainder() {
         let r = Row::from(c);
         let symbol = r.symbol.as_str();
         insert.execute(recorded_params(&r, &symbol).as_slice())?;
     }
     Ok(())
+}
+
+/// Every row of the `minutes` table in `from..to`.
+fn hot_minutes(conn: &Connection, from: i64, to: i64) -> Result<Vec<Candle>, Error> {
+    read_rows(&mut conn.prepare_cached(SELECT_HOT)?, params![from, to])
 }
 
 /// The roll-up's mark.
@@ -398,8 +539,10 @@ impl CandleStore for SqliteStore {
         self.writer
             .call(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let rows = batch.to_write(through(&tx)?);
-                write_recorded(&tx, &rows)?;
+                let mark = through(&tx)?;
+                let (hot, rest) = rollup::split_minutes(batch.to_write(mark), mark);
+                write_recorded(&tx, Table::Minutes, &hot)?;
+                write_recorded(&tx, Table::Candles, &rest)?;
                 tx.commit()?;
                 Ok(())
             })
@@ -425,16 +568,17 @@ impl CandleStore for SqliteStore {
                     }
                     // From the first minute there is: no empty steps across the years.
                     let first: Option<i64> = tx
-                        .prepare_cached(SELECT_FIRST_MINUTE)?
+                        .prepare_cached(SELECT_FIRST_HOT)?
                         .query_row([from], |r| r.get(0))?;
                     let start = first.unwrap_or(until).clamp(from, until);
                     let to = until.min(start.saturating_add(rollup::STEP_MS));
-                    let minutes = {
-                        let mut stmt = tx.prepare_cached(SELECT_MINUTES)?;
-                        read_rows(&mut stmt, params![from, to])?
-                    };
+                    let minutes = hot_minutes(&tx, from, to)?;
                     let rows = roll_up(&minutes, &COARSE);
-                    write_recorded(&tx, &rows)?;
+                    write_recorded(&tx, Table::Candles, &rows)?;
+                    // The minutes rolled up leave `minutes` for `candles` as the mark passes.
+                    tx.prepare_cached(MOVE_RECORDED)?.execute([from, to])?;
+                    tx.prepare_cached(MOVE_BACKFILLED)?.execute([from, to])?;
+                    tx.prepare_cached(DELETE_MOVED)?.execute([to])?;
                     tx.prepare_cached(UPDATE_THROUGH)?.execute([to])?;
                     tx.commit()?;
                     Ok(Rolled {
@@ -458,9 +602,11 @@ impl CandleStore for SqliteStore {
         self.writer
             .call(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let mark = through(&tx)?;
                 {
-                    let mut insert = tx.prepare_cached(INSERT_BACKFILLED)?;
                     for c in &candles {
+                        let table = Table::of(c.interval, c.time, mark);
+                        let mut insert = tx.prepare_cached(table.insert_backfilled())?;
                         let r = Row::from(c);
                         insert.execute(params![
                             crate::symbol_key(&r.symbol).as_str(),
@@ -496,13 +642,26 @@ impl CandleStore for SqliteStore {
         let rows = self
             .reader
             .call(move |conn| {
-                // Minutes, or a range complete before the mark's bucket: the plain query.
-                if interval == Interval::M1 || known.covers(interval, upper) {
+                // A range complete before the mark's bucket: the plain query.
+                if known.covers(interval, upper) {
                     let mut stmt = conn.prepare_cached(SELECT_RANGE)?;
                     return read_rows(
                         &mut stmt,
                         params![symbol.as_str(), span, lower, upper, limit],
                     );
+                }
+                // The first probe of `minutes` (which holds no minute before 1970).
+                let probe_from = Interval::M1.bucket_start(lower.max(0));
+                if interval == Interval::M1 {
+                    let mut stmt = conn.prepare_cached(SELECT_RANGE_MINUTES)?;
+                    let mut rows = read_rows(
+                        &mut stmt,
+                        params![symbol.as_str(), span, lower, upper, limit, probe_from],
+                    )?;
+                    known.saw(through(conn)?);
+                    rows.sort_by_key(|c| c.time);
+                    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+                    return Ok(rows);
                 }
                 let mut stmt = conn.prepare_cached(SELECT_RANGE_ROLLED)?;
                 let (minutes, stored): (Vec<Candle>, Vec<Candle>) = read_rows(
@@ -513,8 +672,9 @@ impl CandleStore for SqliteStore {
                         lower,
                         upper,
                         limit,
-                        interval.millis(),
+                        probe_from,
                         rollup::minutes_upper(interval, upper),
+                        interval.millis(),
                     ],
                 )?
                 .into_iter()
@@ -534,10 +694,13 @@ impl CandleStore for SqliteStore {
             .call(move |conn| {
                 // One read transaction: the mark and the rows are of one snapshot.
                 let tx = conn.transaction()?;
-                if interval == Interval::M1 {
-                    return read_rows(&mut tx.prepare_cached(SELECT_LATEST)?, params![span]);
-                }
                 let mark = through(&tx)?;
+                let minutes = hot_minutes(&tx, mark, i64::MAX)?;
+                if interval == Interval::M1 {
+                    // `candles`' minutes are all before `minutes`' ones.
+                    let stored = read_rows(&mut tx.prepare_cached(SELECT_LATEST)?, params![span]);
+                    return Ok(rollup::latest_rows(stored?, minutes, &[], interval));
+                }
                 let latest = read_rows(
                     &mut tx.prepare_cached(SELECT_CLOSED_BY)?,
                     params![span, i64::MAX, rollup::open_from(interval, mark)],
@@ -545,10 +708,6 @@ impl CandleStore for SqliteStore {
                 let recent = read_rows(
                     &mut tx.prepare_cached(SELECT_RECENT)?,
                     params![span, rollup::open_from(interval, mark)],
-                )?;
-                let minutes = read_rows(
-                    &mut tx.prepare_cached(SELECT_MINUTES)?,
-                    params![mark, i64::MAX],
                 )?;
                 Ok(rollup::latest_rows(latest, recent, &minutes, interval))
             })
@@ -614,11 +773,19 @@ impl CandleStore for SqliteStore {
             .call(move |conn| {
                 let tx = conn.transaction()?;
                 let mark = through(&tx)?;
-                let mut out = read_rows(
+                let stored = read_rows(
                     &mut tx.prepare_cached(SELECT_CLOSED_BY)?,
                     params![Interval::M1.as_str(), at, i64::MAX],
                 )?;
-                let mut minutes = None;
+                // Needed by every interval whose mark's bucket starts by `at` (the daily one
+                // starts first: every interval divides a day).
+                let minutes = if at >= rollup::open_from(Interval::D1, mark) {
+                    hot_minutes(&tx, mark, i64::MAX)?
+                } else {
+                    Vec::new()
+                };
+                let later = rollup::closes_rows(minutes.clone(), &[], Interval::M1, at);
+                let mut out = rollup::prefer_later(stored, later);
                 for interval in COARSE {
                     // Stored buckets before the mark's are complete; from it on, overlaid.
                     let open = rollup::open_from(interval, mark);
@@ -630,22 +797,11 @@ impl CandleStore for SqliteStore {
                         out.extend(stored);
                         continue;
                     }
-                    if minutes.is_none() {
-                        minutes = Some(read_rows(
-                            &mut tx.prepare_cached(SELECT_MINUTES)?,
-                            params![mark, i64::MAX],
-                        )?);
-                    }
                     let recent = read_rows(
                         &mut tx.prepare_cached(SELECT_RECENT)?,
                         params![interval.as_str(), open],
                     )?;
-                    let later = rollup::closes_rows(
-                        recent,
-                        minutes.as_deref().unwrap_or_default(),
-                        interval,
-                        at,
-                    );
+                    let later = rollup::closes_rows(recent, &minutes, interval, at);
                     out.extend(rollup::prefer_later(stored, later));
                 }
                 Ok(out)

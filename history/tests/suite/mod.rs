@@ -376,6 +376,51 @@ pub async fn recorded_wins_over_backfilled(store: &impl CandleStore) {
     let mut bad = backfilled("BTC", Interval::D1, DAY0, 1.0);
     bad.source = Source::Recorded;
     assert!(store.upsert_backfilled(vec![bad]).await.is_err());
+
+    // The same rule for minutes, before the roll-up has reached them (stored apart) and
+    // after it has: backfilled minutes are served as given, a recorded one takes its bucket
+    // whichever came first, and a backfilled minute is never rolled up.
+    let day = DAY0 + 30 * HOUR;
+    let minutes: Vec<Candle> = (0..3)
+        .map(|m| backfilled("ETH", Interval::M1, day + m * MIN, 50.0 + m as f64))
+        .collect();
+    store
+        .upsert_backfilled(minutes[..2].to_vec())
+        .await
+        .unwrap();
+    let eth = [price_sample("ETH", day + MIN + 1_000, 9.0)];
+    store.apply(Batch::from_samples(&eth)).await.unwrap();
+    store.upsert_backfilled(minutes.clone()).await.unwrap();
+    let want = vec![
+        minutes[0].clone(),
+        reference(&eth, "ETH", Interval::M1)[0].clone(),
+        minutes[2].clone(),
+    ];
+    assert_eq!(
+        all(store, "ETH", Interval::M1).await,
+        want,
+        "before the roll-up"
+    );
+    assert_eq!(
+        all(store, "ETH", Interval::M5).await,
+        reference(&eth, "ETH", Interval::M5)
+    );
+    store.rollup(day + HOUR).await.unwrap();
+    assert_eq!(
+        all(store, "ETH", Interval::M1).await,
+        want,
+        "after the roll-up"
+    );
+    assert_eq!(
+        all(store, "ETH", Interval::M5).await,
+        reference(&eth, "ETH", Interval::M5)
+    );
+    let latest = store.latest(Interval::M1).await.unwrap();
+    assert_eq!(
+        latest.iter().find(|c| c.symbol == "ETH"),
+        Some(&minutes[2]),
+        "latest minute"
+    );
 }
 
 pub async fn retention_deletes_only_what_it_should(store: &impl CandleStore) {
@@ -773,7 +818,7 @@ pub async fn rollups_change_no_answer(store: &impl CandleStore) {
             let want = expected(&applied, &backfill, "EEE", Interval::H1);
             assert_eq!(got, want, "EEE by ones");
             // Pages of 3 between unaligned bounds.
-            for interval in [Interval::M5, Interval::H1, Interval::D1] {
+            for interval in [Interval::M1, Interval::M5, Interval::H1, Interval::D1] {
                 let (from, to) = (start + 7 * MIN + 1, start + 4 * HOUR + 13 * MIN);
                 let mut got = Vec::new();
                 let mut cursor = None;

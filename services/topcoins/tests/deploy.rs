@@ -637,6 +637,10 @@ async fn dashboard_history_sql_runs_on_the_recorders_schema() -> Result<()> {
     // The coarser rows are the recorder's roll-up of the minutes (SQL readers of the table
     // see them once it ran, within TOPCOINS_ROLLUP_EVERY).
     store.rollup(t + 120_000).await?;
+    // A minute the roll-up has not reached (in the `minutes` table): the panel's `1m` shows it.
+    store
+        .apply(Batch::from_prices(&prices, t + 150_000))
+        .await?;
 
     // The datasource the panels name is provisioned, for PostgreSQL.
     let provisioned = std::fs::read_to_string(
@@ -667,9 +671,9 @@ async fn dashboard_history_sql_runs_on_the_recorders_schema() -> Result<()> {
         );
         Ok(String::from_utf8(out.stdout)?)
     };
-    let fill = |sql: &str| {
+    let fill = |sql: &str, interval: &str| {
         sql.replace("$symbol", "BTC")
-            .replace("$interval", "1h")
+            .replace("$interval", interval)
             .replace("$__unixEpochFrom()", &((t - 86_400_000) / 1000).to_string())
             .replace("$__unixEpochTo()", &((t + 86_400_000) / 1000).to_string())
     };
@@ -680,10 +684,13 @@ async fn dashboard_history_sql_runs_on_the_recorders_schema() -> Result<()> {
                 continue;
             };
             assert_eq!(target["datasource"]["uid"], "topcoins-history");
-            let rows = run(fill(sql))?;
+            let rows = run(fill(sql, "1h"))?;
             // One 1h candle: its time, close, high, low.
             assert_eq!(rows.lines().count(), 1, "{rows}");
             assert!(rows.contains("67000"), "{rows}");
+            // Two 1m candles: one rolled up, one not yet.
+            let rows = run(fill(sql, "1m"))?;
+            assert_eq!(rows.lines().count(), 2, "{rows}");
             ran += 1;
         }
     }
@@ -693,7 +700,7 @@ async fn dashboard_history_sql_runs_on_the_recorders_schema() -> Result<()> {
         .context("variables")?
     {
         if variable["datasource"]["uid"] == "topcoins-history" {
-            let rows = run(fill(variable["query"].as_str().context("query")?))?;
+            let rows = run(fill(variable["query"].as_str().context("query")?, "1h"))?;
             assert_eq!(rows.trim(), "BTC");
         }
     }
