@@ -14,7 +14,13 @@ use topcoins_schemas::Kind;
 /// [`Snapshot`](topcoins_schemas::Snapshot) type in schemas): its notice subject follows from
 /// its name ([`hash_subject`]), the notice stream keeps its notices, and every follower can
 /// take it in.
-pub const KINDS: &[Kind] = &[Kind::PRICES, Kind::RANKING];
+pub const KINDS: &[Kind] = &[
+    Kind::PRICES,
+    Kind::RANKING,
+    <topcoins_schemas::Kraken as topcoins_schemas::Exchange>::KIND,
+    <topcoins_schemas::Coinbase as topcoins_schemas::Exchange>::KIND,
+    <topcoins_schemas::Binance as topcoins_schemas::Exchange>::KIND,
+];
 
 /// Prefix of per-coin price events; the symbol token follows.
 pub const PRICE_PREFIX: &str = "topcoins.v1.price.";

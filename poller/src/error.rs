@@ -8,4 +8,6 @@ pub enum RunError {
     Connect(#[from] async_nats::ConnectError),
     #[error("actor did not start: {0}")]
     Spawn(#[from] ractor::SpawnErr),
+    #[error("configuration: {0}")]
+    Config(String),
 }

@@ -5,6 +5,8 @@
 //! - [`snapshot`]: the normalised [`PriceSnapshot`] and [`RankingSnapshot`] the actors produce,
 //!   their canonical encoding ([`Snapshot::canonical_bytes`]) and the rule that decides which
 //!   coin a symbol names when several share it ([`PriceSnapshot::by_symbol`]).
+//! - [`ticker`]: exchange tickers ([`TickerSnapshot`], one kind per [`Exchange`]) and the
+//!   seven [`MetricKind`]s of a pair.
 //! - [`notice`]: the small messages that travel on the bus ([`HashNotice`], [`PriceEvent`]).
 //! - [`api`]: the HTTP response and error bodies, for clients and tests.
 
@@ -13,6 +15,7 @@ pub mod hash;
 pub mod kind;
 pub mod notice;
 pub mod snapshot;
+pub mod ticker;
 
 /// The string type of coin ids, symbols and names: held inline up to 24 bytes, so decoding
 /// a snapshot allocates for almost none of them.
@@ -23,4 +26,7 @@ pub use notice::{HashNotice, NoticeError, PriceEvent};
 pub use snapshot::{
     CANONICAL_MAGIC, Caseless, PriceSnapshot, PricedCoin, RankedCoin, RankingSnapshot, Snapshot,
     SnapshotError, SymbolIndex,
+};
+pub use ticker::{
+    Binance, Coinbase, Exchange, Kraken, MetricKind, PairTicker, TickerSnapshot, TickerWindow,
 };

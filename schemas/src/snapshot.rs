@@ -100,7 +100,7 @@ pub trait Snapshot: Serialize + DeserializeOwned + Send + Sync + 'static {
 pub const CANONICAL_MAGIC: &[u8; 4] = b"TCS1";
 
 /// The value `bytes` hold, in either form [`Snapshot::decode`] accepts, before validation.
-fn decode_raw<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, SnapshotError> {
+pub(crate) fn decode_raw<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, SnapshotError> {
     let error = |e: &dyn std::fmt::Display| SnapshotError::Decode(e.to_string());
     if let Some(body) = bytes.strip_prefix(CANONICAL_MAGIC) {
         let (value, rest) = postcard::take_from_bytes(body).map_err(|e| error(&e))?;

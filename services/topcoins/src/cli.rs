@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use topcoins_api::ApiConfig;
 use topcoins_backfill::BackfillConfig;
 use topcoins_bus::{NatsAuth, NatsConfig};
+use topcoins_exchanges::ExchangesConfig;
 use topcoins_price::PriceConfig;
 use topcoins_ranking::RankingConfig;
 use topcoins_recorder::RecorderConfig;
@@ -52,6 +53,8 @@ pub enum Command {
     Price(PriceArgs),
     /// The ranking actor.
     Ranking(RankingArgs),
+    /// The exchange ticker actors: one per enabled exchange (`TOPCOINS_EXCHANGES`).
+    Exchanges(ExchangesArgs),
     /// The recorder: price and ranking snapshots into candles in the database.
     Recorder(RecorderArgs),
     /// The simulated market.
@@ -224,6 +227,8 @@ pub struct UpArgs {
     #[command(flatten)]
     pub ranking: RankingConfig,
     #[command(flatten)]
+    pub exchanges: ExchangesConfig,
+    #[command(flatten)]
     pub recorder: RecorderConfig,
     #[command(flatten)]
     pub backfill: BackfillConfig,
@@ -276,6 +281,14 @@ pub struct RankingArgs {
     pub actor: ActorArgs,
     #[command(flatten)]
     pub ranking: RankingConfig,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExchangesArgs {
+    #[command(flatten)]
+    pub actor: ActorArgs,
+    #[command(flatten)]
+    pub exchanges: ExchangesConfig,
 }
 
 #[derive(Debug, Clone, Args)]

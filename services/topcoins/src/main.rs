@@ -65,6 +65,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             topcoins_ranking::run(ranking, context, shutdown.wait()).await?;
             Ok(())
         }
+        Command::Exchanges(args) => {
+            let context = actor_context(&args.actor, "exchanges", &shutdown).await?;
+            let mut exchanges = args.exchanges;
+            if let Some(sim) = &args.actor.sim_url {
+                exchanges.use_sim(sim);
+            }
+            topcoins_exchanges::run(exchanges, context, shutdown.wait()).await?;
+            Ok(())
+        }
         Command::Recorder(args) => {
             let nats = args.nats.required("recorder")?;
             let database = args.database.database_url.clone().ok_or_else(|| {

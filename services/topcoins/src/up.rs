@@ -106,6 +106,16 @@ const COMPONENTS: &[Component] = &[
         },
     },
     Component {
+        name: "exchanges",
+        start: |plan, shutdown| {
+            Ok(boxed(topcoins_exchanges::run(
+                plan.args.exchanges.clone(),
+                plan.actor_context("topcoins-exchanges"),
+                shutdown.wait(),
+            )))
+        },
+    },
+    Component {
         name: "recorder",
         start: |plan, shutdown| {
             let database = plan.database.clone();
@@ -187,6 +197,9 @@ pub async fn run(
         let url = format!("http://{addr}");
         args.price.use_sim_for_keyless(&url);
         args.ranking.use_sim_for_keyless(&url);
+        // The exchanges need no key: with the simulator running, those left at their real
+        // URLs are its too (a machine without the internet gets the whole system).
+        args.exchanges.use_sim(&url);
         sim_addr = Some(addr);
         sim = Some(listener);
     }

@@ -1,0 +1,168 @@
+//! The [`Source`] the generic poller drives for one exchange: the tracked pairs' tickers as
+//! one [`TickerSnapshot`] per poll (canonical bytes, blake3, store, hash notice — the path of
+//! prices and ranking).
+//!
+//! Each poll asks only for tracked pairs the exchange lists (its pairs endpoint, read at the
+//! first poll and again every `markets_refresh`; a failed refresh keeps the list it had). A
+//! tracked pair the exchange does not list, and a pair whose figures the parser rejected, is
+//! counted in `topcoins_upstream_rejected_total{provider, reason}` and left out; the others
+//! are published. A poll where no tracked pair has a ticker is a failed poll (the last good
+//! snapshot stays).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use topcoins_poller::Source;
+use topcoins_schemas::{Exchange, PairTicker, TickerSnapshot, TickerWindow};
+use topcoins_upstream::{UpstreamError, UpstreamErrorKind, UpstreamMetrics};
+
+use crate::client::ExchangeApi;
+use crate::markets::Market;
+use crate::{Pair, Ticker, Window};
+
+/// How often the pairs endpoint is read by default: the list changes rarely.
+pub const MARKETS_REFRESH: Duration = Duration::from_secs(3600);
+
+pub struct TickerSource<A: ExchangeApi> {
+    api: Arc<A>,
+    tracked: Arc<Vec<Pair>>,
+    markets: Option<(Instant, BTreeMap<Pair, Market>)>,
+    refresh: Duration,
+    metrics: UpstreamMetrics,
+}
+
+impl<A: ExchangeApi> TickerSource<A> {
+    pub fn new(
+        api: Arc<A>,
+        tracked: Arc<Vec<Pair>>,
+        refresh: Duration,
+        metrics: UpstreamMetrics,
+    ) -> Self {
+        Self {
+            api,
+            tracked,
+            markets: None,
+            refresh,
+            metrics,
+        }
+    }
+
+    fn provider() -> &'static str {
+        <A::Exchange as Exchange>::ID
+    }
+
+    fn reject(&self, reason: &str, n: usize) {
+        if n > 0 {
+            self.metrics
+                .rejected
+                .with_label_values(&[Self::provider(), reason])
+                .inc_by(n as u64);
+        }
+    }
+
+    /// The exchange's markets, read again when the list is older than `refresh`.
+    async fn markets(&mut self) -> Result<&BTreeMap<Pair, Market>, UpstreamError> {
+        let stale = self
+            .markets
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() >= self.refresh);
+        if stale {
+            match self.api.markets().await {
+                Ok(list) => {
+                    let map = list.into_iter().map(|m| (m.pair.clone(), m)).collect();
+                    self.markets = Some((Instant::now(), map));
+                }
+                Err(e) if self.markets.is_some() => {
+                    tracing::warn!(provider = Self::provider(), error = %e, "pairs list not refreshed; the one held stays");
+                    if let Some((at, _)) = &mut self.markets {
+                        // Try again after a tenth of the refresh, not at every poll.
+                        *at = Instant::now() - self.refresh + self.refresh / 10;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(&self.markets.as_ref().expect("set above").1)
+    }
+}
+
+fn window(w: Window) -> TickerWindow {
+    match w {
+        Window::Rolling24h => TickerWindow::Rolling24h,
+        Window::UtcDay => TickerWindow::UtcDay,
+    }
+}
+
+/// A parsed ticker as the snapshot holds it.
+pub fn pair_ticker(t: &Ticker) -> PairTicker {
+    PairTicker {
+        pair: t.pair.as_str().into(),
+        price: t.price,
+        high: t.high_24h,
+        low: t.low_24h,
+        change_pct: t.change_pct,
+        change_abs: t.change_abs,
+        volume: t.volume,
+        volume_quote: t.volume_quote,
+        window: window(t.window),
+        change_window: window(t.change_window),
+    }
+}
+
+impl<A: ExchangeApi> Source for TickerSource<A> {
+    type Snapshot = TickerSnapshot<A::Exchange>;
+
+    fn provider(&self) -> &'static str {
+        Self::provider()
+    }
+
+    async fn fetch(&mut self) -> Result<Self::Snapshot, UpstreamError> {
+        let tracked = self.tracked.clone();
+        let markets = self.markets().await?;
+        let mut asked = Vec::with_capacity(tracked.len());
+        let mut unlisted = Vec::new();
+        for pair in tracked.iter() {
+            match markets.get(pair) {
+                Some(m) => asked.push(m.clone()),
+                None => unlisted.push(pair.as_str()),
+            }
+        }
+        if !unlisted.is_empty() {
+            tracing::warn!(provider = Self::provider(), pairs = ?unlisted, "tracked pairs the exchange does not list are not polled");
+        }
+        self.reject("unknown_pair", unlisted.len());
+        if asked.is_empty() {
+            return Err(UpstreamError::new(
+                Self::provider(),
+                UpstreamErrorKind::Rejected {
+                    reason: "no_tracked_pair",
+                },
+                "no tracked pair is listed by the exchange",
+            ));
+        }
+        let parsed = self.api.tickers(&asked).await?;
+        for r in &parsed.rejected {
+            tracing::warn!(provider = Self::provider(), key = %r.key, reason = r.reason, detail = %r.detail, "pair rejected");
+            self.reject(r.reason, 1);
+        }
+        let wanted: std::collections::BTreeSet<&Pair> = asked.iter().map(|m| &m.pair).collect();
+        let mut tickers: BTreeMap<&str, PairTicker> = BTreeMap::new();
+        for t in &parsed.tickers {
+            if wanted.contains(&t.pair) {
+                tickers.insert(t.pair.as_str(), pair_ticker(t));
+            }
+        }
+        if tickers.is_empty() {
+            return Err(UpstreamError::new(
+                Self::provider(),
+                UpstreamErrorKind::Rejected {
+                    reason: "no_ticker",
+                },
+                "no tracked pair came back with a usable ticker",
+            ));
+        }
+        TickerSnapshot::new(tickers.into_values().collect())
+            .map_err(|e| UpstreamError::rejected(Self::provider(), &e))
+    }
+}
