@@ -1,4 +1,5 @@
-# topcoins on Nomad: the simulator, the price and ranking actors, and API nodes behind service
+# topcoins on Nomad: the simulator, the price, ranking and exchange actors, the recorder, and
+# API nodes behind service
 # discovery. API keys come from the Nomad variable nomad/jobs/topcoins (see README.md), read
 # by templates; this file holds no secret.
 
@@ -193,6 +194,66 @@ EOT
 
       resources {
         cpu    = 300
+        memory = 128
+      }
+    }
+  }
+
+  group "exchanges" {
+    count = 1
+
+    network {
+      port "metrics" { to = 9104 }
+    }
+
+    restart {
+      attempts = 10
+      interval = "10m"
+      delay    = "5s"
+      mode     = "delay"
+    }
+
+    service {
+      name     = "topcoins-exchanges"
+      port     = "metrics"
+      provider = "nomad"
+      tags     = ["prometheus"]
+
+      check {
+        type     = "http"
+        path     = "/healthz"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
+
+    task "exchanges" {
+      driver = "docker"
+
+      config {
+        image = var.image
+        args  = ["exchanges"]
+        ports = ["metrics"]
+      }
+
+      env {
+        NATS_URL                = var.nats_url
+        TOPCOINS_METRICS_LISTEN = "0.0.0.0:9104"
+        # Public, keyless APIs: the real exchanges unless the simulator runs (then those left
+        # at their real URLs are the simulator's, as for the keyless providers).
+        TOPCOINS_EXCHANGES = "kraken,coinbase,binance"
+      }
+
+      template {
+        destination = "local/sim.env"
+        env         = true
+        data        = <<EOT
+{{ range nomadService "topcoins-sim" }}TOPCOINS_SIM_URL=http://{{ .Address }}:{{ .Port }}{{ end }}
+EOT
+      }
+
+      resources {
+        cpu    = 200
         memory = 128
       }
     }

@@ -168,3 +168,82 @@ pub struct Readiness {
     pub stale: bool,
     pub nats_connected: bool,
 }
+
+/// One tracked exchange metric, as `GET /v1/metrics` lists it: `id` is
+/// `exchange:pair:metric` (`kraken:btc-usd:volume`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MetricEntry {
+    pub id: String,
+    pub exchange: String,
+    /// `base-quote`, lower case.
+    pub pair: String,
+    /// `price`, `high`, `low`, `change_pct`, `change_abs`, `volume` or `volume_quote`.
+    pub metric: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MetricsMeta {
+    /// Entries in `data`.
+    pub count: usize,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/metrics`: tracked metrics, by id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MetricsResponse {
+    pub data: Vec<MetricEntry>,
+    pub meta: MetricsMeta,
+}
+
+/// A metric's rank among the tracked metrics of its kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MetricRank {
+    /// 1 is the largest standard deviation.
+    pub position: u32,
+    pub of: u32,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub stddev_24h: Option<f64>,
+}
+
+/// `GET /v1/metrics/{id}`: one tracked metric now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MetricResponse {
+    pub id: String,
+    pub exchange: String,
+    pub pair: String,
+    pub metric: String,
+    /// The exchange's figure at its last poll that changed anything.
+    pub value: f64,
+    /// When the exchange's tickers were announced (RFC 3339).
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub as_of: String,
+    /// What the figure covers: `rolling_24h`, or `utc_day` (Kraken's change, since 00:00 UTC).
+    pub window: String,
+    /// `null` until ranks are computed (not built yet: see the README's status).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub rank: Option<MetricRank>,
+}
+
+/// One exchange of `GET /v1/exchanges`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExchangeEntry {
+    /// `kraken`, `coinbase` or `binance`.
+    pub id: String,
+    /// Its tradable pairs (`base-quote`, lower case), sorted.
+    pub pairs: Vec<String>,
+}
+
+/// `GET /v1/exchanges`: each exchange whose list of pairs has been read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExchangesResponse {
+    pub data: Vec<ExchangeEntry>,
+}

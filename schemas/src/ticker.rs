@@ -22,10 +22,12 @@ pub trait Exchange: Send + Sync + 'static {
     const ID: &'static str;
     /// The snapshot kind of its tickers.
     const KIND: Kind;
+    /// The snapshot kind of its list of tradable pairs ([`MarketsSnapshot`]).
+    const MARKETS_KIND: Kind;
 }
 
 macro_rules! exchange {
-    ($(#[$doc:meta])* $name:ident, $id:literal, $kind:literal) => {
+    ($(#[$doc:meta])* $name:ident, $id:literal, $kind:literal, $markets:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
         pub struct $name;
@@ -33,6 +35,7 @@ macro_rules! exchange {
         impl Exchange for $name {
             const ID: &'static str = $id;
             const KIND: Kind = Kind::new($kind);
+            const MARKETS_KIND: Kind = Kind::new($markets);
         }
     };
 }
@@ -41,19 +44,22 @@ exchange!(
     /// Kraken (`/0/public/Ticker`).
     Kraken,
     "kraken",
-    "kraken_tickers"
+    "kraken_tickers",
+    "kraken_markets"
 );
 exchange!(
     /// Coinbase Exchange (`/products/{id}/ticker` and `/stats`).
     Coinbase,
     "coinbase",
-    "coinbase_tickers"
+    "coinbase_tickers",
+    "coinbase_markets"
 );
 exchange!(
     /// Binance (`/api/v3/ticker/24hr`).
     Binance,
     "binance",
-    "binance_tickers"
+    "binance_tickers",
+    "binance_markets"
 );
 
 /// Every exchange id, in the order `GET /v1/exchanges` lists them.
@@ -258,6 +264,65 @@ impl<E: Exchange> Snapshot for TickerSnapshot<E> {
     }
 }
 
+/// One exchange's tradable pairs, from its own pairs endpoint (Kraken `AssetPairs`, Coinbase
+/// `/products`, Binance `exchangeInfo`): what `GET /v1/exchanges` lists. Sorted, unique.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct MarketsSnapshot<E: Exchange> {
+    pub pairs: Vec<CompactString>,
+    #[serde(skip)]
+    exchange: PhantomData<E>,
+}
+
+impl<E: Exchange> Clone for MarketsSnapshot<E> {
+    fn clone(&self) -> Self {
+        Self {
+            pairs: self.pairs.clone(),
+            exchange: PhantomData,
+        }
+    }
+}
+
+impl<E: Exchange> MarketsSnapshot<E> {
+    /// Validates (every pair `base-quote` in lower case) and normalises (sorted, each once).
+    pub fn new(mut pairs: Vec<CompactString>) -> Result<Self, SnapshotError> {
+        if pairs.is_empty() {
+            return Err(SnapshotError::Empty);
+        }
+        if let Some(index) = pairs.iter().position(|p| !is_pair(p)) {
+            return Err(SnapshotError::EmptyField {
+                index,
+                field: "pair",
+            });
+        }
+        if !pairs.is_sorted_by(|a, b| a < b) {
+            pairs.sort();
+            pairs.dedup();
+        }
+        Ok(Self {
+            pairs,
+            exchange: PhantomData,
+        })
+    }
+}
+
+impl<E: Exchange> Snapshot for MarketsSnapshot<E> {
+    const KIND: Kind = E::MARKETS_KIND;
+
+    fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    fn source(&self) -> &str {
+        E::ID
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        let raw: MarketsSnapshot<E> = crate::snapshot::decode_raw(bytes)?;
+        MarketsSnapshot::new(raw.pairs)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +387,27 @@ mod tests {
         ));
         // Signed changes are fine.
         assert!(TickerSnapshot::<Kraken>::new(vec![ticker("btc-usd", 1.0)]).is_ok());
+    }
+
+    #[test]
+    fn markets_are_sorted_and_checked() {
+        let a = MarketsSnapshot::<Binance>::new(vec![
+            "eth-usdt".into(),
+            "btc-usdt".into(),
+            "eth-usdt".into(),
+        ])
+        .unwrap();
+        assert_eq!(a.pairs, ["btc-usdt", "eth-usdt"]);
+        assert_eq!(
+            MarketsSnapshot::<Binance>::decode(&a.canonical_bytes()).unwrap(),
+            a
+        );
+        assert!(MarketsSnapshot::<Binance>::new(vec!["BTCUSDT".into()]).is_err());
+        assert!(MarketsSnapshot::<Binance>::new(vec![]).is_err());
+        assert_eq!(
+            <MarketsSnapshot<Kraken> as Snapshot>::KIND.as_str(),
+            "kraken_markets"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod coins;
 mod idle;
+mod metrics_api;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +51,8 @@ pub struct App {
     pub openapi: Spec,
     /// Candles, from the database.
     pub history: Arc<crate::history::History>,
+    /// The exchange tickers in force.
+    pub tickers: crate::tickers::Tickers,
 }
 
 /// Longest query string accepted; a longer one is answered 414.
@@ -291,7 +294,7 @@ impl HttpService {
 /// Every path the router serves, `/` first (nearly every request is for it): the values of
 /// the metrics' `route` label. The openapi test checks that it names exactly the paths of
 /// [`routes`].
-pub const ROUTES: [&str; 7] = [
+pub const ROUTES: [&str; 10] = [
     "/",
     "/healthz",
     "/readyz",
@@ -299,13 +302,26 @@ pub const ROUTES: [&str; 7] = [
     "/openapi.json",
     COIN_ROUTE,
     CANDLES_ROUTE,
+    EXCHANGES_ROUTE,
+    METRICS_ROUTE,
+    METRIC_ROUTE,
 ];
+const EXCHANGES_ROUTE: &str = "/v1/exchanges";
+const METRICS_ROUTE: &str = "/v1/metrics";
+const METRIC_ROUTE: &str = "/v1/metrics/{id}";
 const COIN_ROUTE: &str = "/v1/coins/{symbol}";
 pub(crate) const CANDLES_ROUTE: &str = "/v1/coins/{symbol}/candles";
 
 /// The `route` label of a request: its path if that is one of ours, with a coin's symbol
 /// written `{symbol}`.
 fn route_label(path: &str) -> &'static str {
+    if let Some(rest) = path.strip_prefix("/v1/metrics/") {
+        return if rest.is_empty() || rest.contains('/') {
+            "unmatched"
+        } else {
+            METRIC_ROUTE
+        };
+    }
     if let Some(rest) = path.strip_prefix("/v1/coins/") {
         return match rest.split_once('/') {
             None if !rest.is_empty() => COIN_ROUTE,
@@ -395,6 +411,9 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::openapi::serve))
         .routes(routes!(coins::coin))
         .routes(routes!(coins::candles))
+        .routes(routes!(metrics_api::exchanges))
+        .routes(routes!(metrics_api::metrics_list))
+        .routes(routes!(metrics_api::metric))
 }
 
 /// `/openapi.json` for a node whose `limit` defaults to `default_limit`, at most `max_limit`.

@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod query;
 pub mod render;
 pub mod slots;
+pub mod tickers;
 pub mod view;
 
 use std::future::Future;
@@ -128,10 +129,11 @@ pub async fn run(
     let history = Arc::new(History::new(config.database_url.clone(), metrics.clone()));
     let (references, references_rx) = watch::channel(Arc::new(References::default()));
     let maintain = tokio::spawn(history.clone().maintain(references));
+    let (slots, tickers) = node::registered();
     let (bus, link) = match Bus::start(
         nats.clone(),
         metrics.clone(),
-        node::registered(),
+        slots,
         view.clone(),
         references_rx,
     )
@@ -162,6 +164,7 @@ pub async fn run(
         stale_after: config.stale_after,
         openapi: http::openapi(config.default_limit, config.max_limit),
         history,
+        tickers,
     };
     let served = http::serve(
         listener,

@@ -24,6 +24,7 @@ use crate::merge::{Ranked, References, RowReferences, merge};
 use crate::metrics::{ApiMetrics, snapshot_cache_label};
 use crate::render::TopList;
 use crate::slots::{Position, Slots};
+use crate::tickers::Tickers;
 use crate::view::View;
 
 /// Merged top lists kept in memory.
@@ -34,11 +35,12 @@ const PUSHED_KEPT: usize = 4;
 /// The kinds an API node takes in. **A new kind is one line here** (its type in schemas, its
 /// entry in `topcoins_bus::subjects::KINDS`): the follower subscribes to it, its notices are
 /// ordered, fetched, verified, cached and counted like every other kind's.
-pub fn registered() -> Slots {
+pub fn registered() -> (Slots, Tickers) {
     let mut slots = Slots::default();
     slots.register::<PriceSnapshot>();
     slots.register::<RankingSnapshot>();
-    slots
+    let tickers = Tickers::register(&mut slots);
+    (slots, tickers)
 }
 
 /// Why a notice did not change what is served.

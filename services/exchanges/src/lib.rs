@@ -9,7 +9,8 @@
 //! - [`kraken`], [`binance`], [`coinbase`]: one ticker parser per exchange.
 //! - [`markets`]: each exchange's pairs endpoint (what can be tracked, and its name for a pair).
 //! - [`client`]: the HTTP calls ([`client::ExchangeApi`]), pacing and back-off per exchange.
-//! - [`source`]: the [`topcoins_poller::Source`] of one exchange's tracked tickers.
+//! - [`source`]: the [`topcoins_poller::Source`]s of one exchange's tracked tickers and of its
+//!   list of pairs (two kinds, two pollers).
 //! - this file: [`ExchangesConfig`] (`TOPCOINS_EXCHANGES`, `TOPCOINS_PAIRS`, …) and [`run`].
 //!
 //! Errors are [`topcoins_upstream::UpstreamError`], as for every other provider: a body that
@@ -42,7 +43,7 @@ use crate::client::{
     BINANCE_DEFAULT_URL, BinanceApi, COINBASE_DEFAULT_URL, CoinbaseApi, ExchangeApi,
     KRAKEN_DEFAULT_URL, KrakenApi,
 };
-use crate::source::TickerSource;
+use crate::source::{MarketsSource, TickerSource};
 
 /// The polling interval against a real exchange: the trackers this replaces polled every
 /// minute, and a minute is well inside every exchange's public limits.
@@ -211,14 +212,29 @@ fn service<'a, A: ExchangeApi>(
     let exchange = <A::Exchange as topcoins_schemas::Exchange>::ID;
     let (api, tracked) = (Arc::new(api), Arc::new(tracked));
     let (refresh, metrics) = (config.markets_refresh, context.upstream_metrics.clone());
+    let shutdown = shutdown.boxed().shared();
+    let markets = {
+        let api = api.clone();
+        serve(
+            context.clone(),
+            move |_| MarketsSource::new(api.clone()),
+            refresh,
+            shutdown.clone(),
+        )
+    };
     let make_source =
         move |_| TickerSource::new(api.clone(), tracked.clone(), refresh, metrics.clone());
-    Box::pin(serve(
+    let tickers = serve(
         context.clone(),
         make_source,
         config.interval(exchange),
         shutdown,
-    ))
+    );
+    // The tickers and the pairs list: two pollers, two kinds, one exchange.
+    Box::pin(async move {
+        futures::try_join!(tickers, markets)?;
+        Ok(())
+    })
 }
 
 /// Runs one poller per enabled exchange until `shutdown`; the first that fails ends them all.

@@ -166,3 +166,31 @@ impl<A: ExchangeApi> Source for TickerSource<A> {
             .map_err(|e| UpstreamError::rejected(Self::provider(), &e))
     }
 }
+
+/// The [`Source`] of one exchange's list of tradable pairs, polled every
+/// `TOPCOINS_MARKETS_REFRESH`: what API nodes list on `GET /v1/exchanges`. (The ticker source
+/// reads the same endpoint for itself, so each list is read twice an interval at most.)
+pub struct MarketsSource<A: ExchangeApi> {
+    api: Arc<A>,
+}
+
+impl<A: ExchangeApi> MarketsSource<A> {
+    pub fn new(api: Arc<A>) -> Self {
+        Self { api }
+    }
+}
+
+impl<A: ExchangeApi> Source for MarketsSource<A> {
+    type Snapshot = topcoins_schemas::MarketsSnapshot<A::Exchange>;
+
+    fn provider(&self) -> &'static str {
+        <A::Exchange as Exchange>::ID
+    }
+
+    async fn fetch(&mut self) -> Result<Self::Snapshot, UpstreamError> {
+        let markets = self.api.markets().await?;
+        let pairs = markets.iter().map(|m| m.pair.as_str().into()).collect();
+        topcoins_schemas::MarketsSnapshot::new(pairs)
+            .map_err(|e| UpstreamError::rejected(<A::Exchange as Exchange>::ID, &e))
+    }
+}

@@ -61,6 +61,7 @@ fn compose_file_has_every_service_port_dependency_and_volume() -> Result<()> {
         "sim",
         "price",
         "ranking",
+        "exchanges",
         "recorder",
         "postgres",
         "api1",
@@ -104,12 +105,20 @@ fn compose_file_has_every_service_port_dependency_and_volume() -> Result<()> {
         str_of(&service("recorder")["command"]),
         str_of(&serde_yaml_ng::from_str("[recorder]")?)
     );
-    for name in ["sim", "price", "ranking", "recorder", "api1", "api2"] {
+    for name in [
+        "sim",
+        "price",
+        "ranking",
+        "exchanges",
+        "recorder",
+        "api1",
+        "api2",
+    ] {
         let s = service(name);
         assert_eq!(str_of(&s["build"]), ".", "{name} builds the topcoins image");
         assert_eq!(str_of(&s["image"]), "topcoins:latest");
     }
-    for name in ["price", "ranking", "recorder", "api1", "api2"] {
+    for name in ["price", "ranking", "exchanges", "recorder", "api1", "api2"] {
         let s = service(name);
         assert_eq!(
             str_of(&s["environment"]["NATS_URL"]),
@@ -185,6 +194,7 @@ fn compose_file_has_every_service_port_dependency_and_volume() -> Result<()> {
     for (name, var) in [
         ("price", "TOPCOINS_METRICS_LISTEN"),
         ("ranking", "TOPCOINS_METRICS_LISTEN"),
+        ("exchanges", "TOPCOINS_METRICS_LISTEN"),
         ("recorder", "TOPCOINS_METRICS_LISTEN"),
         ("api1", "TOPCOINS_LISTEN"),
         ("api2", "TOPCOINS_LISTEN"),
@@ -307,6 +317,10 @@ fn nomad_jobs_have_checks_resources_policies_and_no_plain_secrets() -> Result<()
     assert_eq!(jobs, 2);
     let text = std::fs::read_to_string(repo().join("nomad/topcoins.nomad.hcl"))?;
     assert!(text.contains("group \"recorder\""), "a recorder job group");
+    assert!(
+        text.contains("group \"exchanges\""),
+        "an exchanges job group"
+    );
     assert!(repo().join("nomad/README.md").is_file());
     let prometheus = std::fs::read_to_string(repo().join("nomad/prometheus.yml"))?;
     assert!(

@@ -4,32 +4,11 @@
 
 mod common;
 
-use std::time::Duration;
-
 use anyhow::{Context, Result};
-use common::{Component, Harness, POLL, eventually};
+use common::{Harness, eventually};
 use serde_json::{Value, json};
 use topcoins_bus::SnapshotStore;
-use topcoins_exchanges::ExchangesConfig;
 use topcoins_schemas::{Binance, Coinbase, Exchange, Kraken, Snapshot, TickerSnapshot};
-
-fn config(h: &Harness, pairs: &[&str]) -> ExchangesConfig {
-    ExchangesConfig {
-        exchanges: vec!["kraken".into(), "coinbase".into(), "binance".into()],
-        pairs: pairs.iter().map(|p| (*p).to_owned()).collect(),
-        exchange_interval: Some(POLL),
-        markets_refresh: Duration::from_secs(3600),
-        kraken_url: h.sim_url(),
-        coinbase_url: h.sim_url(),
-        binance_url: h.sim_url(),
-    }
-}
-
-fn start(h: &Harness, config: ExchangesConfig) -> Component {
-    let mut context = h.context("exchanges");
-    context.http.retries = 0;
-    Component::spawn(move |s| Box::pin(topcoins_exchanges::run(config, context, s.wait())))
-}
 
 /// The newest snapshot of an exchange, once there is one.
 async fn latest<E: Exchange>(store: &SnapshotStore) -> Result<Option<TickerSnapshot<E>>> {
@@ -58,21 +37,15 @@ fn num(v: &Value) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_exchange_announces_the_tracked_pairs_it_lists() -> Result<()> {
     let h = Harness::start(200).await?;
-    let exchanges = start(
-        &h,
-        config(
-            &h,
-            &[
-                "kraken:btc-usd",
-                "kraken:eth-usd",
-                "kraken:zzz-usd", // not listed: counted, the others polled
-                "coinbase:btc-usd",
-                "coinbase:eth-usd",
-                "binance:btc-usdt",
-                "binance:eth-usdt",
-            ],
-        ),
-    );
+    let exchanges = h.start_exchanges(&[
+        "kraken:btc-usd",
+        "kraken:eth-usd",
+        "kraken:zzz-usd", // not listed: counted, the others polled
+        "coinbase:btc-usd",
+        "coinbase:eth-usd",
+        "binance:btc-usdt",
+        "binance:eth-usdt",
+    ]);
     let store = SnapshotStore::open(async_nats::connect(h.nats.url()).await?).await?;
 
     let kraken = eventually("a Kraken snapshot", || latest::<Kraken>(&store)).await?;
@@ -114,6 +87,91 @@ async fn each_exchange_announces_the_tracked_pairs_it_lists() -> Result<()> {
     assert_eq!(btc.price, num(&t["price"]));
     assert_eq!(btc.high, num(&c["high"]));
     assert_eq!(btc.volume, num(&c["volume"]));
+
+    // An API node serves them as metrics, from memory.
+    let node = h.start_api().await?;
+    let listed = eventually("the node to list Kraken's metrics", || async {
+        let r = h
+            .get(&node.url("/v1/metrics?exchange=kraken&limit=100"))
+            .await?;
+        let v: Value = r.json().await?;
+        Ok((v["meta"]["count"] == 14).then_some(v))
+    })
+    .await?;
+    assert_eq!(listed["data"][0]["id"], "kraken:btc-usd:change_abs");
+    assert_eq!(listed["meta"]["next_cursor"], Value::Null);
+    let page = h
+        .get(&node.url("/v1/metrics?metric=price&limit=2"))
+        .await?
+        .json::<Value>()
+        .await?;
+    eventually("all three exchanges' prices on the node", || async {
+        let v: Value = h
+            .get(&node.url("/v1/metrics?metric=price"))
+            .await?
+            .json()
+            .await?;
+        Ok((v["meta"]["count"] == 6).then_some(()))
+    })
+    .await?;
+    assert_eq!(page["meta"]["count"], 2);
+    let next = page["meta"]["next_cursor"]
+        .as_str()
+        .context("a next page")?;
+    let rest: Value = h
+        .get(&node.url(&format!("/v1/metrics?metric=price&cursor={next}")))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(rest["meta"]["count"], 4, "six prices in pages of 2 + 4");
+    // What can be tracked: each exchange's own pairs list, as the simulator lists it.
+    let listed = eventually("the node to list the three exchanges", || async {
+        let v: Value = h.get(&node.url("/v1/exchanges")).await?.json().await?;
+        Ok((v["data"].as_array().map(Vec::len) == Some(3)).then_some(v))
+    })
+    .await?;
+    let products = sim_json(&h, "/products").await?;
+    let coinbase_pairs = listed["data"]
+        .as_array()
+        .and_then(|d| d.iter().find(|e| e["id"] == "coinbase"))
+        .context("coinbase listed")?["pairs"]
+        .as_array()
+        .context("pairs")?
+        .clone();
+    assert_eq!(
+        coinbase_pairs.len(),
+        products.as_array().map_or(0, Vec::len),
+        "every product of /products"
+    );
+    assert!(coinbase_pairs.contains(&json!("btc-usd")));
+    assert!(
+        coinbase_pairs
+            .windows(2)
+            .all(|w| w[0].as_str() < w[1].as_str()),
+        "sorted"
+    );
+    let r = h.get(&node.url("/v1/metrics/kraken:btc-usd:price")).await?;
+    assert_eq!(r.status(), 200);
+    let one: Value = r.json().await?;
+    assert_eq!(
+        one["value"].as_f64(),
+        Some(kraken.get("btc-usd").unwrap().price)
+    );
+    assert_eq!(one["window"], "rolling_24h");
+    let r = h
+        .get(&node.url("/v1/metrics/kraken:btc-usd:change_pct"))
+        .await?;
+    assert_eq!(r.json::<Value>().await?["window"], "utc_day");
+    for (path, status, code) in [
+        ("/v1/metrics/kraken:zzz-usd:price", 404, "unknown_metric"),
+        ("/v1/metrics/kraken:btc-usd:open", 400, "invalid_metric_id"),
+        ("/v1/metrics?exchange=ftx", 400, "unknown_exchange"),
+        ("/v1/metrics?limit=0", 400, "invalid_limit"),
+    ] {
+        let r = h.get(&node.url(path)).await?;
+        assert_eq!(r.status(), status, "{path}");
+        assert_eq!(r.json::<Value>().await?["error"]["code"], code, "{path}");
+    }
 
     // Unchanged polls announce nothing; a market move announces each exchange once more.
     let before = h.published("kraken_tickers");
@@ -170,6 +228,7 @@ async fn each_exchange_announces_the_tracked_pairs_it_lists() -> Result<()> {
     })
     .await?;
     assert_eq!(one.tickers.len(), 1);
+    node.component.stop().await;
     exchanges.stop().await;
     Ok(())
 }

@@ -106,6 +106,7 @@ async fn api_matches_its_description_under_fuzzing() -> Result<()> {
     let h = Harness::start(60).await?;
     let price = h.start_price(POLL);
     let ranking = h.start_ranking(POLL);
+    let exchanges = h.start_exchanges(&["kraken:btc-usd", "binance:btc-usdt"]);
     let scratch = tempfile::tempdir()?;
     let database_url = seeded_database(scratch.path()).await?;
     let node = h
@@ -116,6 +117,7 @@ async fn api_matches_its_description_under_fuzzing() -> Result<()> {
         .await?;
     h.ready(&node, "/?limit=1").await?;
     h.ready(&node, "/v1/coins/BTC/candles?interval=1h").await?;
+    h.ready(&node, "/v1/metrics/kraken:btc-usd:volume").await?;
 
     // The node's own /openapi.json, read from a file: given the document's URL, schemathesis
     // leaves out the operation served there. Its own folder, as schemathesis may leave a report
@@ -172,6 +174,7 @@ async fn api_matches_its_description_under_fuzzing() -> Result<()> {
     node.component.stop().await;
     price.stop().await;
     ranking.stop().await;
+    exchanges.stop().await;
     h.sim.stop().await;
     Ok(())
 }

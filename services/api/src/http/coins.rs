@@ -24,7 +24,11 @@ const NEXT_CURSOR_HEADER: HeaderName = HeaderName::from_static("x-topcoins-next-
 /// does not decode to UTF-8 (no coin's symbol). Read off the path rather than with axum's
 /// `Path` extractor, which deserialises and allocates on every request.
 fn symbol_in<'a>(path: &'a str, suffix: &str) -> Option<Cow<'a, str>> {
-    let raw = path.strip_prefix("/v1/coins/")?.strip_suffix(suffix)?;
+    percent_decoded(path.strip_prefix("/v1/coins/")?.strip_suffix(suffix)?)
+}
+
+/// One path segment percent-decoded; `None` when that is not UTF-8.
+pub(crate) fn percent_decoded(raw: &str) -> Option<Cow<'_, str>> {
     if !raw.contains('%') {
         return Some(Cow::Borrowed(raw));
     }
@@ -44,7 +48,7 @@ fn symbol_in<'a>(path: &'a str, suffix: &str) -> Option<Cow<'a, str>> {
     String::from_utf8(out).ok().map(Cow::Owned)
 }
 
-fn too_long() -> ApiError {
+pub(crate) fn too_long() -> ApiError {
     ApiError {
         status: StatusCode::URI_TOO_LONG,
         code: "uri_too_long",
@@ -54,7 +58,7 @@ fn too_long() -> ApiError {
 
 /// A 200 with `body`, or a 304 when `If-None-Match` names `etag`; either way the ETag and
 /// `Cache-Control`.
-fn respond(
+pub(crate) fn respond(
     request: &Request,
     body: Bytes,
     etag: HeaderValue,

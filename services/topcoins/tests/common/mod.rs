@@ -426,6 +426,23 @@ impl Harness {
         Component::spawn(move |s| Box::pin(topcoins_ranking::run(config, context, s.wait())))
     }
 
+    /// The exchange actors against the simulator: Kraken, Coinbase and Binance, tracking
+    /// `pairs` (`exchange:base-quote`), polled every [`POLL`], no retries.
+    pub fn start_exchanges(&self, pairs: &[&str]) -> Component {
+        let config = topcoins_exchanges::ExchangesConfig {
+            exchanges: vec!["kraken".into(), "coinbase".into(), "binance".into()],
+            pairs: pairs.iter().map(|p| (*p).to_owned()).collect(),
+            exchange_interval: Some(POLL),
+            markets_refresh: Duration::from_secs(3600),
+            kraken_url: self.sim_url(),
+            coinbase_url: self.sim_url(),
+            binance_url: self.sim_url(),
+        };
+        let mut context = self.context("exchanges");
+        context.http.retries = 0;
+        Component::spawn(move |s| Box::pin(topcoins_exchanges::run(config, context, s.wait())))
+    }
+
     /// Sets a fault on one simulated provider endpoint (see `topcoins_sim::faults`).
     pub async fn fault(&self, spec: serde_json::Value) -> Result<()> {
         let r = self

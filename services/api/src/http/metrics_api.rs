@@ -1,0 +1,429 @@
+//! `GET /v1/exchanges` (what can be tracked), `GET /v1/metrics` (the tracked exchange metrics) and `GET /v1/metrics/{id}` (one of them
+//! now), both from the ticker snapshots in memory ([`crate::tickers`]). A metric is tracked
+//! while its pair is in its exchange's snapshot in force.
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use topcoins_schemas::api::{
+    ErrorBody, ExchangeEntry, ExchangesResponse, MetricEntry, MetricResponse, MetricsMeta,
+    MetricsResponse,
+};
+use topcoins_schemas::ticker::{EXCHANGES, is_pair};
+use topcoins_schemas::{MetricKind, TickerWindow};
+
+use super::coins::{percent_decoded, respond, too_long};
+use super::{AppState, MAX_QUERY_BYTES};
+use crate::error::ApiError;
+use crate::history::etag_of;
+use crate::query::echo;
+use crate::render::rfc3339;
+
+/// Entries a page holds by default and at most.
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1000;
+
+/// A metric id, `exchange:pair:metric`, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricId<'a> {
+    pub exchange: &'static str,
+    pub pair: &'a str,
+    pub kind: MetricKind,
+}
+
+impl<'a> MetricId<'a> {
+    pub fn parse(id: &'a str) -> Option<Self> {
+        let mut parts = id.split(':');
+        let (exchange, pair, metric) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || !is_pair(pair) {
+            return None;
+        }
+        Some(Self {
+            exchange: EXCHANGES.into_iter().find(|e| *e == exchange)?,
+            pair,
+            kind: MetricKind::parse(metric)?,
+        })
+    }
+}
+
+fn entry(exchange: &str, pair: &str, kind: MetricKind) -> MetricEntry {
+    MetricEntry {
+        id: format!("{exchange}:{pair}:{}", kind.as_str()),
+        exchange: exchange.to_owned(),
+        pair: pair.to_owned(),
+        metric: kind.as_str().to_owned(),
+    }
+}
+
+fn unknown_metric(id: &str) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "unknown_metric",
+        message: format!("no tracked metric {:?} (see GET /v1/metrics)", echo(id)),
+    }
+}
+
+/// The filters and page of `GET /v1/metrics`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ListQuery {
+    exchange: Option<&'static str>,
+    pair: Option<String>,
+    metric: Option<MetricKind>,
+    limit: usize,
+    cursor: Option<String>,
+}
+
+fn parse_list(raw: Option<&str>) -> Result<ListQuery, ApiError> {
+    let mut seen: [Option<String>; 5] = Default::default();
+    const NAMES: [&str; 5] = ["exchange", "pair", "metric", "limit", "cursor"];
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let Some(i) = NAMES.iter().position(|n| *n == key) else {
+            continue;
+        };
+        if seen[i].replace(value.into_owned()).is_some() {
+            return Err(ApiError::bad_request(
+                "duplicate_parameter",
+                format!("{key} is given more than once"),
+            ));
+        }
+    }
+    let [exchange, pair, metric, limit, cursor] = seen;
+    let exchange = exchange
+        .map(|e| {
+            EXCHANGES.into_iter().find(|x| *x == e).ok_or_else(|| {
+                ApiError::bad_request(
+                    "unknown_exchange",
+                    format!(
+                        "exchange must be one of {}, got {:?}",
+                        EXCHANGES.join(", "),
+                        echo(&e)
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let pair = pair
+        .map(|p| {
+            if is_pair(&p) {
+                Ok(p)
+            } else {
+                Err(ApiError::bad_request(
+                    "invalid_pair",
+                    format!(
+                        "pair must be base-quote in lower case (btc-usd), got {:?}",
+                        echo(&p)
+                    ),
+                ))
+            }
+        })
+        .transpose()?;
+    let metric = metric
+        .map(|m| {
+            MetricKind::parse(&m).ok_or_else(|| {
+                let kinds: Vec<&str> = MetricKind::ALL.iter().map(|k| k.as_str()).collect();
+                ApiError::bad_request(
+                    "unknown_metric_kind",
+                    format!(
+                        "metric must be one of {}, got {:?}",
+                        kinds.join(", "),
+                        echo(&m)
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let limit = match limit {
+        None => DEFAULT_LIMIT,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_limit",
+                    format!(
+                        "limit must be an integer from 1 to {MAX_LIMIT}, got {:?}",
+                        echo(&v)
+                    ),
+                ));
+            }
+        },
+    };
+    if let Some(c) = &cursor
+        && MetricId::parse(c).is_none()
+    {
+        return Err(ApiError::bad_request(
+            "invalid_cursor",
+            format!(
+                "cursor must be a metric id from meta.next_cursor, got {:?}",
+                echo(c)
+            ),
+        ));
+    }
+    Ok(ListQuery {
+        exchange,
+        pair,
+        metric,
+        limit,
+        cursor,
+    })
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/metrics",
+    operation_id = "metrics",
+    summary = "The tracked exchange metrics",
+    description = "Every metric of every pair in the exchanges' ticker snapshots in force, \
+        sorted by id (`exchange:pair:metric`), filtered and paged. Served from memory.",
+    params(
+        ("exchange" = Option<String>, Query, nullable = false, example = "kraken",
+            description = "Only this exchange's: `kraken`, `coinbase` or `binance`"),
+        ("pair" = Option<String>, Query, nullable = false, example = "btc-usd",
+            description = "Only this pair's (`base-quote`, lower case)"),
+        ("metric" = Option<String>, Query, nullable = false, example = "volume",
+            description = "Only this kind: `price`, `high`, `low`, `change_pct`, `change_abs`, `volume`, `volume_quote`"),
+        ("limit" = Option<usize>, Query, nullable = false, minimum = 1, maximum = 1000,
+            description = "Entries per page (default 100)"),
+        ("cursor" = Option<String>, Query, nullable = false,
+            description = "`meta.next_cursor` of the page before"),
+        ("If-None-Match" = Option<String>, Header, nullable = false,
+            description = "An ETag of an earlier response: `304` if it is still current"),
+    ),
+    responses(
+        (status = 200, description = "A page of tracked metrics", body = MetricsResponse,
+            headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "Not modified", headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 400, description = "`unknown_exchange`, `invalid_pair`, `unknown_metric_kind`, \
+            `invalid_limit`, `invalid_cursor` or `duplicate_parameter`", body = ErrorBody),
+        (status = 414, description = "`uri_too_long`", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn metrics_list(State(app): State<AppState>, request: Request) -> Response {
+    let raw = request.uri().query();
+    if raw.is_some_and(|q| q.len() > MAX_QUERY_BYTES) {
+        return too_long().into_response();
+    }
+    let q = match parse_list(raw) {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
+    };
+    let mut all = Vec::new();
+    for exchange in EXCHANGES {
+        if q.exchange.is_some_and(|e| e != exchange) {
+            continue;
+        }
+        let Some(held) = app.tickers.get(exchange) else {
+            continue;
+        };
+        for t in held.list.tickers() {
+            if q.pair.as_deref().is_some_and(|p| p != t.pair) {
+                continue;
+            }
+            for kind in MetricKind::ALL {
+                if q.metric.is_none_or(|m| m == kind) {
+                    all.push(entry(exchange, &t.pair, kind));
+                }
+            }
+        }
+    }
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    let start = q
+        .cursor
+        .as_deref()
+        .map_or(0, |c| all.partition_point(|e| e.id.as_str() <= c));
+    let mut data: Vec<MetricEntry> = all.drain(start..).take(q.limit + 1).collect();
+    let next_cursor = if data.len() > q.limit {
+        data.truncate(q.limit);
+        data.last().map(|e| e.id.clone())
+    } else {
+        None
+    };
+    let body = MetricsResponse {
+        meta: MetricsMeta {
+            count: data.len(),
+            next_cursor,
+        },
+        data,
+    };
+    let body = serde_json::to_vec(&body).expect("metrics serialise");
+    let etag = etag_of(&body);
+    respond(
+        &request,
+        Bytes::from(body),
+        etag,
+        "application/json",
+        "no-cache",
+    )
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/metrics/{id}",
+    operation_id = "metric",
+    summary = "One tracked exchange metric now",
+    description = "The metric's value in its exchange's ticker snapshot in force, when that \
+        was announced, and the window the figure covers. Served from memory. `rank` is `null`: \
+        ranks are not computed yet.",
+    params(
+        ("id" = String, Path, example = "kraken:btc-usd:volume",
+            pattern = r"^(kraken|coinbase|binance):[a-z0-9]{1,20}-[a-z0-9]{1,20}:(price|high|low|change_pct|change_abs|volume|volume_quote)$",
+            description = "`exchange:pair:metric`"),
+        ("If-None-Match" = Option<String>, Header, nullable = false,
+            description = "An ETag of an earlier response: `304` if it is still current"),
+    ),
+    responses(
+        (status = 200, description = "The metric", body = MetricResponse,
+            headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "Not modified", headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 400, description = "`invalid_metric_id`: not `exchange:pair:metric`", body = ErrorBody),
+        (status = 404, description = "`unknown_metric`: not tracked", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn metric(State(app): State<AppState>, request: Request) -> Response {
+    let path = request.uri().path();
+    let Some(raw) = path.strip_prefix("/v1/metrics/").and_then(percent_decoded) else {
+        return ApiError::bad_request("invalid_metric_id", "the metric id is not UTF-8")
+            .into_response();
+    };
+    let Some(id) = MetricId::parse(&raw) else {
+        return ApiError::bad_request(
+            "invalid_metric_id",
+            format!(
+                "a metric id is exchange:pair:metric (kraken:btc-usd:volume), got {:?}",
+                echo(&raw)
+            ),
+        )
+        .into_response();
+    };
+    let Some(held) = app.tickers.get(id.exchange) else {
+        return unknown_metric(&raw).into_response();
+    };
+    let Some(t) = held.list.get(id.pair) else {
+        return unknown_metric(&raw).into_response();
+    };
+    let window = match id.kind {
+        MetricKind::ChangePct | MetricKind::ChangeAbs => t.change_window,
+        _ => t.window,
+    };
+    let e = entry(id.exchange, id.pair, id.kind);
+    let body = MetricResponse {
+        id: e.id,
+        exchange: e.exchange,
+        pair: e.pair,
+        metric: e.metric,
+        value: t.value(id.kind),
+        as_of: rfc3339(held.as_of),
+        window: match window {
+            TickerWindow::Rolling24h => "rolling_24h",
+            TickerWindow::UtcDay => "utc_day",
+        }
+        .to_owned(),
+        rank: None,
+    };
+    let body = serde_json::to_vec(&body).expect("a metric serialises");
+    let etag = etag_of(&body);
+    respond(
+        &request,
+        Bytes::from(body),
+        etag,
+        "application/json",
+        "no-cache",
+    )
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/exchanges",
+    operation_id = "exchanges",
+    summary = "The exchanges and their tradable pairs",
+    description = "Each exchange whose list of pairs the exchange actors have read from the \
+        exchange's own pairs endpoint (Kraken `AssetPairs`, Coinbase `/products`, Binance \
+        `exchangeInfo`, read again every `TOPCOINS_MARKETS_REFRESH`): the pairs that can be \
+        tracked. Served from memory; an exchange not polled is not listed.",
+    params(
+        ("If-None-Match" = Option<String>, Header, nullable = false,
+            description = "An ETag of an earlier response: `304` if it is still current"),
+    ),
+    responses(
+        (status = 200, description = "The exchanges", body = ExchangesResponse,
+            headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "Not modified", headers(("ETag" = String), ("Cache-Control" = String))),
+    ),
+)]
+pub(crate) async fn exchanges(State(app): State<AppState>, request: Request) -> Response {
+    let data = EXCHANGES
+        .into_iter()
+        .filter_map(|id| {
+            let list = app.tickers.markets(id)?;
+            Some(ExchangeEntry {
+                id: id.to_owned(),
+                pairs: list.pairs().iter().map(|p| p.to_string()).collect(),
+            })
+        })
+        .collect();
+    let body = serde_json::to_vec(&ExchangesResponse { data }).expect("exchanges serialise");
+    let etag = etag_of(&body);
+    respond(
+        &request,
+        Bytes::from(body),
+        etag,
+        "application/json",
+        "no-cache",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_ids() {
+        let id = MetricId::parse("kraken:btc-usd:volume").unwrap();
+        assert_eq!(
+            (id.exchange, id.pair, id.kind),
+            ("kraken", "btc-usd", MetricKind::Volume)
+        );
+        for bad in [
+            "",
+            "kraken",
+            "kraken:btc-usd",
+            "kraken:btc-usd:volume:x",
+            "bitfinex:btc-usd:volume",
+            "kraken:BTC-USD:volume",
+            "kraken:btcusd:volume",
+            "kraken:btc-usd:Volume",
+        ] {
+            assert!(MetricId::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn list_queries() {
+        assert_eq!(
+            parse_list(None).unwrap(),
+            ListQuery {
+                limit: DEFAULT_LIMIT,
+                ..Default::default()
+            }
+        );
+        let q = parse_list(Some(
+            "exchange=kraken&pair=btc-usd&metric=volume&limit=5&cursor=kraken:btc-usd:high&x=1",
+        ))
+        .unwrap();
+        assert_eq!(q.exchange, Some("kraken"));
+        assert_eq!(q.metric, Some(MetricKind::Volume));
+        assert_eq!(q.limit, 5);
+        for (bad, code) in [
+            ("exchange=ftx", "unknown_exchange"),
+            ("pair=BTCUSD", "invalid_pair"),
+            ("metric=open", "unknown_metric_kind"),
+            ("limit=0", "invalid_limit"),
+            ("limit=1001", "invalid_limit"),
+            ("limit=abc", "invalid_limit"),
+            ("cursor=nope", "invalid_cursor"),
+            ("limit=1&limit=2", "duplicate_parameter"),
+        ] {
+            assert_eq!(parse_list(Some(bad)).unwrap_err().code, code, "{bad}");
+        }
+    }
+}
