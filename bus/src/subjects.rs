@@ -23,6 +23,7 @@ pub const KINDS: &[Kind] = &[
     <topcoins_schemas::Kraken as topcoins_schemas::Exchange>::MARKETS_KIND,
     <topcoins_schemas::Coinbase as topcoins_schemas::Exchange>::MARKETS_KIND,
     <topcoins_schemas::Binance as topcoins_schemas::Exchange>::MARKETS_KIND,
+    topcoins_schemas::RanksSnapshot::KIND,
 ];
 
 /// Prefix of per-coin price events; the symbol token follows.

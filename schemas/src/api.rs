@@ -226,7 +226,7 @@ pub struct MetricResponse {
     pub as_of: String,
     /// What the figure covers: `rolling_24h`, or `utc_day` (Kraken's change, since 00:00 UTC).
     pub window: String,
-    /// `null` until ranks are computed (not built yet: see the README's status).
+    /// `null` until the exchange actors have announced ranks.
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub rank: Option<MetricRank>,
 }

@@ -28,6 +28,6 @@ pub use snapshot::{
     SnapshotError, SymbolIndex,
 };
 pub use ticker::{
-    Binance, Coinbase, Exchange, Kraken, MarketsSnapshot, MetricKind, PairTicker, TickerSnapshot,
-    TickerWindow,
+    Binance, Coinbase, Exchange, Kraken, MarketsSnapshot, MetricKind, PairTicker, RankedMetric,
+    RanksSnapshot, TickerSnapshot, TickerWindow,
 };

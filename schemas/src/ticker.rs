@@ -323,6 +323,92 @@ impl<E: Exchange> Snapshot for MarketsSnapshot<E> {
     }
 }
 
+/// One metric's rank in a [`RanksSnapshot`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankedMetric {
+    /// `exchange:pair:metric`.
+    pub id: CompactString,
+    /// 1 is the largest standard deviation of its kind; ties share a position.
+    pub position: u32,
+    /// Tracked metrics of its kind.
+    pub of: u32,
+    /// The sample standard deviation of its samples over the last 24 h; `None` with fewer than
+    /// two.
+    pub stddev_24h: Option<f64>,
+}
+
+/// The rank of every tracked metric, computed by the exchange actors when new values arrive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RanksSnapshot {
+    pub ranks: Vec<RankedMetric>,
+}
+
+impl RanksSnapshot {
+    pub const KIND: Kind = Kind::new("ranks");
+
+    /// Validates (ids named, `1 ≤ position ≤ of`, deviations finite and non-negative) and
+    /// sorts by id.
+    pub fn new(mut ranks: Vec<RankedMetric>) -> Result<Self, SnapshotError> {
+        if ranks.is_empty() {
+            return Err(SnapshotError::Empty);
+        }
+        for (index, r) in ranks.iter_mut().enumerate() {
+            if r.id.is_empty() {
+                return Err(SnapshotError::EmptyField { index, field: "id" });
+            }
+            if r.position == 0 || r.position > r.of {
+                return Err(SnapshotError::BadNumber {
+                    symbol: r.id.to_string(),
+                    field: "position",
+                    value: f64::from(r.position),
+                });
+            }
+            if let Some(d) = r.stddev_24h {
+                if !d.is_finite() || d < 0.0 {
+                    return Err(SnapshotError::BadNumber {
+                        symbol: r.id.to_string(),
+                        field: "stddev_24h",
+                        value: d,
+                    });
+                }
+                r.stddev_24h = Some(d + 0.0);
+            }
+        }
+        if !ranks.is_sorted_by(|a, b| a.id < b.id) {
+            ranks.sort_by(|a, b| a.id.cmp(&b.id));
+            if let Some(w) = ranks.windows(2).find(|w| w[0].id == w[1].id) {
+                return Err(SnapshotError::DuplicateId(w[0].id.to_string()));
+            }
+        }
+        Ok(Self { ranks })
+    }
+
+    /// The rank of a metric by id.
+    pub fn get(&self, id: &str) -> Option<&RankedMetric> {
+        self.ranks
+            .binary_search_by(|r| r.id.as_str().cmp(id))
+            .ok()
+            .map(|i| &self.ranks[i])
+    }
+}
+
+impl Snapshot for RanksSnapshot {
+    const KIND: Kind = RanksSnapshot::KIND;
+
+    fn len(&self) -> usize {
+        self.ranks.len()
+    }
+
+    fn source(&self) -> &str {
+        "topcoins"
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        let raw: RanksSnapshot = crate::snapshot::decode_raw(bytes)?;
+        RanksSnapshot::new(raw.ranks)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

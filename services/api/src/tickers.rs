@@ -7,7 +7,7 @@ use std::sync::Arc;
 use compact_str::CompactString;
 use time::OffsetDateTime;
 use topcoins_schemas::{
-    Binance, Coinbase, Exchange, Kraken, MarketsSnapshot, PairTicker, TickerSnapshot,
+    Binance, Coinbase, Exchange, Kraken, MarketsSnapshot, PairTicker, RanksSnapshot, TickerSnapshot,
 };
 
 use crate::slots::{Current, Slots};
@@ -57,6 +57,7 @@ pub struct Tickers {
     kraken_markets: Current<MarketsSnapshot<Kraken>>,
     coinbase_markets: Current<MarketsSnapshot<Coinbase>>,
     binance_markets: Current<MarketsSnapshot<Binance>>,
+    ranks: Current<RanksSnapshot>,
 }
 
 impl Tickers {
@@ -69,7 +70,13 @@ impl Tickers {
             kraken_markets: slots.register::<MarketsSnapshot<Kraken>>(),
             coinbase_markets: slots.register::<MarketsSnapshot<Coinbase>>(),
             binance_markets: slots.register::<MarketsSnapshot<Binance>>(),
+            ranks: slots.register::<RanksSnapshot>(),
         }
+    }
+
+    /// The ranks in force, if any came.
+    pub fn ranks(&self) -> Option<Arc<RanksSnapshot>> {
+        Some(self.ranks.load_full()?.snapshot.clone())
     }
 
     /// The tradable pairs of an exchange (by its id), if its list came.

@@ -8,6 +8,7 @@
 //!   number checks they share.
 //! - [`kraken`], [`binance`], [`coinbase`]: one ticker parser per exchange.
 //! - [`markets`]: each exchange's pairs endpoint (what can be tracked, and its name for a pair).
+//! - [`rank`]: each metric's standard deviation over 24 h and its rank among its kind.
 //! - [`client`]: the HTTP calls ([`client::ExchangeApi`]), pacing and back-off per exchange.
 //! - [`source`]: the [`topcoins_poller::Source`]s of one exchange's tracked tickers and of its
 //!   list of pairs (two kinds, two pollers).
@@ -24,6 +25,7 @@ pub mod coinbase;
 pub mod kraken;
 pub mod markets;
 pub mod pair;
+pub mod rank;
 pub mod source;
 pub mod ticker;
 
@@ -43,7 +45,8 @@ use crate::client::{
     BINANCE_DEFAULT_URL, BinanceApi, COINBASE_DEFAULT_URL, CoinbaseApi, ExchangeApi,
     KRAKEN_DEFAULT_URL, KrakenApi,
 };
-use crate::source::{MarketsSource, TickerSource};
+use crate::rank::Samples;
+use crate::source::{MarketsSource, RankSource, TickerSource};
 
 /// The polling interval against a real exchange: the trackers this replaces polled every
 /// minute, and a minute is well inside every exchange's public limits.
@@ -205,6 +208,7 @@ type Service<'a> = Pin<Box<dyn Future<Output = Result<(), RunError>> + Send + 'a
 fn service<'a, A: ExchangeApi>(
     api: A,
     tracked: Vec<Pair>,
+    samples: Arc<std::sync::Mutex<Samples>>,
     config: &ExchangesConfig,
     context: &ServiceContext,
     shutdown: impl Future<Output = ()> + Send + 'a,
@@ -222,8 +226,10 @@ fn service<'a, A: ExchangeApi>(
             shutdown.clone(),
         )
     };
-    let make_source =
-        move |_| TickerSource::new(api.clone(), tracked.clone(), refresh, metrics.clone());
+    let make_source = move |_| {
+        TickerSource::new(api.clone(), tracked.clone(), refresh, metrics.clone())
+            .with_samples(samples.clone())
+    };
     let tickers = serve(
         context.clone(),
         make_source,
@@ -247,7 +253,23 @@ pub async fn run(
         .tracked()
         .map_err(|e| RunError::Config(e.to_string()))?;
     let shutdown = shutdown.boxed().shared();
+    let samples = Arc::new(std::sync::Mutex::new(Samples::default()));
     let mut services: Vec<Service<'_>> = Vec::new();
+    // The ranks, from every exchange's samples, as often as the most frequent poll.
+    let rank_interval = tracked
+        .iter()
+        .map(|(e, _)| config.interval(e))
+        .min()
+        .unwrap_or(PROVIDER_INTERVAL);
+    if !tracked.is_empty() {
+        let samples = samples.clone();
+        services.push(Box::pin(serve(
+            context.clone(),
+            move |_| RankSource::new(samples.clone()),
+            rank_interval,
+            shutdown.clone(),
+        )));
+    }
     for (exchange, pairs) in tracked {
         let (url, _) = config.url(exchange);
         tracing::info!(
@@ -264,10 +286,25 @@ pub async fn run(
             context.upstream_metrics.clone(),
         );
         let stop = shutdown.clone();
+        let s = samples.clone();
         services.push(match exchange {
-            "kraken" => service(KrakenApi::new(http, url), pairs, &config, &context, stop),
-            "coinbase" => service(CoinbaseApi::new(http, url), pairs, &config, &context, stop),
-            _ => service(BinanceApi::new(http, url), pairs, &config, &context, stop),
+            "kraken" => service(KrakenApi::new(http, url), pairs, s, &config, &context, stop),
+            "coinbase" => service(
+                CoinbaseApi::new(http, url),
+                pairs,
+                s,
+                &config,
+                &context,
+                stop,
+            ),
+            _ => service(
+                BinanceApi::new(http, url),
+                pairs,
+                s,
+                &config,
+                &context,
+                stop,
+            ),
         });
     }
     futures::future::try_join_all(services).await?;

@@ -10,15 +10,18 @@
 //! snapshot stays).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use topcoins_poller::Source;
-use topcoins_schemas::{Exchange, PairTicker, TickerSnapshot, TickerWindow};
+use topcoins_schemas::{
+    Exchange, MetricKind, PairTicker, RankedMetric, RanksSnapshot, TickerSnapshot, TickerWindow,
+};
 use topcoins_upstream::{UpstreamError, UpstreamErrorKind, UpstreamMetrics};
 
 use crate::client::ExchangeApi;
 use crate::markets::Market;
+use crate::rank::Samples;
 use crate::{Pair, Ticker, Window};
 
 /// How often the pairs endpoint is read by default: the list changes rarely.
@@ -30,6 +33,8 @@ pub struct TickerSource<A: ExchangeApi> {
     markets: Option<(Instant, BTreeMap<Pair, Market>)>,
     refresh: Duration,
     metrics: UpstreamMetrics,
+    /// Where every successful poll's values go, changed or not (for the ranks).
+    samples: Option<Arc<Mutex<Samples>>>,
 }
 
 impl<A: ExchangeApi> TickerSource<A> {
@@ -45,7 +50,14 @@ impl<A: ExchangeApi> TickerSource<A> {
             markets: None,
             refresh,
             metrics,
+            samples: None,
         }
+    }
+
+    /// Records every successful poll's values into `samples`.
+    pub fn with_samples(mut self, samples: Arc<Mutex<Samples>>) -> Self {
+        self.samples = Some(samples);
+        self
     }
 
     fn provider() -> &'static str {
@@ -162,8 +174,18 @@ impl<A: ExchangeApi> Source for TickerSource<A> {
                 "no tracked pair came back with a usable ticker",
             ));
         }
-        TickerSnapshot::new(tickers.into_values().collect())
-            .map_err(|e| UpstreamError::rejected(Self::provider(), &e))
+        let snapshot = TickerSnapshot::new(tickers.into_values().collect())
+            .map_err(|e| UpstreamError::rejected(Self::provider(), &e))?;
+        if let Some(samples) = &self.samples {
+            let now = now_ms();
+            let mut samples = samples.lock().expect("not poisoned");
+            for t in &snapshot.tickers {
+                for kind in MetricKind::ALL {
+                    samples.record((Self::provider(), t.pair.clone(), kind), now, t.value(kind));
+                }
+            }
+        }
+        Ok(snapshot)
     }
 }
 
@@ -192,5 +214,56 @@ impl<A: ExchangeApi> Source for MarketsSource<A> {
         let pairs = markets.iter().map(|m| m.pair.as_str().into()).collect();
         topcoins_schemas::MarketsSnapshot::new(pairs)
             .map_err(|e| UpstreamError::rejected(<A::Exchange as Exchange>::ID, &e))
+    }
+}
+
+/// Unix ms now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The [`Source`] of the ranks: every tracked metric's rank from the samples every exchange's
+/// polls record, recomputed each interval (the shortest exchange interval: new values
+/// arrive no faster) and announced when it changed. Served from memory by API nodes.
+pub struct RankSource {
+    samples: Arc<Mutex<Samples>>,
+}
+
+impl RankSource {
+    pub fn new(samples: Arc<Mutex<Samples>>) -> Self {
+        Self { samples }
+    }
+}
+
+impl Source for RankSource {
+    type Snapshot = RanksSnapshot;
+
+    fn provider(&self) -> &'static str {
+        "ranks"
+    }
+
+    async fn fetch(&mut self) -> Result<RanksSnapshot, UpstreamError> {
+        let ranks = self.samples.lock().expect("not poisoned").ranks(now_ms());
+        let ranks: Vec<RankedMetric> = ranks
+            .into_iter()
+            .map(|((exchange, pair, kind), r)| RankedMetric {
+                id: format!("{exchange}:{pair}:{}", kind.as_str()).into(),
+                position: r.position,
+                of: r.of,
+                stddev_24h: r.stddev,
+            })
+            .collect();
+        if ranks.is_empty() {
+            return Err(UpstreamError::new(
+                "ranks",
+                UpstreamErrorKind::Rejected {
+                    reason: "no_samples",
+                },
+                "no poll has recorded a value yet",
+            ));
+        }
+        RanksSnapshot::new(ranks).map_err(|e| UpstreamError::rejected("ranks", &e))
     }
 }

@@ -162,6 +162,45 @@ async fn each_exchange_announces_the_tracked_pairs_it_lists() -> Result<()> {
         .get(&node.url("/v1/metrics/kraken:btc-usd:change_pct"))
         .await?;
     assert_eq!(r.json::<Value>().await?["window"], "utc_day");
+    // Ranks: each price metric's standard deviation over its polls (unchanged ones included),
+    // ranked among the six price metrics, largest first, ties sharing a position.
+    h.tick().await?;
+    let ranked = eventually("every price metric ranked with a deviation", || async {
+        let mut all = Vec::new();
+        for id in [
+            "binance:btc-usdt:price",
+            "binance:eth-usdt:price",
+            "coinbase:btc-usd:price",
+            "coinbase:eth-usd:price",
+            "kraken:btc-usd:price",
+            "kraken:eth-usd:price",
+        ] {
+            let v: Value = h
+                .get(&node.url(&format!("/v1/metrics/{id}")))
+                .await?
+                .json()
+                .await?;
+            let rank = &v["rank"];
+            let Some(sd) = rank["stddev_24h"].as_f64() else {
+                return Ok(None);
+            };
+            all.push((
+                id,
+                rank["position"].as_u64().unwrap_or(0),
+                rank["of"].clone(),
+                sd,
+            ));
+        }
+        // After the move, deviations are no longer all 0.
+        Ok(all.iter().any(|(.., sd)| *sd > 0.0).then_some(all))
+    })
+    .await?;
+    for (id, position, of, sd) in &ranked {
+        assert_eq!(*of, json!(6), "{id}");
+        let larger = ranked.iter().filter(|(.., o)| o > sd).count() as u64;
+        assert_eq!(*position, larger + 1, "{id}: {ranked:?}");
+    }
+
     for (path, status, code) in [
         ("/v1/metrics/kraken:zzz-usd:price", 404, "unknown_metric"),
         ("/v1/metrics/kraken:btc-usd:open", 400, "invalid_metric_id"),

@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use topcoins_schemas::api::{
-    ErrorBody, ExchangeEntry, ExchangesResponse, MetricEntry, MetricResponse, MetricsMeta,
-    MetricsResponse,
+    ErrorBody, ExchangeEntry, ExchangesResponse, MetricEntry, MetricRank, MetricResponse,
+    MetricsMeta, MetricsResponse,
 };
 use topcoins_schemas::ticker::{EXCHANGES, is_pair};
 use topcoins_schemas::{MetricKind, TickerWindow};
@@ -262,8 +262,11 @@ pub(crate) async fn metrics_list(State(app): State<AppState>, request: Request) 
     operation_id = "metric",
     summary = "One tracked exchange metric now",
     description = "The metric's value in its exchange's ticker snapshot in force, when that \
-        was announced, and the window the figure covers. Served from memory. `rank` is `null`: \
-        ranks are not computed yet.",
+        was announced, the window the figure covers, and its rank: the sample standard \
+        deviation of its values over the last 24 h (one per poll, unchanged polls included; \
+        `null` with fewer than two), ranked among the tracked metrics of its kind, largest \
+        first, ties sharing a position. Served from memory; `rank` is `null` until the first \
+        ranks are announced.",
     params(
         ("id" = String, Path, example = "kraken:btc-usd:volume",
             pattern = r"^(kraken|coinbase|binance):[a-z0-9]{1,20}-[a-z0-9]{1,20}:(price|high|low|change_pct|change_abs|volume|volume_quote)$",
@@ -320,6 +323,14 @@ pub(crate) async fn metric(State(app): State<AppState>, request: Request) -> Res
         .to_owned(),
         rank: None,
     };
+    let rank = app.tickers.ranks().and_then(|ranks| {
+        ranks.get(&body.id).map(|r| MetricRank {
+            position: r.position,
+            of: r.of,
+            stddev_24h: r.stddev_24h,
+        })
+    });
+    let body = MetricResponse { rank, ..body };
     let body = serde_json::to_vec(&body).expect("a metric serialises");
     let etag = etag_of(&body);
     respond(
