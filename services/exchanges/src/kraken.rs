@@ -35,9 +35,10 @@ struct Fields {
     o: String,
 }
 
-/// Parses a Ticker reply. An `error` entry is a provider error (`EAPI:Rate limit exceeded` a
-/// rate limit); a non-2xx reply without an error body is its status.
-pub fn parse(http: u16, body: &[u8]) -> Result<Parsed, UpstreamError> {
+/// The `result` object of any Kraken public reply (`Ticker`, `AssetPairs`). An `error` entry
+/// is a provider error (`EAPI:Rate limit exceeded` a rate limit); a non-2xx reply without an
+/// error body is its status.
+pub(crate) fn result(http: u16, body: &[u8]) -> Result<Map<String, Value>, UpstreamError> {
     let envelope: Envelope = match json::decode(PROVIDER, body) {
         Ok(e) => e,
         Err(_) if !(200..300).contains(&http) => {
@@ -57,7 +58,7 @@ pub fn parse(http: u16, body: &[u8]) -> Result<Parsed, UpstreamError> {
     if !(200..300).contains(&http) {
         return Err(UpstreamError::from_status(PROVIDER, http));
     }
-    let result = envelope.result.ok_or_else(|| {
+    envelope.result.ok_or_else(|| {
         UpstreamError::new(
             PROVIDER,
             UpstreamErrorKind::Malformed {
@@ -65,7 +66,12 @@ pub fn parse(http: u16, body: &[u8]) -> Result<Parsed, UpstreamError> {
             },
             "success body without result",
         )
-    })?;
+    })
+}
+
+/// Parses a Ticker reply (see [`result`] for the errors).
+pub fn parse(http: u16, body: &[u8]) -> Result<Parsed, UpstreamError> {
+    let result = result(http, body)?;
     let mut parsed = Parsed::default();
     for (key, value) in &result {
         match ticker(key, value) {

@@ -15,7 +15,7 @@
 //! difference); a body that breaks the overall shape is an error, as for the tickers.
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use topcoins_upstream::{UpstreamError, UpstreamErrorKind, json};
 
 use crate::Pair;
@@ -48,11 +48,6 @@ fn shape(provider: &'static str, path: &str, what: &str) -> UpstreamError {
 pub fn kraken(http: u16, body: &[u8]) -> Result<Vec<Market>, UpstreamError> {
     const PROVIDER: &str = crate::kraken::PROVIDER;
     #[derive(Deserialize)]
-    struct Envelope {
-        error: Vec<String>,
-        result: Option<Map<String, Value>>,
-    }
-    #[derive(Deserialize)]
     struct Entry {
         altname: String,
         base: String,
@@ -60,26 +55,7 @@ pub fn kraken(http: u16, body: &[u8]) -> Result<Vec<Market>, UpstreamError> {
         #[serde(default)]
         status: Option<String>,
     }
-    let envelope: Envelope = match json::decode(PROVIDER, body) {
-        Ok(e) => e,
-        Err(_) if !(200..300).contains(&http) => {
-            return Err(UpstreamError::from_status(PROVIDER, http));
-        }
-        Err(e) => return Err(e),
-    };
-    if !envelope.error.is_empty() {
-        return Err(UpstreamError::new(
-            PROVIDER,
-            UpstreamErrorKind::Provider { code: http.into() },
-            envelope.error.join("; "),
-        ));
-    }
-    if !(200..300).contains(&http) {
-        return Err(UpstreamError::from_status(PROVIDER, http));
-    }
-    let result = envelope
-        .result
-        .ok_or_else(|| shape(PROVIDER, "result", "missing"))?;
+    let result = crate::kraken::result(http, body)?;
     let mut markets = Vec::with_capacity(result.len());
     for (key, value) in &result {
         if key.contains('.') {

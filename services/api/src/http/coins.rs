@@ -79,6 +79,19 @@ pub(crate) fn respond(
     response
 }
 
+/// A JSON body of current data: its strong ETag, `no-cache`, `304` on a match.
+pub(crate) fn current_json(request: &Request, value: &impl serde::Serialize) -> Response {
+    let body = serde_json::to_vec(value).expect("API bodies serialise");
+    let etag = etag_of(&body);
+    respond(
+        request,
+        Bytes::from(body),
+        etag,
+        "application/json",
+        "no-cache",
+    )
+}
+
 #[utoipa::path(
     get,
     path = "/v1/coins/{symbol}",
@@ -132,15 +145,7 @@ pub(crate) async fn coin(State(app): State<AppState>, request: Request) -> Respo
         as_of: rfc3339(view.prices.as_of),
         stale: app.is_stale(&view),
     };
-    let body = serde_json::to_vec(&coin).expect("a coin serialises");
-    let etag = etag_of(&body);
-    respond(
-        &request,
-        Bytes::from(body),
-        etag,
-        "application/json",
-        "no-cache",
-    )
+    current_json(&request, &coin)
 }
 
 #[utoipa::path(

@@ -5,7 +5,6 @@
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use topcoins_schemas::api::{
     ErrorBody, ExchangeEntry, ExchangesResponse, MetricEntry, MetricRank, MetricResponse,
     MetricsMeta, MetricsResponse,
@@ -13,10 +12,9 @@ use topcoins_schemas::api::{
 use topcoins_schemas::ticker::{EXCHANGES, is_pair};
 use topcoins_schemas::{MetricKind, TickerWindow};
 
-use super::coins::{percent_decoded, respond, too_long};
+use super::coins::{current_json, percent_decoded, too_long};
 use super::{AppState, MAX_QUERY_BYTES};
 use crate::error::ApiError;
-use crate::history::etag_of;
 use crate::query::echo;
 use crate::render::rfc3339;
 
@@ -245,15 +243,7 @@ pub(crate) async fn metrics_list(State(app): State<AppState>, request: Request) 
         },
         data,
     };
-    let body = serde_json::to_vec(&body).expect("metrics serialise");
-    let etag = etag_of(&body);
-    respond(
-        &request,
-        Bytes::from(body),
-        etag,
-        "application/json",
-        "no-cache",
-    )
+    current_json(&request, &body)
 }
 
 #[utoipa::path(
@@ -309,6 +299,13 @@ pub(crate) async fn metric(State(app): State<AppState>, request: Request) -> Res
         _ => t.window,
     };
     let e = entry(id.exchange, id.pair, id.kind);
+    let rank = app.tickers.ranks().and_then(|ranks| {
+        ranks.get(&e.id).map(|r| MetricRank {
+            position: r.position,
+            of: r.of,
+            stddev_24h: r.stddev_24h,
+        })
+    });
     let body = MetricResponse {
         id: e.id,
         exchange: e.exchange,
@@ -321,25 +318,9 @@ pub(crate) async fn metric(State(app): State<AppState>, request: Request) -> Res
             TickerWindow::UtcDay => "utc_day",
         }
         .to_owned(),
-        rank: None,
+        rank,
     };
-    let rank = app.tickers.ranks().and_then(|ranks| {
-        ranks.get(&body.id).map(|r| MetricRank {
-            position: r.position,
-            of: r.of,
-            stddev_24h: r.stddev_24h,
-        })
-    });
-    let body = MetricResponse { rank, ..body };
-    let body = serde_json::to_vec(&body).expect("a metric serialises");
-    let etag = etag_of(&body);
-    respond(
-        &request,
-        Bytes::from(body),
-        etag,
-        "application/json",
-        "no-cache",
-    )
+    current_json(&request, &body)
 }
 
 #[utoipa::path(
@@ -372,15 +353,7 @@ pub(crate) async fn exchanges(State(app): State<AppState>, request: Request) -> 
             })
         })
         .collect();
-    let body = serde_json::to_vec(&ExchangesResponse { data }).expect("exchanges serialise");
-    let etag = etag_of(&body);
-    respond(
-        &request,
-        Bytes::from(body),
-        etag,
-        "application/json",
-        "no-cache",
-    )
+    current_json(&request, &ExchangesResponse { data })
 }
 
 #[cfg(test)]
