@@ -71,10 +71,11 @@ start_nats() {
 }
 
 start_sim() {
-  # start_sim <coins> <tick>: sets SIM_URL.
-  local port
+  # start_sim <coins> <tick> [extra args]: sets SIM_URL.
+  local port coins=$1 tick=$2
+  shift 2
   port=$(free_port)
-  bg sim "$BIN/topcoins" sim --listen "127.0.0.1:$port" --sim-coins "$1" --sim-tick "$2"
+  bg sim "$BIN/topcoins" sim --listen "127.0.0.1:$port" --sim-coins "$coins" --sim-tick "$tick" "$@"
   SIM_URL="http://127.0.0.1:$port"
   wait_http "$SIM_URL/sim/status"
 }
@@ -137,4 +138,31 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b == 0) ? 0 : a / b }
 
 machine() {
   echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+}
+
+# compare <label> <topcoins-url> <body-file> <content-type> <connections> [header]: wrk on
+# the URL alternated ROUNDS times with a static baseline serving <body-file>; prints a table row
+# (ratio target: >= 0.9x the baseline's requests/s, p99 <= 1.5x).
+compare() {
+  local label=$1 url=$2 body=$3 ctype=$4 c=$5 header=${6:-}
+  local bport
+  bport=$(free_port)
+  bg "baseline-$bport" "$BIN/examples/static_baseline" "127.0.0.1:$bport" "$body" "$ctype"
+  local bpid=$LAST_PID
+  wait_http "http://127.0.0.1:$bport/"
+  : >"$WORK/t" ; : >"$WORK/b"
+  for _ in $(seq "$ROUNDS"); do
+    wrk_run "$url" "$c" "$DURATION" "$header" >>"$WORK/t"
+    wrk_run "http://127.0.0.1:$bport/" "$c" "$DURATION" >>"$WORK/b"
+  done
+  kill "$bpid"
+  local trps tp99 brps bp99
+  trps=$(cut -d' ' -f1 "$WORK/t" | median); tp99=$(cut -d' ' -f2 "$WORK/t" | median)
+  brps=$(cut -d' ' -f1 "$WORK/b" | median); bp99=$(cut -d' ' -f2 "$WORK/b" | median)
+  local rr pr
+  rr=$(ratio "$trps" "$brps"); pr=$(ratio "$tp99" "$bp99")
+  local verdict=met
+  awk -v r="$rr" -v p="$pr" 'BEGIN { exit !(r >= 0.9 && p <= 1.5) }' || verdict=MISSED
+  printf '| %s | %s | %s B | %s | %s | **%s** | %s | %s | **%s** | %s |\n' \
+    "$label" "$c" "$(stat -c %s "$body")" "$trps" "$brps" "$rr" "$tp99" "$bp99" "$pr" "$verdict"
 }

@@ -10,31 +10,6 @@ CONNECTIONS=${CONNECTIONS:-16 64 256}
 build
 machine
 
-# compare <label> <topcoins-url> <body-file> <content-type> <connections> [header]
-compare() {
-  local label=$1 url=$2 body=$3 ctype=$4 c=$5 header=${6:-}
-  local bport
-  bport=$(free_port)
-  bg "baseline-$bport" "$BIN/examples/static_baseline" "127.0.0.1:$bport" "$body" "$ctype"
-  local bpid=$LAST_PID
-  wait_http "http://127.0.0.1:$bport/"
-  : >"$WORK/t" ; : >"$WORK/b"
-  for _ in $(seq "$ROUNDS"); do
-    wrk_run "$url" "$c" "$DURATION" "$header" >>"$WORK/t"
-    wrk_run "http://127.0.0.1:$bport/" "$c" "$DURATION" >>"$WORK/b"
-  done
-  kill "$bpid"
-  local trps tp99 brps bp99
-  trps=$(cut -d' ' -f1 "$WORK/t" | median); tp99=$(cut -d' ' -f2 "$WORK/t" | median)
-  brps=$(cut -d' ' -f1 "$WORK/b" | median); bp99=$(cut -d' ' -f2 "$WORK/b" | median)
-  local rr pr
-  rr=$(ratio "$trps" "$brps"); pr=$(ratio "$tp99" "$bp99")
-  local verdict=met
-  awk -v r="$rr" -v p="$pr" 'BEGIN { exit !(r >= 0.9 && p <= 1.5) }' || verdict=MISSED
-  printf '| %s | %s | %s B | %s | %s | **%s** | %s | %s | **%s** | %s |\n' \
-    "$label" "$c" "$(stat -c %s "$body")" "$trps" "$brps" "$rr" "$tp99" "$bp99" "$pr" "$verdict"
-}
-
 echo
 echo "| request | connections | body | topcoins req/s | baseline req/s | ratio | topcoins p99 ms | baseline p99 ms | ratio | target |"
 echo "|---|---|---|---|---|---|---|---|---|---|"

@@ -376,13 +376,15 @@ EOT
         TOPCOINS_LISTEN = "0.0.0.0:8080"
       }
 
-      # History is read from the recorder's database (URL from the Nomad variable).
+      # History, users and watchlists are in the recorder's database (URL from the Nomad
+      # variable), and so is the admin key that may create users (optional: `admin_key`).
       template {
         destination = "secrets/database.env"
         env         = true
         data        = <<EOT
 {{ with nomadVar "nomad/jobs/topcoins" }}
 TOPCOINS_DATABASE_URL={{ .database_url }}
+{{ if .admin_key }}TOPCOINS_ADMIN_KEY={{ .admin_key }}{{ end }}
 {{ end }}
 EOT
       }

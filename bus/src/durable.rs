@@ -27,7 +27,7 @@ use topcoins_schemas::{HashNotice, Kind};
 
 use crate::notices::{Rejected, decode_notice};
 use crate::store::{SnapshotStore, StoreError};
-use crate::subjects::{RECORDER_CONSUMER, hash_subject};
+use crate::subjects::{RECORDER_CONSUMER, current_subject, hash_subject};
 
 /// How long the notice stream keeps notices unless the recorder says otherwise: a recorder
 /// away for up to a day catches up without a gap.
@@ -40,13 +40,17 @@ const MAX_ACK_PENDING: i64 = 64;
 /// The recorder's durable queue of notices.
 pub struct DurableNotices {
     messages: pull::Stream,
-    kinds: Vec<(String, Kind)>,
+    /// Each subject consumed, with its kind and whether it is the still-current one.
+    kinds: Vec<(String, Kind, bool)>,
 }
 
 /// One notice as the durable consumer delivers it; acknowledge it once its effect is stored.
 pub struct Delivery {
     pub kind: Kind,
     pub notice: HashNotice,
+    /// A still-current notice (a poll that confirmed the last announced data, see
+    /// [`SnapshotStore::confirm`]) rather than a hash notice.
+    pub current: bool,
     /// Its sequence in the record stream.
     pub sequence: u64,
     /// Times the server delivered it (1 the first time): above 1 after a crash or a lapsed
@@ -61,19 +65,27 @@ pub struct Delivery {
 pub struct Discarded(pub Rejected);
 
 impl DurableNotices {
-    /// Opens (creating on first use) the durable consumer on the notices of `kinds`.
+    /// Opens (creating on first use) the durable consumer on the notices of `kinds`, and the
+    /// still-current notices of `confirmed`.
     /// `retention`: how long the record stream keeps notices. `ack_wait`: how long a delivered notice may stay unacknowledged before the server
     /// delivers it again (the recorder reports progress while it waits for a database that is
     /// down, see [`Delivery::in_progress`]).
     pub async fn open(
         store: &SnapshotStore,
         kinds: &[Kind],
+        confirmed: &[Kind],
         retention: Duration,
         ack_wait: Duration,
     ) -> Result<Self, StoreError> {
         store.ensure_kinds(kinds).await?;
+        store.ensure_kinds(confirmed).await?;
         let notices = store.record_stream(retention).await?;
-        let subjects: Vec<String> = kinds.iter().map(|k| hash_subject(*k)).collect();
+        let consumed: Vec<(String, Kind, bool)> = kinds
+            .iter()
+            .map(|k| (hash_subject(*k), *k, false))
+            .chain(confirmed.iter().map(|k| (current_subject(*k), *k, true)))
+            .collect();
+        let subjects: Vec<String> = consumed.iter().map(|(s, _, _)| s.clone()).collect();
         let config = pull::Config {
             durable_name: Some(RECORDER_CONSUMER.to_owned()),
             description: Some("topcoins recorder: notices not yet in the database".to_owned()),
@@ -129,7 +141,7 @@ impl DurableNotices {
             .map_err(|e| StoreError::unavailable("recorder consumer stream", e))?;
         Ok(Self {
             messages,
-            kinds: kinds.iter().map(|k| (hash_subject(*k), *k)).collect(),
+            kinds: consumed,
         })
     }
 
@@ -153,14 +165,17 @@ impl DurableNotices {
             let decoded = self
                 .kinds
                 .iter()
-                .find(|(subject, _)| subject.as_str() == message.subject.as_str())
-                .map(|(_, kind)| *kind)
+                .find(|(subject, _, _)| subject.as_str() == message.subject.as_str())
+                .map(|(_, kind, current)| (*kind, *current))
                 .ok_or_else(|| Rejected::UnknownSubject(message.subject.to_string()))
-                .and_then(|kind| decode_notice(kind, &message.message));
+                .and_then(|(kind, current)| {
+                    decode_notice(kind, &message.message).map(|r| (r, current))
+                });
             return Some(match decoded {
-                Ok(received) => Ok(Delivery {
+                Ok((received, current)) => Ok(Delivery {
                     kind: received.kind,
                     notice: received.notice,
+                    current,
                     sequence,
                     delivered,
                     message,

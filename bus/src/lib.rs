@@ -27,6 +27,7 @@ pub mod server;
 pub mod store;
 pub mod subjects;
 pub mod trace;
+pub mod tracked;
 
 pub use connect::{Link, NatsAuth, NatsConfig, close, connect};
 pub use durable::{DEFAULT_STREAM_RETENTION, Delivery, Discarded, DurableNotices};
@@ -38,3 +39,4 @@ pub use notices::{
 pub use server::{LocalServer, ServerError};
 pub use store::{Floor, Latest, SnapshotStore, StoreError, StoreErrorKind};
 pub use trace::TraceContext;
+pub use tracked::{TRACKED_BUCKET, Tracked};

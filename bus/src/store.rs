@@ -33,7 +33,7 @@ use topcoins_schemas::{HashNotice, Kind, NoticeError, SnapshotHash};
 
 use crate::subjects::{
     KINDS, NOTICE_STREAM, RECORD_STREAM, RECORDER_CONSUMER, SNAPSHOT_PREFIX, SNAPSHOT_STREAM,
-    hash_subject, snapshot_subject,
+    current_subject, hash_subject, snapshot_subject, stream_subjects,
 };
 
 /// Largest piece of a snapshot in one message; well under NATS's default 1 MiB `max_payload`.
@@ -172,7 +172,7 @@ impl SnapshotStore {
         let notices = js
             .get_or_create_stream(stream::Config {
                 name: NOTICE_STREAM.to_owned(),
-                subjects: KINDS.iter().map(|k| hash_subject(*k)).collect(),
+                subjects: KINDS.iter().flat_map(|k| stream_subjects(*k)).collect(),
                 max_messages_per_subject: NOTICES_KEPT,
                 storage: stream::StorageType::File,
                 allow_direct: true,
@@ -218,7 +218,7 @@ impl SnapshotStore {
             .clone();
         let missing: Vec<String> = kinds
             .iter()
-            .map(|k| hash_subject(*k))
+            .flat_map(|k| stream_subjects(*k))
             .filter(|s| !config.subjects.contains(s))
             .collect();
         if missing.is_empty() {
@@ -502,6 +502,27 @@ impl SnapshotStore {
             }
             Err(e) => Err(StoreError::unavailable("notice ack", e)),
         }
+    }
+
+    /// Says that a poll found `kind`'s data unchanged: `notice` (the last announced hash, the
+    /// poll's `as_of`) on the kind's still-current subject ([`current_subject`]), kept by the
+    /// notice stream for the recorder. Not fenced: it changes nothing that is announced.
+    pub async fn confirm(
+        &self,
+        kind: Kind,
+        notice: &HashNotice,
+        trace: &crate::trace::TraceContext,
+    ) -> Result<u64, StoreError> {
+        let mut headers = HeaderMap::new();
+        trace.inject(&mut headers);
+        let ack = self
+            .js
+            .publish_with_headers(current_subject(kind), headers, notice.to_bytes().into())
+            .await
+            .map_err(|e| StoreError::unavailable("still-current publish", e))?;
+        ack.await
+            .map(|ack| ack.sequence)
+            .map_err(|e| StoreError::unavailable("still-current ack", e))
     }
 
     /// The last notice of `kind`, if any was ever published, with its sequence.

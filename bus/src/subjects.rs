@@ -26,6 +26,11 @@ pub const KINDS: &[Kind] = &[
     topcoins_schemas::RanksSnapshot::KIND,
 ];
 
+/// An API key was revoked: `{"key_id":"key_…"}`. Every API node drops what it cached of that
+/// key, so the revocation holds everywhere within a second (a node that missed the message
+/// forgets cached keys after their time to live anyway).
+pub const KEY_REVOKED: &str = "topcoins.v1.keys.revoked";
+
 /// Prefix of per-coin price events; the symbol token follows.
 pub const PRICE_PREFIX: &str = "topcoins.v1.price.";
 /// Every per-coin price event.
@@ -58,6 +63,20 @@ pub fn snapshot_subject(hash: &topcoins_schemas::SnapshotHash, chunk: usize) -> 
 /// The hash-notice subject of a kind: `topcoins.v1.<kind>.hash` (`topcoins.v1.prices.hash`).
 pub fn hash_subject(kind: Kind) -> String {
     format!("{NOTICE_ROOT}.{kind}.hash")
+}
+
+/// The *still current* subject of a kind: `topcoins.v1.<kind>.current`. A poll of a
+/// [`CONFIRMED`](topcoins_schemas::Snapshot::CONFIRMED) kind that found its data unchanged
+/// publishes a notice here (the same hash, the poll's `as_of`): the recorder keeps one sample
+/// per poll from these; API nodes do not subscribe to them.
+pub fn current_subject(kind: Kind) -> String {
+    format!("{NOTICE_ROOT}.{kind}.current")
+}
+
+/// The subjects the notice stream keeps for `kind`: its hash notices and its still-current
+/// notices.
+pub(crate) fn stream_subjects(kind: Kind) -> [String; 2] {
+    [hash_subject(kind), current_subject(kind)]
 }
 
 /// The kind whose notices travel on `subject`, if it is one of [`KINDS`].

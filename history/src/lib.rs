@@ -36,6 +36,7 @@
 //!
 //! The behavioural suite both backends pass is `tests/suite/`.
 
+pub mod accounts;
 pub mod batch;
 pub mod candle;
 pub mod error;
@@ -49,6 +50,9 @@ pub mod sqlite;
 pub mod store;
 pub mod url;
 
+pub use accounts::{
+    AccountStore, ApiKey, Record, RecordPage, RecordRange, RecordStore, User, Watch,
+};
 pub use batch::{Batch, symbol_key};
 pub use candle::{Candle, Observation, Ohlc, Ranked, Sample, Source};
 pub use error::Error;

@@ -34,6 +34,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "minutes",
         sql: include_str!("../migrations/sqlite/0004_minutes.sql"),
     },
+    Migration {
+        version: 5,
+        name: "metrics_accounts",
+        sql: include_str!("../migrations/sqlite/0005_metrics_accounts.sql"),
+    },
 ];
 
 pub(crate) const POSTGRESQL: &[Migration] = &[
@@ -56,6 +61,11 @@ pub(crate) const POSTGRESQL: &[Migration] = &[
         version: 4,
         name: "minutes",
         sql: include_str!("../migrations/postgresql/0004_minutes.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "metrics_accounts",
+        sql: include_str!("../migrations/postgresql/0005_metrics_accounts.sql"),
     },
 ];
 

@@ -6,6 +6,9 @@ use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::accounts::{
+    AccountStore, ApiKey, Record, RecordPage, RecordRange, RecordStore, User, Watch,
+};
 use crate::{
     BackfillProgress, Batch, Candle, DatabaseUrl, Error, Interval, PostgresStore, Rolled, Source,
     SqliteStore,
@@ -285,5 +288,55 @@ impl CandleStore for Store {
     }
     async fn closes_at(&self, at: i64) -> Result<Vec<Candle>, Error> {
         delegate!(self, s => s.closes_at(at))
+    }
+}
+
+impl RecordStore for Store {
+    async fn write_records(&self, records: Vec<Record>) -> Result<(), Error> {
+        delegate!(self, s => s.write_records(records))
+    }
+    async fn records(&self, range: &RecordRange) -> Result<RecordPage, Error> {
+        delegate!(self, s => s.records(range))
+    }
+    async fn prune_records(&self, before: i64) -> Result<u64, Error> {
+        delegate!(self, s => s.prune_records(before))
+    }
+}
+
+impl AccountStore for Store {
+    async fn create_user(&self, user: User, key: ApiKey) -> Result<(), Error> {
+        delegate!(self, s => s.create_user(user, key))
+    }
+    async fn add_key(&self, key: ApiKey) -> Result<(), Error> {
+        delegate!(self, s => s.add_key(key))
+    }
+    async fn key_by_hash(&self, hash: [u8; 32]) -> Result<Option<ApiKey>, Error> {
+        delegate!(self, s => s.key_by_hash(hash))
+    }
+    async fn keys(&self, user_id: &str) -> Result<Vec<ApiKey>, Error> {
+        delegate!(self, s => s.keys(user_id))
+    }
+    async fn revoke_key(&self, user_id: &str, key_id: &str, now: i64) -> Result<bool, Error> {
+        delegate!(self, s => s.revoke_key(user_id, key_id, now))
+    }
+    async fn touch_key(&self, key_id: &str, now: i64) -> Result<(), Error> {
+        delegate!(self, s => s.touch_key(key_id, now))
+    }
+    async fn watch(&self, user_id: &str, watch: Watch) -> Result<bool, Error> {
+        delegate!(self, s => s.watch(user_id, watch))
+    }
+    async fn unwatch(&self, user_id: &str, metric: &str) -> Result<bool, Error> {
+        delegate!(self, s => s.unwatch(user_id, metric))
+    }
+    async fn watchlist(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Watch>, Error> {
+        delegate!(self, s => s.watchlist(user_id, after, limit))
+    }
+    async fn watched_pairs(&self, exchange: &str) -> Result<Vec<String>, Error> {
+        delegate!(self, s => s.watched_pairs(exchange))
     }
 }

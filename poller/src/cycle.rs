@@ -76,7 +76,13 @@ impl<S: Source> PollerState<S> {
         self.resume().await?;
         let fetched = self.fetch().await?;
         let previous = self.last.as_ref().map(|(n, s)| (n.hash, s.clone()));
-        self.guard(&fetched, previous.as_ref())?;
+        match self.guard(&fetched, previous.as_ref()) {
+            Err(Outcome::Unchanged) if <S::Snapshot as Snapshot>::CONFIRMED => {
+                self.confirm(trace).await;
+                return Err(Outcome::Unchanged);
+            }
+            guarded => guarded?,
+        }
         self.store(&fetched).await?;
         self.announce(fetched, previous.as_ref().map(|(_, s)| s.as_ref()), trace)
             .await?;
@@ -211,7 +217,7 @@ impl<S: Source> PollerState<S> {
         }
         if let Some((_, prev)) = previous
             && prev.source() == snapshot.source()
-            && snapshot.len() * 2 < prev.len()
+            && self.args.source.shrank(prev, snapshot)
         {
             let seen = match self.shrink {
                 Some((h, n)) if h == hash => n + 1,
@@ -251,6 +257,38 @@ impl<S: Source> PollerState<S> {
                 tracing::warn!(kind = self.kind(), error = %e, "snapshot store failed; will retry next cycle");
                 Outcome::Failed("store_unavailable")
             })
+    }
+
+    /// For a [`CONFIRMED`](Snapshot::CONFIRMED) kind, a poll that found the data unchanged
+    /// publishes a still-current notice: the last announced hash at this poll's time, for the
+    /// recorder's one sample per poll. Best effort (the next poll says it again), and only
+    /// while holding the lease.
+    async fn confirm(&mut self, trace: &TraceContext) {
+        let Some((last, _)) = &self.last else { return };
+        if let Some(lease) = self.args.lease.clone()
+            && !lease.lock().await.held()
+        {
+            return;
+        }
+        let notice = HashNotice {
+            as_of: OffsetDateTime::now_utc(),
+            follows: None,
+            ..last.clone()
+        };
+        if let Err(e) = self
+            .args
+            .store
+            .confirm(S::Snapshot::KIND, &notice, trace)
+            .await
+        {
+            tracing::warn!(kind = self.kind(), error = %e, "still-current notice not published; the next poll tries again");
+        } else {
+            self.args
+                .metrics
+                .still_current
+                .with_label_values(&[self.kind()])
+                .inc();
+        }
     }
 
     /// **announce**: publishes the notice, only while still holding the lease (it may have

@@ -16,6 +16,8 @@ pub struct PollerMetrics {
     /// Pollers restarted by their supervisor after a failure, by kind.
     pub actor_restarts: IntCounterVec,
     pub notices_published: IntCounterVec,
+    /// Still-current notices published (polls of a confirmed kind that found it unchanged).
+    pub still_current: IntCounterVec,
     pub snapshot_coins: IntGaugeVec,
     pub snapshot_bytes: IntGaugeVec,
 }
@@ -52,6 +54,12 @@ impl PollerMetrics {
                 registry,
                 "topcoins_notices_published_total",
                 "Hash notices published",
+                &["kind"],
+            )?,
+            still_current: counter(
+                registry,
+                "topcoins_still_current_published_total",
+                "Still-current notices published: polls that confirmed the last announced data",
                 &["kind"],
             )?,
             snapshot_coins: gauge(

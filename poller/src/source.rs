@@ -18,6 +18,14 @@ pub trait Source: Send + Sync + 'static {
     fn fetch(&mut self) -> impl Future<Output = Result<Self::Snapshot, UpstreamError>> + Send;
 
     /// Called once a new snapshot has been stored and announced.
+    /// Whether `current` shrank the universe so far from `previous` (same source) that the
+    /// poller holds it back until it repeats (see the guard in `cycle`): by default, to less
+    /// than half. A source that chooses what it asks for (a tracked set that users shrink)
+    /// compares with what it asked instead.
+    fn shrank(&self, previous: &Self::Snapshot, current: &Self::Snapshot) -> bool {
+        current.len() * 2 < previous.len()
+    }
+
     fn announced(
         &mut self,
         _previous: Option<&Self::Snapshot>,

@@ -247,3 +247,143 @@ pub struct ExchangeEntry {
 pub struct ExchangesResponse {
     pub data: Vec<ExchangeEntry>,
 }
+
+/// One record of a metric: its value at one poll.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecordEntry {
+    /// Unix ms of the poll.
+    pub time: i64,
+    pub value: f64,
+}
+
+/// `GET /v1/metrics/{id}/records`: one value per poll, unchanged polls included, ascending.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecordsResponse {
+    pub data: Vec<RecordEntry>,
+    pub meta: RecordsMeta,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecordsMeta {
+    pub id: String,
+    /// The range asked for, Unix ms, both ends included.
+    pub from: i64,
+    pub to: i64,
+    pub count: usize,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /v1/users` takes this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewUser {
+    /// 1 to 100 characters, not all white space, no control characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 100,
+            pattern = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+        )
+    )]
+    pub name: String,
+}
+
+/// `POST /v1/users`: the user and their first key, shown this once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserCreated {
+    pub id: String,
+    pub name: String,
+    pub key_id: String,
+    /// `tck_` and 64 hex digits. Stored only as its SHA-256: it cannot be shown again.
+    pub api_key: String,
+}
+
+/// `POST /v1/keys`: a further key for the caller, shown this once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyCreated {
+    pub id: String,
+    pub api_key: String,
+}
+
+/// One of the caller's keys (never the key itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyEntry {
+    pub id: String,
+    /// The key's first characters, to tell keys apart.
+    pub prefix: String,
+    /// Unix ms.
+    pub created: i64,
+    /// Unix ms, to the minute; `null` if never used.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub last_used: Option<i64>,
+}
+
+/// `GET /v1/keys`: the caller's keys that are not revoked, by id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeysResponse {
+    pub data: Vec<KeyEntry>,
+    pub meta: MetricsMeta,
+}
+
+/// `POST /v1/watchlist` takes this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewWatch {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^(kraken|coinbase|binance)$", example = "kraken")
+    )]
+    pub exchange: String,
+    /// `base-quote`, lower case; one the exchange lists (`GET /v1/exchanges`).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[a-z0-9]{1,20}-[a-z0-9]{1,20}$", example = "btc-usd")
+    )]
+    pub pair: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = "^(price|high|low|change_pct|change_abs|volume|volume_quote)$",
+            example = "volume"
+        )
+    )]
+    pub metric: String,
+}
+
+/// One metric on the caller's watchlist: its current value and rank (when it has been
+/// polled since it was added) and its records of the last 24 h.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WatchEntry {
+    pub id: String,
+    pub exchange: String,
+    pub pair: String,
+    pub metric: String,
+    /// Unix ms it was added.
+    pub added: i64,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub value: Option<f64>,
+    #[cfg_attr(feature = "openapi", schema(required = true, format = DateTime))]
+    pub as_of: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub rank: Option<MetricRank>,
+    pub records: Vec<RecordEntry>,
+}
+
+/// `GET /v1/watchlist`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WatchlistResponse {
+    pub data: Vec<WatchEntry>,
+    pub meta: MetricsMeta,
+}

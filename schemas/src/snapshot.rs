@@ -63,6 +63,12 @@ impl SnapshotError {
 pub trait Snapshot: Serialize + DeserializeOwned + Send + Sync + 'static {
     const KIND: Kind;
 
+    /// Whether a poll that found the data unchanged says so: a small *still current* notice
+    /// (the same hash, the poll's time) on the kind's `.current` subject, for the recorder,
+    /// which keeps one sample per poll of such kinds (exchange tickers). API nodes do not
+    /// follow those subjects. Off for the rest: an unchanged price list costs the bus nothing.
+    const CONFIRMED: bool = false;
+
     /// Number of coins.
     fn len(&self) -> usize;
 

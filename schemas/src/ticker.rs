@@ -249,6 +249,8 @@ pub fn is_pair(s: &str) -> bool {
 
 impl<E: Exchange> Snapshot for TickerSnapshot<E> {
     const KIND: Kind = E::KIND;
+    /// Records are one sample per metric per poll, unchanged polls included.
+    const CONFIRMED: bool = true;
 
     fn len(&self) -> usize {
         self.tickers.len()

@@ -4,6 +4,8 @@
 //! connection. Connections are made without TLS (`sslmode=disable`); a TLS connector is a
 //! follow-up for databases reached over an untrusted network.
 
+mod accounts;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use compact_str::CompactString;

@@ -5,6 +5,7 @@
 //! appends there instead of touching one page per coin of `candles`. Durability: `synchronous = FULL`, so a batch whose `apply` returned is
 //! on disk before the recorder acknowledges its snapshot.
 
+mod accounts;
 mod worker;
 
 use std::path::Path;

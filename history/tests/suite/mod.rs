@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use topcoins_history::{AccountStore, ApiKey, Record, RecordRange, RecordStore, User, Watch};
 use topcoins_history::{
     BackfillProgress, Batch, Candle, CandleStore, Cursor, Interval, Observation, Ohlc, PRUNE_STEP,
     Range, Sample, Source,
@@ -33,6 +34,9 @@ macro_rules! behaviours {
             backfill_progress_is_kept_per_coin_and_interval,
             closes_at_is_each_coins_last_price_by_then,
             rollups_change_no_answer,
+            records_are_kept_once_and_paged,
+            records_prune_only_the_old,
+            keys_users_and_watchlists,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {
@@ -960,3 +964,247 @@ const COARSE_OF_TEST: [Interval; 5] = [
     Interval::H4,
     Interval::D1,
 ];
+
+fn record(metric: &str, time: i64, value: f64) -> Record {
+    Record {
+        metric: metric.into(),
+        time,
+        value,
+    }
+}
+
+fn record_range(metric: &str, from: i64, to: i64, limit: usize) -> RecordRange {
+    RecordRange {
+        metric: metric.to_owned(),
+        from,
+        to,
+        limit,
+        cursor: None,
+    }
+}
+
+/// Records: one per (metric, time), the first write kept (a replay changes nothing), read
+/// in time order within `from..=to`, paged with every record once.
+pub async fn records_are_kept_once_and_paged(store: &(impl CandleStore + RecordStore)) {
+    store.migrate().await.unwrap();
+    let a = "kraken:btc-usd:volume";
+    let b = "kraken:eth-usd:volume";
+    let batch: Vec<Record> = (0..10)
+        .map(|i| record(a, DAY0 + i * MIN, 100.0 + i as f64))
+        .chain([record(b, DAY0, 7.0)])
+        .collect();
+    store.write_records(batch.clone()).await.unwrap();
+    // Replayed, and a different value at an existing time: nothing changes.
+    store.write_records(batch).await.unwrap();
+    store
+        .write_records(vec![record(a, DAY0, -1.0)])
+        .await
+        .unwrap();
+    let all = store
+        .records(&record_range(a, DAY0, DAY0 + 9 * MIN, 100))
+        .await
+        .unwrap();
+    assert_eq!(all.records.len(), 10);
+    assert_eq!(all.records[0], (DAY0, 100.0));
+    assert_eq!(all.records[9], (DAY0 + 9 * MIN, 109.0));
+    assert_eq!(all.next_cursor, None);
+    // Bounds are inclusive on both ends.
+    let some = store
+        .records(&record_range(a, DAY0 + MIN, DAY0 + 3 * MIN, 100))
+        .await
+        .unwrap();
+    assert_eq!(
+        some.records.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [DAY0 + MIN, DAY0 + 2 * MIN, DAY0 + 3 * MIN]
+    );
+    // Pages of 3: every record once, in order.
+    let mut range = record_range(a, DAY0, DAY0 + HOUR, 3);
+    let mut seen = Vec::new();
+    loop {
+        let page = store.records(&range).await.unwrap();
+        assert!(page.records.len() <= 3);
+        seen.extend(page.records.iter().map(|r| r.0));
+        match page.next_cursor {
+            Some(c) => range.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..10).map(|i| DAY0 + i * MIN).collect::<Vec<_>>());
+    // Other metrics are apart; an unknown one is empty.
+    let other = store
+        .records(&record_range(b, DAY0, DAY0 + HOUR, 10))
+        .await
+        .unwrap();
+    assert_eq!(other.records, [(DAY0, 7.0)]);
+    assert!(
+        store
+            .records(&record_range("kraken:zzz-usd:price", DAY0, DAY0 + HOUR, 10))
+            .await
+            .unwrap()
+            .records
+            .is_empty()
+    );
+    // from after to is an error, not an empty page.
+    assert!(
+        store
+            .records(&record_range(a, DAY0 + 1, DAY0, 10))
+            .await
+            .is_err()
+    );
+}
+
+/// Retention: records before the cut are deleted, of every metric, and nothing after it.
+pub async fn records_prune_only_the_old(store: &(impl CandleStore + RecordStore)) {
+    store.migrate().await.unwrap();
+    // More metrics than one prune step visits.
+    let batch: Vec<Record> = (0..250)
+        .flat_map(|m| {
+            let id = format!("binance:c{m:03}-usdt:price");
+            (0..4).map(move |i| record(&id, DAY0 + i * HOUR, i as f64))
+        })
+        .collect();
+    store.write_records(batch).await.unwrap();
+    let deleted = store.prune_records(DAY0 + 2 * HOUR).await.unwrap();
+    assert_eq!(deleted, 250 * 2);
+    for m in [0, 99, 100, 249] {
+        let page = store
+            .records(&record_range(
+                &format!("binance:c{m:03}-usdt:price"),
+                0,
+                i64::MAX,
+                10,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            page.records,
+            [(DAY0 + 2 * HOUR, 2.0), (DAY0 + 3 * HOUR, 3.0)]
+        );
+    }
+    assert_eq!(store.prune_records(DAY0 + 2 * HOUR).await.unwrap(), 0);
+}
+
+fn key(id: &str, user: &str, byte: u8) -> ApiKey {
+    ApiKey {
+        id: id.to_owned(),
+        user_id: user.to_owned(),
+        prefix: format!("tck_{byte:02x}"),
+        hash: [byte; 32],
+        created: DAY0,
+        last_used: None,
+        revoked: None,
+    }
+}
+
+fn watch(exchange: &str, pair: &str, metric: &str) -> Watch {
+    Watch {
+        metric: format!("{exchange}:{pair}:{metric}"),
+        exchange: exchange.to_owned(),
+        pair: pair.to_owned(),
+        created: DAY0,
+    }
+}
+
+/// Users with several keys, found by digest, revoked one at a time and only by their owner;
+/// watchlists per user, paged, and the union of watched pairs per exchange.
+pub async fn keys_users_and_watchlists(store: &(impl CandleStore + AccountStore)) {
+    store.migrate().await.unwrap();
+    for (user, k, byte) in [("usr_a", "key_a1", 1), ("usr_b", "key_b1", 2)] {
+        store
+            .create_user(
+                User {
+                    id: user.to_owned(),
+                    name: user.to_uppercase(),
+                    created: DAY0,
+                },
+                key(k, user, byte),
+            )
+            .await
+            .unwrap();
+    }
+    store.add_key(key("key_a2", "usr_a", 3)).await.unwrap();
+    // A key for a user that does not exist, and a digest twice, are refused.
+    assert!(store.add_key(key("key_x", "usr_x", 9)).await.is_err());
+    assert!(store.add_key(key("key_a3", "usr_a", 3)).await.is_err());
+
+    let found = store.key_by_hash([3; 32]).await.unwrap().unwrap();
+    assert_eq!(
+        (found.id.as_str(), found.user_id.as_str()),
+        ("key_a2", "usr_a")
+    );
+    assert_eq!(found.prefix, "tck_03");
+    assert!(store.key_by_hash([7; 32]).await.unwrap().is_none());
+    let keys = store.keys("usr_a").await.unwrap();
+    assert_eq!(
+        keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+        ["key_a1", "key_a2"]
+    );
+
+    // Another user cannot revoke it; its owner can, once.
+    assert!(!store.revoke_key("usr_b", "key_a1", DAY0 + 1).await.unwrap());
+    assert!(store.revoke_key("usr_a", "key_a1", DAY0 + 1).await.unwrap());
+    assert!(!store.revoke_key("usr_a", "key_a1", DAY0 + 2).await.unwrap());
+    let revoked = store.key_by_hash([1; 32]).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked, Some(DAY0 + 1));
+    store.touch_key("key_a2", DAY0 + 5).await.unwrap();
+    assert_eq!(
+        store.key_by_hash([3; 32]).await.unwrap().unwrap().last_used,
+        Some(DAY0 + 5)
+    );
+
+    // Watchlists.
+    for w in [
+        watch("kraken", "btc-usd", "volume"),
+        watch("kraken", "btc-usd", "price"),
+        watch("kraken", "eth-usd", "price"),
+        watch("coinbase", "btc-usd", "price"),
+    ] {
+        assert!(store.watch("usr_a", w).await.unwrap());
+    }
+    assert!(
+        !store
+            .watch("usr_a", watch("kraken", "btc-usd", "volume"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .watch("usr_b", watch("kraken", "sol-usd", "high"))
+            .await
+            .unwrap()
+    );
+    let page = store.watchlist("usr_a", None, 2).await.unwrap();
+    assert_eq!(
+        page.iter().map(|w| w.metric.as_str()).collect::<Vec<_>>(),
+        ["coinbase:btc-usd:price", "kraken:btc-usd:price"]
+    );
+    let rest = store
+        .watchlist("usr_a", Some(&page[1].metric), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.iter().map(|w| w.metric.as_str()).collect::<Vec<_>>(),
+        ["kraken:btc-usd:volume", "kraken:eth-usd:price"]
+    );
+    assert_eq!(
+        store.watched_pairs("kraken").await.unwrap(),
+        ["btc-usd", "eth-usd", "sol-usd"]
+    );
+    // Another user's entry is not theirs to delete.
+    assert!(
+        !store
+            .unwatch("usr_b", "kraken:eth-usd:price")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .unwatch("usr_a", "kraken:eth-usd:price")
+            .await
+            .unwrap()
+    );
+    assert!(store.unwatch("usr_b", "kraken:sol-usd:high").await.unwrap());
+    assert_eq!(store.watched_pairs("kraken").await.unwrap(), ["btc-usd"]);
+    assert_eq!(store.watched_pairs("coinbase").await.unwrap(), ["btc-usd"]);
+    assert!(store.watched_pairs("binance").await.unwrap().is_empty());
+}

@@ -62,7 +62,7 @@ impl ApiError {
         Self {
             status: StatusCode::METHOD_NOT_ALLOWED,
             code: "method_not_allowed",
-            message: "only GET and HEAD are supported".into(),
+            message: "this path does not take that method (see /openapi.json)".into(),
         }
     }
 }

@@ -5,9 +5,11 @@
 //! Each handler carries its OpenAPI description (`#[utoipa::path]`); [`routes`] is the one
 //! list of routes, from which both the router and `/openapi.json` are made.
 
+mod accounts_api;
 mod coins;
 mod idle;
 mod metrics_api;
+mod records_api;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,11 +55,14 @@ pub struct App {
     pub history: Arc<crate::history::History>,
     /// The exchange tickers in force.
     pub tickers: crate::tickers::Tickers,
+    /// Keys, the admin key, rate limits and revocations.
+    pub accounts: Arc<crate::accounts::Accounts>,
 }
 
 /// Longest query string accepted; a longer one is answered 414.
 pub const MAX_QUERY_BYTES: usize = 2048;
-/// Largest request body accepted (no route takes one); larger ones are answered 413.
+/// Largest request body accepted (the JSON of `POST /v1/users` and `/v1/watchlist`); larger
+/// ones are answered 413.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 pub(crate) type AppState = Arc<App>;
@@ -265,9 +270,7 @@ impl HttpService {
             let mut r = ApiError {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 code: "body_too_large",
-                message: format!(
-                    "no request takes a body; at most {MAX_BODY_BYTES} bytes are accepted"
-                ),
+                message: format!("a request body is at most {MAX_BODY_BYTES} bytes"),
             }
             .into_response();
             // The body is refused unread, so this connection cannot carry another request.
@@ -294,7 +297,7 @@ impl HttpService {
 /// Every path the router serves, `/` first (nearly every request is for it): the values of
 /// the metrics' `route` label. The openapi test checks that it names exactly the paths of
 /// [`routes`].
-pub const ROUTES: [&str; 10] = [
+pub const ROUTES: [&str; 16] = [
     "/",
     "/healthz",
     "/readyz",
@@ -305,10 +308,22 @@ pub const ROUTES: [&str; 10] = [
     EXCHANGES_ROUTE,
     METRICS_ROUTE,
     METRIC_ROUTE,
+    RECORDS_ROUTE,
+    USERS_ROUTE,
+    KEYS_ROUTE,
+    KEY_ROUTE,
+    WATCHLIST_ROUTE,
+    WATCH_ROUTE,
 ];
 const EXCHANGES_ROUTE: &str = "/v1/exchanges";
 const METRICS_ROUTE: &str = "/v1/metrics";
 const METRIC_ROUTE: &str = "/v1/metrics/{id}";
+const RECORDS_ROUTE: &str = "/v1/metrics/{id}/records";
+const USERS_ROUTE: &str = "/v1/users";
+const KEYS_ROUTE: &str = "/v1/keys";
+const KEY_ROUTE: &str = "/v1/keys/{id}";
+const WATCHLIST_ROUTE: &str = "/v1/watchlist";
+const WATCH_ROUTE: &str = "/v1/watchlist/{exchange}/{pair}/{metric}";
 const COIN_ROUTE: &str = "/v1/coins/{symbol}";
 pub(crate) const CANDLES_ROUTE: &str = "/v1/coins/{symbol}/candles";
 
@@ -316,10 +331,25 @@ pub(crate) const CANDLES_ROUTE: &str = "/v1/coins/{symbol}/candles";
 /// written `{symbol}`.
 fn route_label(path: &str) -> &'static str {
     if let Some(rest) = path.strip_prefix("/v1/metrics/") {
+        return match rest.split_once('/') {
+            None if !rest.is_empty() => METRIC_ROUTE,
+            Some((id, "records")) if !id.is_empty() => RECORDS_ROUTE,
+            _ => "unmatched",
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/v1/keys/") {
         return if rest.is_empty() || rest.contains('/') {
             "unmatched"
         } else {
-            METRIC_ROUTE
+            KEY_ROUTE
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/v1/watchlist/") {
+        let segments: Vec<&str> = rest.split('/').collect();
+        return if segments.len() == 3 && segments.iter().all(|s| !s.is_empty()) {
+            WATCH_ROUTE
+        } else {
+            "unmatched"
         };
     }
     if let Some(rest) = path.strip_prefix("/v1/coins/") {
@@ -414,6 +444,12 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics_api::exchanges))
         .routes(routes!(metrics_api::metrics_list))
         .routes(routes!(metrics_api::metric))
+        .routes(routes!(records_api::records))
+        .routes(routes!(accounts_api::create_user))
+        .routes(routes!(accounts_api::create_key, accounts_api::list_keys))
+        .routes(routes!(accounts_api::revoke_key))
+        .routes(routes!(accounts_api::watch, accounts_api::watchlist))
+        .routes(routes!(accounts_api::unwatch))
 }
 
 /// `/openapi.json` for a node whose `limit` defaults to `default_limit`, at most `max_limit`.

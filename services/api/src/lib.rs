@@ -13,6 +13,7 @@
 //! - [`history`]: the record as the node reads it — candles (cached, the open bucket brought
 //!   up to the latest prices notice) and the reference prices of each entry's 24 h change.
 
+pub mod accounts;
 mod bus_thread;
 pub mod error;
 pub mod follower;
@@ -79,6 +80,15 @@ pub struct ApiConfig {
         hide_env_values = true
     )]
     pub database_url: Option<DatabaseUrl>,
+    /// The key that may create users (`POST /v1/users`). Unset: users cannot be created.
+    #[arg(long = "admin-key", env = "TOPCOINS_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// Requests per second one API key may make (steady rate); over it, 429.
+    #[arg(long = "key-rate", env = "TOPCOINS_KEY_RATE", default_value_t = accounts::DEFAULT_KEY_RATE)]
+    pub key_rate: u32,
+    /// Requests one API key may make in a burst.
+    #[arg(long = "key-burst", env = "TOPCOINS_KEY_BURST", default_value_t = accounts::DEFAULT_KEY_BURST)]
+    pub key_burst: u32,
 }
 
 impl Default for ApiConfig {
@@ -92,6 +102,9 @@ impl Default for ApiConfig {
             keepalive_timeout: humantime::parse_duration(DEFAULT_KEEPALIVE_TIMEOUT)
                 .expect("valid default"),
             database_url: None,
+            admin_key: None,
+            key_rate: accounts::DEFAULT_KEY_RATE,
+            key_burst: accounts::DEFAULT_KEY_BURST,
         }
     }
 }
@@ -130,6 +143,23 @@ pub async fn run(
     let (references, references_rx) = watch::channel(Arc::new(References::default()));
     let maintain = tokio::spawn(history.clone().maintain(references));
     let (slots, tickers) = node::registered();
+    let accounts = Arc::new(accounts::Accounts::new(
+        config.admin_key.as_deref(),
+        config.key_rate,
+        config.key_burst,
+        metrics.clone(),
+    ));
+    let following = tokio::spawn(accounts.clone().follow(nats.clone()));
+    let tidy = {
+        let accounts = accounts.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                accounts.tidy();
+            }
+        })
+    };
     let (bus, link) = match Bus::start(
         nats.clone(),
         metrics.clone(),
@@ -142,6 +172,8 @@ pub async fn run(
         Ok(started) => started,
         Err(e) => {
             maintain.abort();
+            following.abort();
+            tidy.abort();
             return Err(e);
         }
     };
@@ -165,6 +197,7 @@ pub async fn run(
         openapi: http::openapi(config.default_limit, config.max_limit),
         history,
         tickers,
+        accounts,
     };
     let served = http::serve(
         listener,
@@ -175,6 +208,8 @@ pub async fn run(
     )
     .await;
     maintain.abort();
+    following.abort();
+    tidy.abort();
     bus.stop().await;
     served?;
     Ok(())

@@ -43,6 +43,9 @@ pub struct ApiMetrics {
     pub history_reads: IntCounter,
     /// History queries that failed, by reason (`unavailable`, `database`).
     pub history_errors: IntCounterVec,
+    /// Requests that presented a key, by outcome (`ok`, `invalid`, `unknown`, `limited`,
+    /// `forbidden`).
+    pub auth: IntCounterVec,
 }
 
 impl ApiMetrics {
@@ -197,11 +200,26 @@ impl ApiMetrics {
                 "History database queries that failed, by reason",
                 &["reason"],
             )?,
+            auth: counter(
+                registry,
+                "topcoins_api_auth_total",
+                "Requests to key routes, by outcome of the key check",
+                &["outcome"],
+            )?,
         };
+        for outcome in ["ok", "invalid", "unknown", "limited", "forbidden"] {
+            metrics.auth.with_label_values(&[outcome]);
+        }
         for reason in ["unavailable", "database"] {
             metrics.history_errors.with_label_values(&[reason]);
         }
-        for reason in ["too_large", "malformed", "unknown_subject", "unregistered"] {
+        for reason in [
+            "too_large",
+            "malformed",
+            "unknown_subject",
+            "unregistered",
+            "bad_revocation",
+        ] {
             metrics.notices_rejected.with_label_values(&[reason]);
         }
         for cache in ["merge", "candles"] {

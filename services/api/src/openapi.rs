@@ -26,8 +26,11 @@ use crate::http::{AppState, not_modified};
         a stateless API node.\n\nEvery 200 for data carries a strong `ETag`; `If-None-Match` \
         with it gets `304`. Errors are `{\"error\":{\"code\":\"…\",\"message\":\"…\"}}` \
         (schema `ErrorBody`); besides those listed per route, any request may get \
-        `404 not_found` (an unknown path), `405 method_not_allowed` (a method other than GET \
-        or HEAD) or `413 body_too_large` (a declared body over 16 KiB).",
+        `404 not_found` (an unknown path), `405 method_not_allowed` (a method the path does \
+        not take) or `413 body_too_large` (a declared body over 16 KiB).\n\nCurrent data, \
+        history and metrics are public. Keys, watchlists and users need \
+        `Authorization: Bearer <key>` (scheme `bearer`): no key `401`, not allowed `403`, \
+        another user's or unknown `404`, over the key's rate `429` with `Retry-After`.",
     license(name = "Apache-2.0", identifier = "Apache-2.0"),
 ))]
 struct Frame;
@@ -70,6 +73,11 @@ impl Spec {
                 header["required"] = true.into();
             }
         }
+        doc["components"]["securitySchemes"]["bearer"] = serde_json::json!({
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key (`tck_` and 64 hex digits), or the admin key for POST /v1/users"
+        });
         let body = serde_json::to_vec(&doc).expect("a JSON value serialises");
         let etag = format!("\"{}\"", &blake3::hash(&body).to_hex()[..16]);
         Self {

@@ -71,6 +71,27 @@ pub fn parse(
     Ok(TopQuery { limit, format })
 }
 
+/// The values of the parameters `names` in `raw`, each at most once (`duplicate_parameter`
+/// otherwise); other parameters are ignored.
+pub(crate) fn params<const N: usize>(
+    raw: Option<&str>,
+    names: [&str; N],
+) -> Result<[Option<String>; N], ApiError> {
+    let mut seen: [Option<String>; N] = std::array::from_fn(|_| None);
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let Some(i) = names.iter().position(|n| *n == key) else {
+            continue;
+        };
+        if seen[i].replace(value.into_owned()).is_some() {
+            return Err(ApiError::bad_request(
+                "duplicate_parameter",
+                format!("{key} is given more than once"),
+            ));
+        }
+    }
+    Ok(seen)
+}
+
 pub(crate) fn parse_limit(value: &str, max: usize) -> Result<usize, ApiError> {
     let bad = || {
         ApiError::bad_request(

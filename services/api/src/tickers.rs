@@ -115,3 +115,21 @@ impl Tickers {
         }
     }
 }
+
+impl Tickers {
+    /// Whether the metric `exchange:pair:metric` is in its exchange's snapshot in force.
+    pub fn is_tracked(&self, id: &str) -> bool {
+        let mut parts = id.split(':');
+        let (Some(exchange), Some(pair)) = (parts.next(), parts.next()) else {
+            return false;
+        };
+        self.get(exchange)
+            .is_some_and(|held| held.list.get(pair).is_some())
+    }
+
+    /// Whether `exchange` lists `pair` as tradable; `None` if its list has not come.
+    pub fn lists(&self, exchange: &str, pair: &str) -> Option<bool> {
+        let list = self.markets(exchange)?;
+        Some(list.pairs().iter().any(|p| p == pair))
+    }
+}

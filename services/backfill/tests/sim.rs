@@ -40,6 +40,7 @@ async fn start_sim_ticking(tick: Duration) -> String {
         sim_coins: COINS,
         sim_seed: SEED,
         sim_tick: tick,
+        sim_pairs: None,
     };
     tokio::spawn(topcoins_sim::run(config, listener, std::future::pending()));
     url

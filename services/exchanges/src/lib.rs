@@ -208,6 +208,7 @@ type Service<'a> = Pin<Box<dyn Future<Output = Result<(), RunError>> + Send + 'a
 fn service<'a, A: ExchangeApi>(
     api: A,
     tracked: Vec<Pair>,
+    watched: tokio::sync::watch::Receiver<Vec<String>>,
     samples: Arc<std::sync::Mutex<Samples>>,
     config: &ExchangesConfig,
     context: &ServiceContext,
@@ -229,6 +230,7 @@ fn service<'a, A: ExchangeApi>(
     let make_source = move |_| {
         TickerSource::new(api.clone(), tracked.clone(), refresh, metrics.clone())
             .with_samples(samples.clone())
+            .with_watched(watched.clone())
     };
     let tickers = serve(
         context.clone(),
@@ -243,6 +245,43 @@ fn service<'a, A: ExchangeApi>(
     })
 }
 
+/// Follows the tracked-set bucket ([`topcoins_bus::Tracked`]) until `shutdown`, sending each
+/// exchange's watched pairs to its poller. Waits for NATS like the pollers do; while the
+/// bucket cannot be read, the pollers keep the pairs they had.
+async fn follow_tracked(
+    context: ServiceContext,
+    senders: Vec<(&'static str, tokio::sync::watch::Sender<Vec<String>>)>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    let mut shutdown = Box::pin(shutdown);
+    let (client, _link) = topcoins_bus::connect(&context.nats).await?;
+    let backoff =
+        topcoins_runtime::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let Some(tracked) =
+        topcoins_runtime::retry_until_shutdown("tracked bucket", backoff, &mut shutdown, || {
+            topcoins_bus::Tracked::open(&client, context.nats.stream_replicas)
+        })
+        .await
+    else {
+        return Ok(());
+    };
+    let forwards = senders.into_iter().map(|(exchange, tx)| {
+        let mut rx = tracked.follow(exchange);
+        async move {
+            while rx.changed().await.is_ok() {
+                let pairs = rx.borrow_and_update().clone();
+                tracing::info!(exchange, watched = ?pairs, "watched pairs changed; polled from the next cycle");
+                tx.send_replace(pairs);
+            }
+        }
+    });
+    tokio::select! {
+        _ = futures::future::join_all(forwards) => {}
+        _ = &mut shutdown => {}
+    }
+    Ok(())
+}
+
 /// Runs one poller per enabled exchange until `shutdown`; the first that fails ends them all.
 pub async fn run(
     config: ExchangesConfig,
@@ -255,6 +294,7 @@ pub async fn run(
     let shutdown = shutdown.boxed().shared();
     let samples = Arc::new(std::sync::Mutex::new(Samples::default()));
     let mut services: Vec<Service<'_>> = Vec::new();
+    let mut senders = Vec::new();
     // The ranks, from every exchange's samples, as often as the most frequent poll.
     let rank_interval = tracked
         .iter()
@@ -287,11 +327,22 @@ pub async fn run(
         );
         let stop = shutdown.clone();
         let s = samples.clone();
+        let (tx, w) = tokio::sync::watch::channel(Vec::new());
+        senders.push((exchange, tx));
         services.push(match exchange {
-            "kraken" => service(KrakenApi::new(http, url), pairs, s, &config, &context, stop),
+            "kraken" => service(
+                KrakenApi::new(http, url),
+                pairs,
+                w,
+                s,
+                &config,
+                &context,
+                stop,
+            ),
             "coinbase" => service(
                 CoinbaseApi::new(http, url),
                 pairs,
+                w,
                 s,
                 &config,
                 &context,
@@ -300,12 +351,20 @@ pub async fn run(
             _ => service(
                 BinanceApi::new(http, url),
                 pairs,
+                w,
                 s,
                 &config,
                 &context,
                 stop,
             ),
         });
+    }
+    if !senders.is_empty() {
+        services.push(Box::pin(follow_tracked(
+            context.clone(),
+            senders,
+            shutdown.clone(),
+        )));
     }
     futures::future::try_join_all(services).await?;
     Ok(())

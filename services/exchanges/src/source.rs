@@ -29,7 +29,12 @@ pub const MARKETS_REFRESH: Duration = Duration::from_secs(3600);
 
 pub struct TickerSource<A: ExchangeApi> {
     api: Arc<A>,
+    /// `TOPCOINS_PAIRS` for this exchange.
     tracked: Arc<Vec<Pair>>,
+    /// The pairs on users' watchlists (the tracked-set bucket), read at each poll.
+    watched: Option<tokio::sync::watch::Receiver<Vec<String>>>,
+    /// Pairs the last poll asked the exchange for.
+    asked: usize,
     markets: Option<(Instant, BTreeMap<Pair, Market>)>,
     refresh: Duration,
     metrics: UpstreamMetrics,
@@ -47,11 +52,29 @@ impl<A: ExchangeApi> TickerSource<A> {
         Self {
             api,
             tracked,
+            watched: None,
+            asked: 0,
             markets: None,
             refresh,
             metrics,
             samples: None,
         }
+    }
+
+    /// Polls the pairs on users' watchlists too, as `watched` says from poll to poll.
+    pub fn with_watched(mut self, watched: tokio::sync::watch::Receiver<Vec<String>>) -> Self {
+        self.watched = Some(watched);
+        self
+    }
+
+    /// The tracked pairs now: `TOPCOINS_PAIRS` and the watched ones, sorted, each once. A
+    /// watched entry that is not a pair is skipped (the API validates what it writes).
+    pub fn tracked_now(&self) -> Vec<Pair> {
+        let mut pairs: std::collections::BTreeSet<Pair> = self.tracked.iter().cloned().collect();
+        if let Some(watched) = &self.watched {
+            pairs.extend(watched.borrow().iter().filter_map(|p| Pair::parse(p)));
+        }
+        pairs.into_iter().collect()
     }
 
     /// Records every successful poll's values into `samples`.
@@ -129,8 +152,14 @@ impl<A: ExchangeApi> Source for TickerSource<A> {
         Self::provider()
     }
 
+    /// Held back only when the exchange answered for less than half of the pairs asked: a
+    /// smaller snapshot because users stopped watching pairs is the new truth at once.
+    fn shrank(&self, _previous: &Self::Snapshot, current: &Self::Snapshot) -> bool {
+        current.tickers.len() * 2 < self.asked
+    }
+
     async fn fetch(&mut self) -> Result<Self::Snapshot, UpstreamError> {
-        let tracked = self.tracked.clone();
+        let tracked = self.tracked_now();
         let markets = self.markets().await?;
         let mut asked = Vec::with_capacity(tracked.len());
         let mut unlisted = Vec::new();
@@ -144,6 +173,7 @@ impl<A: ExchangeApi> Source for TickerSource<A> {
             tracing::warn!(provider = Self::provider(), pairs = ?unlisted, "tracked pairs the exchange does not list are not polled");
         }
         self.reject("unknown_pair", unlisted.len());
+        self.asked = asked.len();
         if asked.is_empty() {
             return Err(UpstreamError::new(
                 Self::provider(),
@@ -179,6 +209,11 @@ impl<A: ExchangeApi> Source for TickerSource<A> {
         if let Some(samples) = &self.samples {
             let now = now_ms();
             let mut samples = samples.lock().expect("not poisoned");
+            // A pair no longer tracked leaves the ranks now, not when its samples age out.
+            let exchange = Self::provider();
+            samples.retain(now, |(e, pair, _)| {
+                *e != exchange || tracked.iter().any(|p| p.as_str() == pair.as_str())
+            });
             for t in &snapshot.tickers {
                 for kind in MetricKind::ALL {
                     samples.record((Self::provider(), t.pair.clone(), kind), now, t.value(kind));

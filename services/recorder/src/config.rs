@@ -12,6 +12,9 @@ pub const DEFAULT_STREAM_RETENTION: &str = "24h";
 pub const DEFAULT_ACK_WAIT: &str = "30s";
 /// `--retention-every` default.
 pub const DEFAULT_SWEEP_EVERY: &str = "10m";
+/// `--record-retention` default: the metrics' records, kept a week (the ranks and the
+/// watchlist read the last 24 h).
+pub const DEFAULT_RECORD_RETENTION: &str = "7d";
 /// `--rollup-every` default.
 pub const DEFAULT_ROLLUP_EVERY: &str = "5m";
 
@@ -41,6 +44,9 @@ pub struct RecorderConfig {
     /// coin). `0s` rolls up after every write.
     #[arg(long = "rollup-every", env = "TOPCOINS_ROLLUP_EVERY", default_value = DEFAULT_ROLLUP_EVERY, value_parser = humantime::parse_duration)]
     pub rollup_every: Duration,
+    /// How long exchange metrics' records are kept (one per metric per poll).
+    #[arg(long = "record-retention", env = "TOPCOINS_RECORD_RETENTION", default_value = DEFAULT_RECORD_RETENTION, value_parser = humantime::parse_duration)]
+    pub record_retention: Duration,
 }
 
 impl Default for RecorderConfig {
@@ -52,6 +58,8 @@ impl Default for RecorderConfig {
             candle_retention: CandleRetention::default(),
             sweep_every: humantime::parse_duration(DEFAULT_SWEEP_EVERY).expect("a valid default"),
             rollup_every: humantime::parse_duration(DEFAULT_ROLLUP_EVERY).expect("a valid default"),
+            record_retention: humantime::parse_duration(DEFAULT_RECORD_RETENTION)
+                .expect("a valid default"),
         }
     }
 }

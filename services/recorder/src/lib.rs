@@ -4,7 +4,8 @@
 //! the notice only after the commit, and deletes candles past their retention.
 //!
 //! - `config`: [`RecorderConfig`] (`TOPCOINS_STREAM_RETENTION`, `TOPCOINS_CANDLE_RETENTION`, …).
-//! - `record`: the loop notice → snapshot → batch → write → ack.
+//! - `record`: the loop notice → snapshot → batch → write → ack; for exchange tickers, one
+//!   record per metric per poll, from their hash notices and their still-current notices.
 //! - `sweep`: retention.
 //! - backfill: each new ranking starts a [`Backfill`] run for its top coins
 //!   (`topcoins-backfill`: CryptoCompare's `histoday`/`histohour`).
@@ -34,7 +35,7 @@ use topcoins_runtime::{Backoff, retry_until_shutdown};
 
 pub use config::{CandleRetention, RecorderConfig};
 pub use metrics::RecorderMetrics;
-pub use record::{RECORDED_KINDS, unix_ms};
+pub use record::{CONFIRMED_KINDS, RECORDED_KINDS, unix_ms};
 pub use sweep::sweep_once;
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +97,7 @@ pub async fn run(
             DurableNotices::open(
                 &snapshots,
                 RECORDED_KINDS,
+                CONFIRMED_KINDS,
                 config.stream_retention,
                 config.ack_wait,
             )
@@ -114,6 +116,7 @@ pub async fn run(
         snapshots: &snapshots,
         metrics: &metrics,
         ranking: &ranking,
+        tickers: Default::default(),
         rollup_every: i64::try_from(config.rollup_every.as_millis()).unwrap_or(i64::MAX),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -134,6 +137,7 @@ pub async fn run(
             sweep::sweep_until(
                 &store,
                 &retention,
+                config.record_retention,
                 config.sweep_every,
                 &metrics,
                 &mut stop_sweeping

@@ -12,6 +12,15 @@
 //!    written as one ([`Batch::absorb`]): behind, the recorder catches up a group at a time.
 //! 4. **ack**, and only then take the next notice. A crash between 3 and 4 means the notice
 //!    is delivered again and written again, which changes nothing (writes are idempotent).
+//!
+//! **Exchange metrics.** A ticker kind's hash notice and its *still-current* notices (a poll
+//! that found the data unchanged says so on `topcoins.v1.<kind>.current`, with the same hash
+//! and the poll's time: see `SnapshotStore::confirm`) each become one record per metric at
+//! the notice's `as_of` — one sample per poll, unchanged polls included. The snapshot a
+//! still-current notice names is the one already fetched for the kind, kept decoded here, so
+//! an unchanged poll costs no fetch. Written in the group's transaction order after the
+//! candles; idempotent likewise (a record is keyed by metric and time).
+//!
 //! 5. **roll up**, once `rollup_every` of recorded time has passed since the last roll-up:
 //!    the `1m` rows of the minutes before the newest notice's are merged into the coarser
 //!    intervals ([`topcoins_history::rollup`]). Off the notice path (after the acks); a
@@ -21,16 +30,65 @@
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 use topcoins_bus::{Delivery, DurableNotices, SnapshotStore, StoreErrorKind};
-use topcoins_history::{Batch, CandleStore, Store};
+
+use compact_str::CompactString;
+use topcoins_history::{Batch, CandleStore, Record, RecordStore, Store};
 use topcoins_runtime::Backoff;
-use topcoins_schemas::{Kind, PriceSnapshot, RankingSnapshot, Snapshot};
+use topcoins_schemas::{
+    Binance, Coinbase, Exchange, Kind, Kraken, MetricKind, PriceSnapshot, RankingSnapshot,
+    Snapshot, SnapshotError, SnapshotHash, TickerSnapshot,
+};
 
 use crate::RecorderMetrics;
 
-/// The kinds the recorder makes candles of.
-pub const RECORDED_KINDS: &[Kind] = &[Kind::PRICES, Kind::RANKING];
+/// The kinds the recorder records: candles of prices and ranking, records of the tickers.
+pub const RECORDED_KINDS: &[Kind] = &[
+    Kind::PRICES,
+    Kind::RANKING,
+    Kraken::KIND,
+    Coinbase::KIND,
+    Binance::KIND,
+];
+
+/// The kinds whose still-current notices the recorder reads too (one record per poll).
+pub const CONFIRMED_KINDS: &[Kind] = &[Kraken::KIND, Coinbase::KIND, Binance::KIND];
+
+/// One ticker snapshot's metrics: `(id, value)` for every pair and metric kind.
+type Metrics = Arc<Vec<(CompactString, f64)>>;
+
+/// The metrics of a ticker snapshot of `kind`, or `None` if `kind` is not a ticker kind.
+fn ticker_metrics(kind: Kind, bytes: &[u8]) -> Option<Result<Metrics, SnapshotError>> {
+    fn of<E: Exchange>(bytes: &[u8]) -> Result<Metrics, SnapshotError> {
+        let snapshot = TickerSnapshot::<E>::decode(bytes)?;
+        Ok(Arc::new(
+            snapshot
+                .tickers
+                .iter()
+                .flat_map(|t| {
+                    MetricKind::ALL.into_iter().map(move |k| {
+                        (
+                            compact_str::format_compact!("{}:{}:{}", E::ID, t.pair, k.as_str()),
+                            t.value(k),
+                        )
+                    })
+                })
+                .collect(),
+        ))
+    }
+    if kind == Kraken::KIND {
+        Some(of::<Kraken>(bytes))
+    } else if kind == Coinbase::KIND {
+        Some(of::<Coinbase>(bytes))
+    } else if kind == Binance::KIND {
+        Some(of::<Binance>(bytes))
+    } else {
+        None
+    }
+}
 
 /// Waits between tries of the database or the store: 100 ms doubling to 5 s, jittered.
 const RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -53,6 +111,8 @@ pub(crate) struct Recorder<'a> {
     pub ranking: &'a tokio::sync::watch::Sender<Vec<String>>,
     /// Recorded time between two roll-ups, ms.
     pub rollup_every: i64,
+    /// Each ticker kind's last snapshot, decoded: what its still-current notices name.
+    pub tickers: Mutex<HashMap<Kind, (SnapshotHash, Metrics)>>,
 }
 
 /// Tries of a snapshot the store says it does not have before it counts as gone (about 3 s
@@ -97,6 +157,7 @@ impl Recorder<'_> {
             }
             let mut taken = Vec::with_capacity(group.len());
             let mut batch = Batch::default();
+            let mut records = Vec::new();
             for delivery in group {
                 let delivery = match delivery {
                     Ok(delivery) => delivery,
@@ -124,15 +185,23 @@ impl Recorder<'_> {
                         batch.absorb(one);
                         Outcome::Recorded(rows)
                     }
+                    Prepared::Records(one) => {
+                        let rows = one.len();
+                        records.extend(one);
+                        Outcome::Recorded(rows)
+                    }
                 };
                 taken.push(Taken { delivery, outcome });
             }
             let wrote = !batch.is_empty();
-            if wrote && !self.write(batch, &taken, shutdown).await {
+            if (wrote || !records.is_empty()) && !self.write(batch, records, &taken, shutdown).await
+            {
                 return true;
             }
             for t in &taken {
-                if matches!(t.outcome, Outcome::Recorded(_)) {
+                if matches!(t.outcome, Outcome::Recorded(_))
+                    && !CONFIRMED_KINDS.contains(&t.delivery.kind)
+                {
                     newest = newest.max(unix_ms(t.delivery.notice.as_of));
                 }
             }
@@ -231,6 +300,17 @@ impl Recorder<'_> {
             return Prepared::Done(Outcome::Ignored);
         }
         let hash = delivery.notice.hash;
+        let as_of = unix_ms(delivery.notice.as_of);
+        let held = self
+            .tickers
+            .lock()
+            .expect("not poisoned")
+            .get(&delivery.kind)
+            .filter(|(h, _)| *h == hash)
+            .map(|(_, m)| m.clone());
+        if let Some(metrics) = held {
+            return Prepared::Records(records_at(&metrics, as_of));
+        }
         // 1. fetch
         let mut backoff = RETRY;
         let bytes = loop {
@@ -266,7 +346,22 @@ impl Recorder<'_> {
             }
         };
         // 2. build
-        let as_of = unix_ms(delivery.notice.as_of);
+        if let Some(decoded) = ticker_metrics(delivery.kind, &bytes) {
+            return match decoded {
+                Ok(metrics) => {
+                    let records = records_at(&metrics, as_of);
+                    self.tickers
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(delivery.kind, (hash, metrics));
+                    Prepared::Records(records)
+                }
+                Err(e) => {
+                    tracing::error!(kind = %delivery.kind, %hash, error = %e, "recorder: ticker snapshot does not decode");
+                    Prepared::Done(Outcome::Bad)
+                }
+            };
+        }
         if delivery.kind == Kind::PRICES {
             match PriceSnapshot::decode(&bytes) {
                 Ok(snapshot) => Prepared::Batch(Batch::from_prices(&snapshot, as_of)),
@@ -299,6 +394,7 @@ impl Recorder<'_> {
     async fn write(
         &self,
         batch: Batch,
+        records: Vec<Record>,
         taken: &[Taken],
         shutdown: &mut (impl Future<Output = ()> + Unpin),
     ) -> bool {
@@ -306,7 +402,13 @@ impl Recorder<'_> {
         let mut backoff = RETRY;
         loop {
             let started = Instant::now();
-            match self.store.apply(batch.clone()).await {
+            let written = async {
+                if !batch.is_empty() {
+                    self.store.apply(batch.clone()).await?;
+                }
+                self.store.write_records(records.clone()).await
+            };
+            match written.await {
                 Ok(()) => {
                     self.metrics
                         .write
@@ -334,9 +436,22 @@ impl Recorder<'_> {
     }
 }
 
+/// A ticker snapshot's metrics as records at `time`.
+fn records_at(metrics: &[(CompactString, f64)], time: i64) -> Vec<Record> {
+    metrics
+        .iter()
+        .map(|(metric, value)| Record {
+            metric: metric.clone(),
+            time,
+            value: *value,
+        })
+        .collect()
+}
+
 /// What preparing one notice came to.
 enum Prepared {
     Batch(Batch),
+    Records(Vec<Record>),
     Done(Outcome),
     Stopped,
 }

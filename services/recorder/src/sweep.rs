@@ -1,9 +1,10 @@
-//! Retention: candles past their interval's retention are deleted, a little at a time.
+//! Retention: candles past their interval's retention, and exchange metrics' records past
+//! theirs, are deleted a little at a time.
 
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use topcoins_history::{CandleStore, Retention, Store};
+use topcoins_history::{CandleStore, RecordStore, Retention, Store};
 
 use crate::RecorderMetrics;
 use crate::record::unix_ms;
@@ -14,6 +15,7 @@ use crate::record::unix_ms;
 pub(crate) async fn sweep_until(
     store: &Store,
     retention: &Retention,
+    records: Duration,
     every: Duration,
     metrics: &RecorderMetrics,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
@@ -28,6 +30,7 @@ pub(crate) async fn sweep_until(
         sweep_once(
             store,
             retention,
+            records,
             metrics,
             unix_ms(OffsetDateTime::now_utc()),
         )
@@ -35,8 +38,27 @@ pub(crate) async fn sweep_until(
     }
 }
 
-/// One sweep at `now` (Unix ms).
-pub async fn sweep_once(store: &Store, retention: &Retention, metrics: &RecorderMetrics, now: i64) {
+/// One sweep at `now` (Unix ms): every interval's candles, then the records (counted in
+/// `topcoins_recorder_pruned_total{interval="records"}`).
+pub async fn sweep_once(
+    store: &Store,
+    retention: &Retention,
+    records: Duration,
+    metrics: &RecorderMetrics,
+    now: i64,
+) {
+    let keep = i64::try_from(records.as_millis()).unwrap_or(i64::MAX);
+    match store.prune_records(now.saturating_sub(keep)).await {
+        Ok(0) => {}
+        Ok(n) => {
+            metrics.pruned.with_label_values(&["records"]).inc_by(n);
+            tracing::info!(deleted = n, "retention: old metric records deleted");
+        }
+        Err(e) => {
+            metrics.db_errors.with_label_values(&["prune"]).inc();
+            tracing::warn!(error = %e, "retention: records prune failed; next sweep tries again");
+        }
+    }
     for (interval, keep) in retention.0 {
         let Some(keep) = keep else { continue };
         let keep = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);

@@ -118,7 +118,7 @@ pub fn listings(market: &Market, exchange: Exchange) -> Vec<Listing<'_>> {
     market
         .coins
         .iter()
-        .take(exchange.listed())
+        .take(market.listed.unwrap_or(exchange.listed()))
         .filter(|c| seen.insert(c.symbol.as_str()))
         .filter_map(|coin| {
             let symbol = coin.symbol.as_str();

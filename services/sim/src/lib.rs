@@ -57,6 +57,10 @@ pub struct SimConfig {
     /// How often the market moves by itself; `0s` moves it only on `POST /sim/tick`.
     #[arg(long = "sim-tick", env = "TOPCOINS_SIM_TICK", default_value = DEFAULT_TICK, value_parser = humantime::parse_duration)]
     pub sim_tick: Duration,
+    /// Pairs each simulated exchange lists (default Kraken 60, Coinbase 40, Binance 100; at
+    /// most one per coin): more for benchmarks of many tracked metrics.
+    #[arg(long = "sim-pairs", env = "TOPCOINS_SIM_PAIRS")]
+    pub sim_pairs: Option<usize>,
 }
 
 impl Default for SimConfig {
@@ -65,6 +69,7 @@ impl Default for SimConfig {
             sim_coins: DEFAULT_COINS,
             sim_seed: DEFAULT_SEED,
             sim_tick: humantime::parse_duration(DEFAULT_TICK).expect("valid default"),
+            sim_pairs: None,
         }
     }
 }
@@ -440,8 +445,10 @@ pub async fn run_in(
     if let Err(e) = registry.register(Box::new(requests.clone())) {
         return Err(std::io::Error::other(format!("simulator metrics: {e}")));
     }
+    let mut market = Market::new(config.sim_coins, config.sim_seed);
+    market.listed = config.sim_pairs;
     let sim = Sim {
-        market: Arc::new(RwLock::new(Market::new(config.sim_coins, config.sim_seed))),
+        market: Arc::new(RwLock::new(market)),
         faults: Arc::new(Faults::default()),
         requests,
         registry,

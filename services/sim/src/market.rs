@@ -76,6 +76,8 @@ pub struct Market {
     pub updated: OffsetDateTime,
     /// The hourly closes the history endpoints are drawn from (see [`crate::history`]).
     pub tape: Tape,
+    /// Pairs each simulated exchange lists, if not its own default (`TOPCOINS_SIM_PAIRS`).
+    pub listed: Option<usize>,
     rng: ChaCha8Rng,
 }
 
@@ -166,6 +168,7 @@ impl Market {
             coins,
             step: 0,
             updated,
+            listed: None,
             rng,
         }
     }

@@ -28,6 +28,7 @@ async fn sim() -> Result<String> {
         sim_coins: 50,
         sim_seed: 1,
         sim_tick: Duration::ZERO,
+        sim_pairs: None,
     };
     tokio::spawn(topcoins_sim::run(config, listener, std::future::pending()));
     Ok(url)

@@ -163,7 +163,7 @@ impl History {
     }
 
     /// The open store, or why there is none.
-    fn store(&self) -> Result<Arc<Store>, ApiError> {
+    pub(crate) fn store(&self) -> Result<Arc<Store>, ApiError> {
         match (&self.url, self.store.load_full()) {
             (_, Some(store)) => Ok(store),
             (None, None) => Err(ApiError::history_unavailable(
@@ -226,6 +226,18 @@ impl History {
                     tracing::warn!(error = %e, "reference prices of 24 h ago unavailable; keeping the last ones");
                 }
             }
+        }
+    }
+
+    /// A failed read of the database as the API answers it (`503`), counted.
+    pub(crate) fn failed(&self, e: &Error) -> ApiError {
+        self.count_error(e);
+        tracing::debug!(error = %e, "history database read failed");
+        match e {
+            Error::InvalidRange { .. } | Error::InvalidCursor(_) => {
+                ApiError::bad_request("invalid_range", e.to_string())
+            }
+            _ => ApiError::history_unavailable("the history database is unavailable"),
         }
     }
 

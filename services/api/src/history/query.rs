@@ -115,7 +115,7 @@ pub fn parse(raw: Option<&str>, accept: Option<&str>, now: i64) -> Result<Candle
 }
 
 /// Unix milliseconds (an optional `-`, then digits) or RFC 3339.
-fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
     let bad = || {
         ApiError::bad_request(
             "invalid_time",
@@ -142,7 +142,7 @@ fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
 }
 
 /// A cursor is what `meta.next_cursor` handed out: a bucket's time, digits only.
-fn parse_cursor(value: &str) -> Result<Cursor, ApiError> {
+pub(crate) fn parse_cursor(value: &str) -> Result<Cursor, ApiError> {
     let bad = || {
         ApiError::bad_request(
             "invalid_cursor",

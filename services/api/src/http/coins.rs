@@ -59,13 +59,13 @@ pub(crate) fn too_long() -> ApiError {
 /// A 200 with `body`, or a 304 when `If-None-Match` names `etag`; either way the ETag and
 /// `Cache-Control`.
 pub(crate) fn respond(
-    request: &Request,
+    headers: &axum::http::HeaderMap,
     body: Bytes,
     etag: HeaderValue,
     content_type: &'static str,
     cache_control: &'static str,
 ) -> Response {
-    let mut response = if not_modified(request.headers(), etag.as_bytes()) {
+    let mut response = if not_modified(headers, etag.as_bytes()) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mut r = Body::from(body).into_response();
@@ -84,7 +84,7 @@ pub(crate) fn current_json(request: &Request, value: &impl serde::Serialize) -> 
     let body = serde_json::to_vec(value).expect("API bodies serialise");
     let etag = etag_of(&body);
     respond(
-        request,
+        request.headers(),
         Bytes::from(body),
         etag,
         "application/json",
@@ -230,7 +230,7 @@ pub(crate) async fn candles(State(app): State<AppState>, request: Request) -> Re
         (Format::Csv, false) => ("text/csv; charset=utf-8", "no-cache"),
     };
     let mut response = respond(
-        &request,
+        request.headers(),
         ready.body.clone(),
         ready.etag.clone(),
         content_type,

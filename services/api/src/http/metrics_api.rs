@@ -15,7 +15,7 @@ use topcoins_schemas::{MetricKind, TickerWindow};
 use super::coins::{current_json, percent_decoded, too_long};
 use super::{AppState, MAX_QUERY_BYTES};
 use crate::error::ApiError;
-use crate::query::echo;
+use crate::query::{echo, params};
 use crate::render::rfc3339;
 
 /// Entries a page holds by default and at most.
@@ -73,20 +73,8 @@ struct ListQuery {
 }
 
 fn parse_list(raw: Option<&str>) -> Result<ListQuery, ApiError> {
-    let mut seen: [Option<String>; 5] = Default::default();
-    const NAMES: [&str; 5] = ["exchange", "pair", "metric", "limit", "cursor"];
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        let Some(i) = NAMES.iter().position(|n| *n == key) else {
-            continue;
-        };
-        if seen[i].replace(value.into_owned()).is_some() {
-            return Err(ApiError::bad_request(
-                "duplicate_parameter",
-                format!("{key} is given more than once"),
-            ));
-        }
-    }
-    let [exchange, pair, metric, limit, cursor] = seen;
+    let [exchange, pair, metric, limit, cursor] =
+        params(raw, ["exchange", "pair", "metric", "limit", "cursor"])?;
     let exchange = exchange
         .map(|e| {
             EXCHANGES.into_iter().find(|x| *x == e).ok_or_else(|| {

@@ -51,11 +51,23 @@ impl Answer {
     }
 }
 
-/// One HTTP/1.1 request on a connection of its own, read until the server closes it.
+/// One HTTP/1.1 GET on a connection of its own, read until the server closes it.
 pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Answer> {
+    request(addr, "GET", path, headers).await
+}
+
+/// One HTTP/1.1 request without a body on a connection of its own, read until the server
+/// closes it.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Answer> {
     timeout(WAIT, async {
         let mut stream = TcpStream::connect(addr).await?;
-        let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        let mut request =
+            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }

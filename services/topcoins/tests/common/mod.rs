@@ -270,6 +270,7 @@ impl Harness {
             sim_coins: coins,
             sim_seed: 7,
             sim_tick: Duration::ZERO,
+            sim_pairs: None,
         };
         let sim =
             Component::spawn(move |s| Box::pin(topcoins_sim::run(sim_config, listener, s.wait())));
