@@ -8,7 +8,7 @@
 mod accounts_api;
 mod coins;
 mod idle;
-mod metrics_api;
+pub mod metrics_api;
 mod records_api;
 
 use std::sync::Arc;
@@ -57,6 +57,8 @@ pub struct App {
     pub tickers: crate::tickers::Tickers,
     /// Keys, the admin key, rate limits and revocations.
     pub accounts: Arc<crate::accounts::Accounts>,
+    /// `GET /v1/metrics/{id}` answers made ahead.
+    pub metric_bodies: Arc<metrics_api::MetricBodies>,
 }
 
 /// Longest query string accepted; a longer one is answered 414.
@@ -317,7 +319,7 @@ pub const ROUTES: [&str; 16] = [
 ];
 const EXCHANGES_ROUTE: &str = "/v1/exchanges";
 const METRICS_ROUTE: &str = "/v1/metrics";
-const METRIC_ROUTE: &str = "/v1/metrics/{id}";
+pub(crate) const METRIC_ROUTE: &str = "/v1/metrics/{id}";
 const RECORDS_ROUTE: &str = "/v1/metrics/{id}/records";
 const USERS_ROUTE: &str = "/v1/users";
 const KEYS_ROUTE: &str = "/v1/keys";

@@ -198,6 +198,7 @@ pub async fn run(
         history,
         tickers,
         accounts,
+        metric_bodies: http::metrics_api::MetricBodies::new(),
     };
     let served = http::serve(
         listener,

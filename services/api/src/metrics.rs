@@ -12,16 +12,18 @@ use prometheus::{
 };
 use topcoins_runtime::metrics::{counter, register};
 
-use crate::http::CANDLES_ROUTE;
+use crate::http::{CANDLES_ROUTE, METRIC_ROUTE};
 
 #[derive(Clone)]
 pub struct ApiMetrics {
     pub http_requests: IntCounterVec,
     pub http_seconds: HistogramVec,
     /// The series of `GET /` that nearly every request ends in, counted per thread; and
-    /// those of the candles route, whose cached answers are served as fast.
+    /// those of the candles and metric routes, whose answers (cached, or made ahead) are
+    /// served as fast.
     top: TopSeries,
     candles: TopSeries,
+    metric: TopSeries,
     /// Hash notices received, by kind.
     pub notices_received: IntCounterVec,
     /// Messages on topcoins subjects dropped as unusable, by reason.
@@ -54,6 +56,7 @@ impl ApiMetrics {
         let sharded = match route {
             "/" => Some(&self.top),
             CANDLES_ROUTE => Some(&self.candles),
+            METRIC_ROUTE => Some(&self.metric),
             _ => None,
         };
         let counted = if let Some(series) = sharded {
@@ -98,14 +101,16 @@ impl ApiMetrics {
         )?;
         let top = TopSeries::new(&http_requests, &http_seconds, "/");
         let candles = TopSeries::new(&http_requests, &http_seconds, CANDLES_ROUTE);
+        let metric = TopSeries::new(&http_requests, &http_seconds, METRIC_ROUTE);
         registry.register(Box::new(HttpCollector {
             requests: http_requests.clone(),
             seconds: http_seconds.clone(),
-            sharded: [top.clone(), candles.clone()],
+            sharded: [top.clone(), candles.clone(), metric.clone()],
         }))?;
         let metrics = Self {
             top,
             candles,
+            metric,
             http_requests,
             http_seconds,
             notices_received: counter(
@@ -315,7 +320,7 @@ impl TopSeries {
 struct HttpCollector {
     requests: IntCounterVec,
     seconds: HistogramVec,
-    sharded: [TopSeries; 2],
+    sharded: [TopSeries; 3],
 }
 
 impl Collector for HttpCollector {

@@ -133,3 +133,25 @@ impl Tickers {
         Some(list.pairs().iter().any(|p| p == pair))
     }
 }
+
+/// Which snapshots of the three ticker kinds and the ranks are in force: the addresses of
+/// their `Latest`s, which change with every notice installed (0: none yet). Equal stamps mean
+/// equal answers for every metric; one `ArcSwap` load per kind, no reference count touched.
+pub type Stamp = [usize; 4];
+
+impl Tickers {
+    pub fn stamp(&self) -> Stamp {
+        fn at<S>(current: &Current<S>) -> usize {
+            current
+                .load()
+                .as_ref()
+                .map_or(0, |l| Arc::as_ptr(l) as usize)
+        }
+        [
+            at(&self.kraken),
+            at(&self.coinbase),
+            at(&self.binance),
+            at(&self.ranks),
+        ]
+    }
+}

@@ -4,7 +4,8 @@
 //! - Kraken `GET /0/public/AssetPairs`: `{"error":[],"result":{"XXBTZUSD":{"altname":"XBTUSD",
 //!   "base":"XXBT","quote":"ZUSD","status":"online",…}}}`; the pair comes from `base`/`quote`
 //!   (Kraken's asset codes, [`crate::pair::kraken_asset`]), the query name is `altname`.
-//!   Dark-pool entries (`….d`) and delisted pairs are left out.
+//!   Dark-pool entries (`….d`) and delisted pairs are left out; `cancel_only`, `post_only`,
+//!   `limit_only`, `reduce_only` and `maintenance` pairs are kept (their tickers answer).
 //! - Coinbase Exchange `GET /products`: an array of `{"id":"BTC-USD","base_currency":"BTC",
 //!   "quote_currency":"USD","status":"online","trading_disabled":false,…}`; pairs whose status
 //!   is not `online` or whose trading is disabled are left out.

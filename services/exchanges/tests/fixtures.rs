@@ -230,3 +230,136 @@ fn coinbase_error_body_is_typed() {
     let err = coinbase::parse("BTC-USD", (200, b"[]"), (200, &tb)).unwrap_err();
     assert!(matches!(err.kind, UpstreamErrorKind::Malformed { .. }));
 }
+
+// The pairs endpoints (`markets`): recorded bodies, each entry checked against the raw body.
+
+fn pairs(markets: &[topcoins_exchanges::markets::Market]) -> Vec<(String, String)> {
+    markets
+        .iter()
+        .map(|m| (m.pair.to_string(), m.name.clone()))
+        .collect()
+}
+
+#[test]
+fn kraken_asset_pairs_recorded() {
+    let body = fixture("kraken/asset_pairs_5pairs_2026-09-25.json");
+    let raw: Value = serde_json::from_slice(&body).unwrap();
+    let markets = topcoins_exchanges::markets::kraken(200, &body).unwrap();
+    // Kraken's asset codes mapped (XXBT → btc, XXDG → doge, XETH → eth, ZUSD → usd, ZEUR →
+    // eur), the query name is `altname`, sorted by pair. `ACAEUR` is `cancel_only`: its
+    // ticker still answers, so it can be tracked (only `delisted` pairs are left out).
+    assert_eq!(
+        pairs(&markets),
+        [
+            ("aca-eur", "ACAEUR"),
+            ("btc-usd", "XBTUSD"),
+            ("doge-usd", "XDGUSD"),
+            ("eth-btc", "ETHXBT"),
+            ("sol-usd", "SOLUSD"),
+        ]
+        .map(|(p, n)| (p.to_owned(), n.to_owned()))
+    );
+    for m in &markets {
+        let entry = raw["result"]
+            .as_object()
+            .unwrap()
+            .values()
+            .find(|e| e["altname"] == m.name.as_str())
+            .unwrap();
+        assert_ne!(entry["status"], "delisted");
+    }
+    // A delisted pair and a dark-pool book are left out; the rest stays.
+    let mut edited = raw.clone();
+    edited["result"]["XXBTZUSD"]["status"] = "delisted".into();
+    edited["result"]["XXBTZUSD.d"] = raw["result"]["XXBTZUSD"].clone();
+    let markets =
+        topcoins_exchanges::markets::kraken(200, &serde_json::to_vec(&edited).unwrap()).unwrap();
+    assert_eq!(markets.len(), 4);
+    assert!(markets.iter().all(|m| m.pair.as_str() != "btc-usd"));
+    // Kraken's error envelope, as for the ticker.
+    let err =
+        topcoins_exchanges::markets::kraken(200, &fixture("kraken/error_unknown_asset_pair.json"))
+            .unwrap_err();
+    assert!(
+        matches!(&err.kind, UpstreamErrorKind::Provider { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn coinbase_products_recorded() {
+    let body = fixture("coinbase/products_11_xrp_delisted.json");
+    let raw: Value = serde_json::from_slice(&body).unwrap();
+    let markets = topcoins_exchanges::markets::coinbase(200, &body).unwrap();
+    // The four XRP products are `delisted` with trading disabled: left out.
+    let online: Vec<&Value> = raw
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["status"] == "online" && p["trading_disabled"] == false)
+        .collect();
+    assert_eq!(online.len(), 7);
+    assert_eq!(markets.len(), 7);
+    for p in online {
+        let id = p["id"].as_str().unwrap();
+        let m = markets.iter().find(|m| m.name == id).unwrap();
+        assert_eq!(
+            m.pair.base(),
+            p["base_currency"].as_str().unwrap().to_lowercase()
+        );
+        assert_eq!(
+            m.pair.quote(),
+            p["quote_currency"].as_str().unwrap().to_lowercase()
+        );
+    }
+    assert!(markets.iter().all(|m| !m.name.starts_with("XRP-")));
+    let err = topcoins_exchanges::markets::coinbase(404, &fixture("coinbase/error_notfound.json"))
+        .unwrap_err();
+    assert!(
+        matches!(&err.kind, UpstreamErrorKind::Provider { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn binance_exchange_info_recorded() {
+    let body = fixture("binance/exchange_info_ETHBTC_2025-06-21.json");
+    let markets = topcoins_exchanges::markets::binance(200, &body).unwrap();
+    assert_eq!(
+        pairs(&markets),
+        [("eth-btc".to_owned(), "ETHBTC".to_owned())]
+    );
+    // Binance.US, every symbol in `BREAK`: none is tradable now, so none is listed.
+    let body = fixture("binance/exchange_info_binanceus_3break_2025-05-28.json");
+    let raw: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        raw["symbols"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "BREAK")
+    );
+    assert!(
+        topcoins_exchanges::markets::binance(200, &body)
+            .unwrap()
+            .is_empty()
+    );
+    // The same symbols trading: listed, `USD4` as the quote.
+    let trading = String::from_utf8(body)
+        .unwrap()
+        .replace("\"BREAK\"", "\"TRADING\"");
+    let markets = topcoins_exchanges::markets::binance(200, trading.as_bytes()).unwrap();
+    assert_eq!(
+        markets.iter().map(|m| m.pair.as_str()).collect::<Vec<_>>(),
+        ["btc-usd4", "eth-usd4", "xrp-usd4"]
+    );
+    let err = topcoins_exchanges::markets::binance(
+        400,
+        &fixture("binance/error_-1121_invalid_symbol.json"),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err.kind, UpstreamErrorKind::Provider { code: -1121 }),
+        "{err}"
+    );
+}

@@ -7,6 +7,11 @@
 //! - `benchtool first-ok <url> <command> [args...]`: start the command and time until `url`
 //!   answers 200 (`{addr}` in the command stands for the URL's host:port); prints the child's
 //!   pid and the time in ms, and leaves the child running.
+//! - `benchtool ranks <metrics> <samples> <rounds>`: times the ranks actor's work for
+//!   `metrics` tracked metrics (7 per pair, on two exchanges) holding `samples` samples each:
+//!   `Samples::ranks` (every metric's standard deviation over its window, ranked within its
+//!   kind), then the ranks snapshot made and encoded (canonical bytes and blake3), as
+//!   `RankSource` does each interval.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -289,6 +294,63 @@ async fn first_ok(url: &str, command: &[String]) -> Result<()> {
     Ok(())
 }
 
+fn ranks(metrics: usize, samples: usize, rounds: usize) -> Result<()> {
+    use topcoins_exchanges::rank::Samples;
+    use topcoins_schemas::{MetricKind, RankedMetric, RanksSnapshot};
+    let now = 1_764_547_200_000_i64 + 24 * 3600 * 1000;
+    let minute = 60_000_i64;
+    let mut all = Samples::default();
+    let built = Instant::now();
+    let mut n = 0;
+    'pairs: for p in 0.. {
+        let (exchange, pair) = if p % 2 == 0 {
+            ("kraken", format!("c{p}-usd"))
+        } else {
+            ("binance", format!("c{p}-usdt"))
+        };
+        for kind in MetricKind::ALL {
+            if n == metrics {
+                break 'pairs;
+            }
+            n += 1;
+            let base = 100.0 + p as f64;
+            for i in 0..samples {
+                // A deterministic walk: every metric a different deviation.
+                let v = base * (1.0 + 0.01 * ((i * (p % 13 + 1)) as f64 / 97.0).sin());
+                let t = now - (samples - i) as i64 * minute + 1;
+                all.record((exchange, pair.as_str().into(), kind), t, v);
+            }
+        }
+    }
+    println!(
+        "{metrics} metrics x {samples} samples built in {:.0} ms",
+        built.elapsed().as_secs_f64() * 1e3
+    );
+    let (mut compute, mut whole) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let t0 = Instant::now();
+        let ranked = all.ranks(now);
+        let t1 = Instant::now();
+        let list: Vec<RankedMetric> = ranked
+            .into_iter()
+            .map(|((exchange, pair, kind), r)| RankedMetric {
+                id: format!("{exchange}:{pair}:{}", kind.as_str()).into(),
+                position: r.position,
+                of: r.of,
+                stddev_24h: r.stddev,
+            })
+            .collect();
+        let snapshot = RanksSnapshot::new(list).context("a valid ranks snapshot")?;
+        let (bytes, _hash) = snapshot.encode();
+        std::hint::black_box(bytes);
+        compute.push((t1 - t0).as_secs_f64() * 1e3);
+        whole.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    summary("Samples::ranks", compute);
+    summary("ranks + snapshot + encode", whole);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     topcoins_upstream::init_tls();
@@ -299,8 +361,11 @@ async fn main() -> Result<()> {
         }
         Some("first-ok") if args.len() >= 3 => first_ok(&args[1], &args[2..]).await,
         Some("fetch") if args.len() == 3 => fetch_times(&args[1], args[2].parse()?).await,
+        Some("ranks") if args.len() == 4 => {
+            ranks(args[1].parse()?, args[2].parse()?, args[3].parse()?)
+        }
         _ => bail!(
-            "usage: benchtool propagation <nats-url> <rounds> <node-url>... | benchtool first-ok <url> <command> [args...]"
+            "usage: benchtool propagation <nats-url> <rounds> <node-url>... | benchtool first-ok <url> <command> [args...] | benchtool ranks <metrics> <samples> <rounds>"
         ),
     }
 }

@@ -224,6 +224,26 @@ async fn each_exchange_announces_the_tracked_pairs_it_lists() -> Result<()> {
     .await?;
     let moved = latest::<Kraken>(&store).await?.context("kraken")?;
     assert_ne!(moved.canonical_bytes(), kraken.canonical_bytes());
+    // The node's answers (made ahead, see `MetricBodies`) follow the move, and once they do,
+    // every later answer is the new one: a prepared body is never served past its snapshot.
+    let new_price = moved.get("btc-usd").unwrap().price;
+    eventually("the node to serve the moved price", || async {
+        let v: Value = h
+            .get(&node.url("/v1/metrics/kraken:btc-usd:price"))
+            .await?
+            .json()
+            .await?;
+        Ok((v["value"].as_f64() == Some(new_price)).then_some(()))
+    })
+    .await?;
+    for _ in 0..50 {
+        let v: Value = h
+            .get(&node.url("/v1/metrics/kraken:btc-usd:price"))
+            .await?
+            .json()
+            .await?;
+        assert_eq!(v["value"].as_f64(), Some(new_price));
+    }
 
     // One exchange failing leaves the others polling and announcing.
     h.fault(json!({"endpoint": "kraken", "fault": "status", "status": 500}))

@@ -12,7 +12,7 @@ use topcoins_schemas::api::{
 use topcoins_schemas::ticker::{EXCHANGES, is_pair};
 use topcoins_schemas::{MetricKind, TickerWindow};
 
-use super::coins::{current_json, percent_decoded, too_long};
+use super::coins::{current_json, percent_decoded, respond, too_long};
 use super::{AppState, MAX_QUERY_BYTES};
 use crate::error::ApiError;
 use crate::query::{echo, params};
@@ -262,7 +262,24 @@ pub(crate) async fn metrics_list(State(app): State<AppState>, request: Request) 
 )]
 pub(crate) async fn metric(State(app): State<AppState>, request: Request) -> Response {
     let path = request.uri().path();
-    let Some(raw) = path.strip_prefix("/v1/metrics/").and_then(percent_decoded) else {
+    let raw_id = path.strip_prefix("/v1/metrics/").unwrap_or_default();
+    // The prepared answer, when the snapshots it was made from are still in force.
+    let stamp = app.tickers.stamp();
+    match app.metric_bodies.prepared.load().as_ref() {
+        Some(p) if p.stamp == stamp => {
+            if let Some((body, etag)) = p.bodies.get(raw_id) {
+                return respond(
+                    request.headers(),
+                    body.clone(),
+                    etag.clone(),
+                    "application/json",
+                    "no-cache",
+                );
+            }
+        }
+        _ => app.metric_bodies.refresh(&app.tickers),
+    }
+    let Some(raw) = percent_decoded(raw_id) else {
         return ApiError::bad_request("invalid_metric_id", "the metric id is not UTF-8")
             .into_response();
     };
@@ -276,39 +293,131 @@ pub(crate) async fn metric(State(app): State<AppState>, request: Request) -> Res
         )
         .into_response();
     };
-    let Some(held) = app.tickers.get(id.exchange) else {
-        return unknown_metric(&raw).into_response();
-    };
-    let Some(t) = held.list.get(id.pair) else {
-        return unknown_metric(&raw).into_response();
-    };
-    let window = match id.kind {
+    let ranks = app.tickers.ranks();
+    match metric_response(&app.tickers, ranks.as_deref(), id) {
+        Some(body) => current_json(&request, &body),
+        None => unknown_metric(&raw).into_response(),
+    }
+}
+
+/// One tracked metric's answer, from the snapshots in force; `None` if it is not tracked.
+fn metric_response(
+    tickers: &crate::tickers::Tickers,
+    ranks: Option<&topcoins_schemas::RanksSnapshot>,
+    id: MetricId<'_>,
+) -> Option<MetricResponse> {
+    let held = tickers.get(id.exchange)?;
+    let t = held.list.get(id.pair)?;
+    Some(response_of(id.exchange, t, id.kind, held.as_of, ranks))
+}
+
+fn response_of(
+    exchange: &str,
+    t: &topcoins_schemas::PairTicker,
+    kind: MetricKind,
+    as_of: time::OffsetDateTime,
+    ranks: Option<&topcoins_schemas::RanksSnapshot>,
+) -> MetricResponse {
+    let window = match kind {
         MetricKind::ChangePct | MetricKind::ChangeAbs => t.change_window,
         _ => t.window,
     };
-    let e = entry(id.exchange, id.pair, id.kind);
-    let rank = app.tickers.ranks().and_then(|ranks| {
+    let e = entry(exchange, &t.pair, kind);
+    let rank = ranks.and_then(|ranks| {
         ranks.get(&e.id).map(|r| MetricRank {
             position: r.position,
             of: r.of,
             stddev_24h: r.stddev_24h,
         })
     });
-    let body = MetricResponse {
+    MetricResponse {
         id: e.id,
         exchange: e.exchange,
         pair: e.pair,
         metric: e.metric,
-        value: t.value(id.kind),
-        as_of: rfc3339(held.as_of),
+        value: t.value(kind),
+        as_of: rfc3339(as_of),
         window: match window {
             TickerWindow::Rolling24h => "rolling_24h",
             TickerWindow::UtcDay => "utc_day",
         }
         .to_owned(),
         rank,
-    };
-    current_json(&request, &body)
+    }
+}
+
+/// Every tracked metric's `GET /v1/metrics/{id}` answer, made ahead: serving one is a map
+/// lookup, as `GET /` is (a body made per request cost a third of the static baseline's
+/// rate, `bench/metrics.sh`). Remade off the request path, on a blocking thread, the first
+/// time a request finds the snapshots changed (a new ticker or ranks notice); until then
+/// requests are answered the slow way, from the snapshots, so nothing is ever served stale.
+#[derive(Default)]
+pub struct MetricBodies {
+    prepared: arc_swap::ArcSwapOption<Prepared>,
+    building: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Itself, for the build task to hold.
+    this: std::sync::Weak<MetricBodies>,
+}
+
+struct Prepared {
+    stamp: crate::tickers::Stamp,
+    bodies: std::collections::HashMap<
+        compact_str::CompactString,
+        (bytes::Bytes, axum::http::HeaderValue),
+        foldhash::fast::RandomState,
+    >,
+}
+
+impl MetricBodies {
+    pub fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::new_cyclic(|this| Self {
+            this: this.clone(),
+            ..Default::default()
+        })
+    }
+
+    /// Starts a build unless one is running.
+    fn refresh(&self, tickers: &crate::tickers::Tickers) {
+        use std::sync::atomic::Ordering;
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
+        if self.building.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let tickers = tickers.clone();
+        tokio::task::spawn_blocking(move || {
+            let built = Prepared::build(&tickers);
+            // Stored only if nothing changed meanwhile; otherwise the next request starts
+            // another build from what is in force then.
+            if built.stamp == tickers.stamp() {
+                this.prepared.store(Some(std::sync::Arc::new(built)));
+            }
+            this.building.store(false, Ordering::Release);
+        });
+    }
+}
+
+impl Prepared {
+    fn build(tickers: &crate::tickers::Tickers) -> Self {
+        let stamp = tickers.stamp();
+        let ranks = tickers.ranks();
+        let mut bodies = std::collections::HashMap::default();
+        for exchange in EXCHANGES {
+            let Some(held) = tickers.get(exchange) else {
+                continue;
+            };
+            for t in held.list.tickers() {
+                for kind in MetricKind::ALL {
+                    let body = response_of(exchange, t, kind, held.as_of, ranks.as_deref());
+                    let bytes = serde_json::to_vec(&body).expect("API bodies serialise");
+                    let etag = crate::history::etag_of(&bytes);
+                    bodies.insert(body.id.into(), (bytes::Bytes::from(bytes), etag));
+                }
+            }
+        }
+        Self { stamp, bodies }
+    }
 }
 
 #[utoipa::path(
