@@ -252,6 +252,17 @@ EOT
 EOT
       }
 
+      # Read only, at start: the ranks begin from the metrics' records of the last 24 h.
+      template {
+        destination = "secrets/database.env"
+        env         = true
+        data        = <<EOT
+{{ with nomadVar "nomad/jobs/topcoins" }}
+TOPCOINS_DATABASE_URL={{ .database_url }}
+{{ end }}
+EOT
+      }
+
       resources {
         cpu    = 200
         memory = 128

@@ -34,7 +34,7 @@ pub use durable::{DEFAULT_STREAM_RETENTION, Delivery, Discarded, DurableNotices}
 pub use lease::Lease;
 pub use notices::{
     Notices, PriceEvents, Pushed, PushedSnapshots, Received, Rejected, publish_price,
-    subscribe_notices, subscribe_prices, subscribe_snapshots, watch_all,
+    subscribe_notices, subscribe_polls, subscribe_prices, subscribe_snapshots, watch_all,
 };
 pub use server::{LocalServer, ServerError};
 pub use store::{Floor, Latest, SnapshotStore, StoreError, StoreErrorKind};

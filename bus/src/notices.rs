@@ -70,16 +70,40 @@ pub async fn subscribe_notices(
     client: &Client,
     kinds: &[Kind],
 ) -> Result<Notices, async_nats::SubscribeError> {
+    subscribe(client, kinds.iter().map(|k| (hash_subject(*k), *k))).await
+}
+
+/// Subscribes to every poll of `kinds`: their hash notices and their still-current notices
+/// (see [`SnapshotStore::confirm`](crate::SnapshotStore::confirm)), both as [`Received`] —
+/// the hash a poll found and when. For what keeps a sample per poll (the ranks).
+pub async fn subscribe_polls(
+    client: &Client,
+    kinds: &[Kind],
+) -> Result<Notices, async_nats::SubscribeError> {
+    subscribe(
+        client,
+        kinds.iter().flat_map(|k| {
+            crate::subjects::stream_subjects(*k)
+                .into_iter()
+                .map(move |s| (s, *k))
+        }),
+    )
+    .await
+}
+
+async fn subscribe(
+    client: &Client,
+    subjects: impl Iterator<Item = (String, Kind)>,
+) -> Result<Notices, async_nats::SubscribeError> {
     let mut subscriptions = SelectAll::new();
-    let mut subjects = Vec::with_capacity(kinds.len());
-    for kind in kinds {
-        let subject = hash_subject(*kind);
+    let mut kinds = Vec::new();
+    for (subject, kind) in subjects {
         subscriptions.push(client.subscribe(subject.clone()).await?);
-        subjects.push((subject, *kind));
+        kinds.push((subject, kind));
     }
     Ok(Notices {
         subscriptions,
-        subjects,
+        subjects: kinds,
     })
 }
 

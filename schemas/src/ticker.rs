@@ -65,6 +65,32 @@ exchange!(
 /// Every exchange id, in the order `GET /v1/exchanges` lists them.
 pub const EXCHANGES: [&str; 3] = [Kraken::ID, Coinbase::ID, Binance::ID];
 
+/// The ticker kinds, one per exchange, in [`EXCHANGES`]' order.
+pub const TICKER_KINDS: [Kind; 3] = [Kraken::KIND, Coinbase::KIND, Binance::KIND];
+
+/// Decodes the bytes of a ticker snapshot of `kind`, whichever exchange's: the exchange's id
+/// and its tickers. `None` if `kind` is not a ticker kind. For readers that take in every
+/// exchange alike (the recorder, the ranks).
+pub fn decode_tickers(
+    kind: Kind,
+    bytes: &[u8],
+) -> Option<Result<(&'static str, Vec<PairTicker>), crate::SnapshotError>> {
+    fn of<E: Exchange>(
+        bytes: &[u8],
+    ) -> Result<(&'static str, Vec<PairTicker>), crate::SnapshotError> {
+        Ok((E::ID, TickerSnapshot::<E>::decode(bytes)?.tickers))
+    }
+    if kind == Kraken::KIND {
+        Some(of::<Kraken>(bytes))
+    } else if kind == Coinbase::KIND {
+        Some(of::<Coinbase>(bytes))
+    } else if kind == Binance::KIND {
+        Some(of::<Binance>(bytes))
+    } else {
+        None
+    }
+}
+
 /// The time a figure covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

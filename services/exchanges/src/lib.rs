@@ -22,6 +22,7 @@
 pub mod binance;
 pub mod client;
 pub mod coinbase;
+mod feed;
 pub mod kraken;
 pub mod markets;
 pub mod pair;
@@ -87,6 +88,11 @@ pub struct ExchangesConfig {
     /// Binance base URL.
     #[arg(long = "binance-url", env = "TOPCOINS_BINANCE_URL", default_value = BINANCE_DEFAULT_URL)]
     pub binance_url: String,
+    /// The database the recorder keeps the metrics' records in: when set, a metric's ranks
+    /// start from its records of the last 24 h rather than from nothing (`exchanges`:
+    /// `--database-url` / `TOPCOINS_DATABASE_URL`; `up`: its own database).
+    #[arg(skip)]
+    pub database: Option<topcoins_history::DatabaseUrl>,
 }
 
 /// A setting that cannot be used, said before anything runs.
@@ -207,15 +213,14 @@ type Service<'a> = Pin<Box<dyn Future<Output = Result<(), RunError>> + Send + 'a
 
 fn service<'a, A: ExchangeApi>(
     api: A,
-    tracked: Vec<Pair>,
+    tracked: Arc<Vec<Pair>>,
     watched: tokio::sync::watch::Receiver<Vec<String>>,
-    samples: Arc<std::sync::Mutex<Samples>>,
     config: &ExchangesConfig,
     context: &ServiceContext,
     shutdown: impl Future<Output = ()> + Send + 'a,
 ) -> Service<'a> {
     let exchange = <A::Exchange as topcoins_schemas::Exchange>::ID;
-    let (api, tracked) = (Arc::new(api), Arc::new(tracked));
+    let api = Arc::new(api);
     let (refresh, metrics) = (config.markets_refresh, context.upstream_metrics.clone());
     let shutdown = shutdown.boxed().shared();
     let markets = {
@@ -229,7 +234,6 @@ fn service<'a, A: ExchangeApi>(
     };
     let make_source = move |_| {
         TickerSource::new(api.clone(), tracked.clone(), refresh, metrics.clone())
-            .with_samples(samples.clone())
             .with_watched(watched.clone())
     };
     let tickers = serve(
@@ -295,6 +299,7 @@ pub async fn run(
     let samples = Arc::new(std::sync::Mutex::new(Samples::default()));
     let mut services: Vec<Service<'_>> = Vec::new();
     let mut senders = Vec::new();
+    let mut fed = Vec::new();
     // The ranks, from every exchange's samples, as often as the most frequent poll.
     let rank_interval = tracked
         .iter()
@@ -326,24 +331,24 @@ pub async fn run(
             context.upstream_metrics.clone(),
         );
         let stop = shutdown.clone();
-        let s = samples.clone();
         let (tx, w) = tokio::sync::watch::channel(Vec::new());
         senders.push((exchange, tx));
+        let pairs = Arc::new(pairs);
+        fed.push(feed::Fed {
+            exchange,
+            kind: topcoins_schemas::ticker::TICKER_KINDS[EXCHANGES
+                .iter()
+                .position(|e| *e == exchange)
+                .expect("a known exchange")],
+            configured: pairs.clone(),
+            watched: w.clone(),
+        });
         services.push(match exchange {
-            "kraken" => service(
-                KrakenApi::new(http, url),
-                pairs,
-                w,
-                s,
-                &config,
-                &context,
-                stop,
-            ),
+            "kraken" => service(KrakenApi::new(http, url), pairs, w, &config, &context, stop),
             "coinbase" => service(
                 CoinbaseApi::new(http, url),
                 pairs,
                 w,
-                s,
                 &config,
                 &context,
                 stop,
@@ -352,12 +357,20 @@ pub async fn run(
                 BinanceApi::new(http, url),
                 pairs,
                 w,
-                s,
                 &config,
                 &context,
                 stop,
             ),
         });
+    }
+    if !fed.is_empty() {
+        services.push(Box::pin(feed::feed(
+            context.clone(),
+            fed,
+            samples.clone(),
+            config.database.clone(),
+            shutdown.clone(),
+        )));
     }
     if !senders.is_empty() {
         services.push(Box::pin(follow_tracked(
@@ -383,6 +396,7 @@ mod tests {
             kraken_url: KRAKEN_DEFAULT_URL.into(),
             coinbase_url: COINBASE_DEFAULT_URL.into(),
             binance_url: BINANCE_DEFAULT_URL.into(),
+            database: None,
         }
     }
 

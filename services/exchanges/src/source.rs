@@ -7,7 +7,8 @@
 //! tracked pair the exchange does not list, and a pair whose figures the parser rejected, is
 //! counted in `topcoins_upstream_rejected_total{provider, reason}` and left out; the others
 //! are published. A poll where no tracked pair has a ticker is a failed poll (the last good
-//! snapshot stays).
+//! snapshot stays). The ranks take their samples from the bus, not from here (see
+//! [`crate::feed`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use topcoins_poller::Source;
 use topcoins_schemas::{
-    Exchange, MetricKind, PairTicker, RankedMetric, RanksSnapshot, TickerSnapshot, TickerWindow,
+    Exchange, PairTicker, RankedMetric, RanksSnapshot, TickerSnapshot, TickerWindow,
 };
 use topcoins_upstream::{UpstreamError, UpstreamErrorKind, UpstreamMetrics};
 
@@ -38,8 +39,6 @@ pub struct TickerSource<A: ExchangeApi> {
     markets: Option<(Instant, BTreeMap<Pair, Market>)>,
     refresh: Duration,
     metrics: UpstreamMetrics,
-    /// Where every successful poll's values go, changed or not (for the ranks).
-    samples: Option<Arc<Mutex<Samples>>>,
 }
 
 impl<A: ExchangeApi> TickerSource<A> {
@@ -57,7 +56,6 @@ impl<A: ExchangeApi> TickerSource<A> {
             markets: None,
             refresh,
             metrics,
-            samples: None,
         }
     }
 
@@ -75,12 +73,6 @@ impl<A: ExchangeApi> TickerSource<A> {
             pairs.extend(watched.borrow().iter().filter_map(|p| Pair::parse(p)));
         }
         pairs.into_iter().collect()
-    }
-
-    /// Records every successful poll's values into `samples`.
-    pub fn with_samples(mut self, samples: Arc<Mutex<Samples>>) -> Self {
-        self.samples = Some(samples);
-        self
     }
 
     fn provider() -> &'static str {
@@ -204,23 +196,8 @@ impl<A: ExchangeApi> Source for TickerSource<A> {
                 "no tracked pair came back with a usable ticker",
             ));
         }
-        let snapshot = TickerSnapshot::new(tickers.into_values().collect())
-            .map_err(|e| UpstreamError::rejected(Self::provider(), &e))?;
-        if let Some(samples) = &self.samples {
-            let now = now_ms();
-            let mut samples = samples.lock().expect("not poisoned");
-            // A pair no longer tracked leaves the ranks now, not when its samples age out.
-            let exchange = Self::provider();
-            samples.retain(now, |(e, pair, _)| {
-                *e != exchange || tracked.iter().any(|p| p.as_str() == pair.as_str())
-            });
-            for t in &snapshot.tickers {
-                for kind in MetricKind::ALL {
-                    samples.record((Self::provider(), t.pair.clone(), kind), now, t.value(kind));
-                }
-            }
-        }
-        Ok(snapshot)
+        TickerSnapshot::new(tickers.into_values().collect())
+            .map_err(|e| UpstreamError::rejected(Self::provider(), &e))
     }
 }
 

@@ -38,9 +38,9 @@ use topcoins_bus::{Delivery, DurableNotices, SnapshotStore, StoreErrorKind};
 use compact_str::CompactString;
 use topcoins_history::{Batch, CandleStore, Record, RecordStore, Store};
 use topcoins_runtime::Backoff;
+use topcoins_schemas::ticker::TICKER_KINDS;
 use topcoins_schemas::{
-    Binance, Coinbase, Exchange, Kind, Kraken, MetricKind, PriceSnapshot, RankingSnapshot,
-    Snapshot, SnapshotError, SnapshotHash, TickerSnapshot,
+    Kind, MetricKind, PriceSnapshot, RankingSnapshot, Snapshot, SnapshotError, SnapshotHash,
 };
 
 use crate::RecorderMetrics;
@@ -49,45 +49,35 @@ use crate::RecorderMetrics;
 pub const RECORDED_KINDS: &[Kind] = &[
     Kind::PRICES,
     Kind::RANKING,
-    Kraken::KIND,
-    Coinbase::KIND,
-    Binance::KIND,
+    TICKER_KINDS[0],
+    TICKER_KINDS[1],
+    TICKER_KINDS[2],
 ];
 
 /// The kinds whose still-current notices the recorder reads too (one record per poll).
-pub const CONFIRMED_KINDS: &[Kind] = &[Kraken::KIND, Coinbase::KIND, Binance::KIND];
+pub const CONFIRMED_KINDS: &[Kind] = &TICKER_KINDS;
 
 /// One ticker snapshot's metrics: `(id, value)` for every pair and metric kind.
 type Metrics = Arc<Vec<(CompactString, f64)>>;
 
 /// The metrics of a ticker snapshot of `kind`, or `None` if `kind` is not a ticker kind.
 fn ticker_metrics(kind: Kind, bytes: &[u8]) -> Option<Result<Metrics, SnapshotError>> {
-    fn of<E: Exchange>(bytes: &[u8]) -> Result<Metrics, SnapshotError> {
-        let snapshot = TickerSnapshot::<E>::decode(bytes)?;
-        Ok(Arc::new(
-            snapshot
-                .tickers
+    let decoded = topcoins_schemas::ticker::decode_tickers(kind, bytes)?;
+    Some(decoded.map(|(exchange, tickers)| {
+        Arc::new(
+            tickers
                 .iter()
                 .flat_map(|t| {
                     MetricKind::ALL.into_iter().map(move |k| {
                         (
-                            compact_str::format_compact!("{}:{}:{}", E::ID, t.pair, k.as_str()),
+                            compact_str::format_compact!("{exchange}:{}:{}", t.pair, k.as_str()),
                             t.value(k),
                         )
                     })
                 })
                 .collect(),
-        ))
-    }
-    if kind == Kraken::KIND {
-        Some(of::<Kraken>(bytes))
-    } else if kind == Coinbase::KIND {
-        Some(of::<Coinbase>(bytes))
-    } else if kind == Binance::KIND {
-        Some(of::<Binance>(bytes))
-    } else {
-        None
-    }
+        )
+    }))
 }
 
 /// Waits between tries of the database or the store: 100 ms doubling to 5 s, jittered.

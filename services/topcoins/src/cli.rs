@@ -289,6 +289,14 @@ pub struct ExchangesArgs {
     pub actor: ActorArgs,
     #[command(flatten)]
     pub exchanges: ExchangesConfig,
+    /// The recorder's database (`sqlite://PATH` or `postgres://…`): when set, the ranks start
+    /// from the metrics' records of the last 24 h. Optional; read only.
+    #[arg(
+        long = "database-url",
+        env = "TOPCOINS_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<topcoins_history::DatabaseUrl>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -68,6 +68,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Exchanges(args) => {
             let context = actor_context(&args.actor, "exchanges", &shutdown).await?;
             let mut exchanges = args.exchanges;
+            exchanges.database = args.database_url;
             if let Some(sim) = &args.actor.sim_url {
                 exchanges.use_sim(sim);
             }

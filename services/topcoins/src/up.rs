@@ -108,8 +108,10 @@ const COMPONENTS: &[Component] = &[
     Component {
         name: "exchanges",
         start: |plan, shutdown| {
+            let mut config = plan.args.exchanges.clone();
+            config.database = Some(plan.database.clone());
             Ok(boxed(topcoins_exchanges::run(
-                plan.args.exchanges.clone(),
+                config,
                 plan.actor_context("topcoins-exchanges"),
                 shutdown.wait(),
             )))

@@ -17,8 +17,9 @@ const ADMIN: &str = "admin-secret-for-tests";
 struct Setup {
     h: Harness,
     nodes: [ApiNode; 2],
-    _exchanges: Component,
+    exchanges: Component,
     _recorder: Component,
+    database: DatabaseUrl,
     _dir: tempfile::TempDir,
 }
 
@@ -39,7 +40,7 @@ async fn setup(key_rate: u32, key_burst: u32) -> Result<Setup> {
             ))
         })
     };
-    let exchanges = h.start_exchanges(&["kraken:btc-usd"]);
+    let exchanges = h.start_exchanges_with(&["kraken:btc-usd"], Some(database.clone()));
     let config = || ApiConfig {
         database_url: Some(database.clone()),
         admin_key: Some(ADMIN.to_owned()),
@@ -63,8 +64,9 @@ async fn setup(key_rate: u32, key_burst: u32) -> Result<Setup> {
     Ok(Setup {
         h,
         nodes,
-        _exchanges: exchanges,
+        exchanges,
         _recorder: recorder,
+        database,
         _dir: dir,
     })
 }
@@ -561,5 +563,68 @@ async fn requests_per_key_are_limited_with_retry_after() -> Result<()> {
     assert_eq!(status, 200);
     let r = s.h.get(&s.nodes[0].url("/v1/exchanges")).await?;
     assert_eq!(r.status(), 200);
+    Ok(())
+}
+
+/// The deviation of `id` in the newest ranks announced after `since`, if there are such.
+async fn ranked_after(
+    store: &topcoins_bus::SnapshotStore,
+    id: &str,
+    since: time::OffsetDateTime,
+) -> Result<Option<Option<f64>>> {
+    use topcoins_schemas::{RanksSnapshot, Snapshot};
+    let Some(latest) = store.latest(RanksSnapshot::KIND).await? else {
+        return Ok(None);
+    };
+    if latest.notice.as_of <= since {
+        return Ok(None);
+    }
+    let ranks = RanksSnapshot::decode(&store.fetch(latest.notice.hash).await?)?;
+    Ok(ranks.get(id).map(|r| r.stddev_24h))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_the_ranks_start_from_the_recorded_day() -> Result<()> {
+    let s = setup(1000, 1000).await?;
+    let id = "kraken:btc-usd:price";
+    // Two market moves, each polled a few times and recorded.
+    for _ in 0..2 {
+        s.h.tick().await?;
+        let cycles = s.h.cycles("kraken_tickers");
+        s.h.cycles_past("kraken_tickers", cycles, 3.0).await?;
+    }
+    let records: Value = eventually("records of two prices", || async {
+        let v: Value =
+            s.h.get(&s.nodes[0].url(&format!("/v1/metrics/{id}/records")))
+                .await?
+                .json()
+                .await?;
+        let mut values: Vec<f64> = v["data"]
+            .as_array()
+            .map(|d| d.iter().filter_map(|r| r["value"].as_f64()).collect())
+            .unwrap_or_default();
+        values.dedup();
+        Ok((values.len() >= 2).then_some(v))
+    })
+    .await?;
+    assert!(records["data"].as_array().unwrap().len() >= 4);
+
+    // The exchange actors restart with the market frozen: every new poll has the same price,
+    // so without the day's records the deviation would be 0 (or null).
+    let Setup {
+        h,
+        exchanges,
+        database,
+        ..
+    } = s;
+    exchanges.stop().await;
+    let restarted = time::OffsetDateTime::now_utc();
+    let _exchanges = h.start_exchanges_with(&["kraken:btc-usd"], Some(database));
+    let store = topcoins_bus::SnapshotStore::open(async_nats::connect(h.nats.url()).await?).await?;
+    let sd = eventually("ranks announced after the restart", || async {
+        Ok(ranked_after(&store, id, restarted).await?.flatten())
+    })
+    .await?;
+    assert!(sd > 0.0, "the deviation covers the recorded day: {sd}");
     Ok(())
 }

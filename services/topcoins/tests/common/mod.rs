@@ -430,7 +430,17 @@ impl Harness {
     /// The exchange actors against the simulator: Kraken, Coinbase and Binance, tracking
     /// `pairs` (`exchange:base-quote`), polled every [`POLL`], no retries.
     pub fn start_exchanges(&self, pairs: &[&str]) -> Component {
+        self.start_exchanges_with(pairs, None)
+    }
+
+    /// [`Harness::start_exchanges`], the ranks rebuilt from `database`'s records at start.
+    pub fn start_exchanges_with(
+        &self,
+        pairs: &[&str],
+        database: Option<topcoins_history::DatabaseUrl>,
+    ) -> Component {
         let config = topcoins_exchanges::ExchangesConfig {
+            database,
             exchanges: vec!["kraken".into(), "coinbase".into(), "binance".into()],
             pairs: pairs.iter().map(|p| (*p).to_owned()).collect(),
             exchange_interval: Some(POLL),
