@@ -252,19 +252,14 @@ impl History {
             .inc();
     }
 
-    /// The response for `symbol`'s candles as `q` asks, at `now` (Unix ms), brought up to
-    /// the prices of the view in force.
-    pub async fn candles(
+    /// The key of the answer `q` asks for at `now`, and whether its range is in the past.
+    fn key(
         &self,
         symbol: &str,
         q: &CandlesQuery,
         views: &ArcSwapOption<View>,
         now: i64,
-    ) -> Result<Arc<Ready>, ApiError> {
-        if symbol.len() > MAX_SYMBOL_BYTES {
-            return Err(ApiError::unknown_symbol(symbol));
-        }
-        let store = self.store()?;
+    ) -> (Key, bool) {
         let end = ceil(q.interval, q.to);
         let past = end <= q.interval.bucket_start(now) && now.saturating_sub(end) >= SETTLE_MS;
         // A past range needs no view (and a hit takes no reference to one).
@@ -284,8 +279,51 @@ impl History {
             format: q.format,
             notice,
         };
-        let slot =
-            &self.hot[std::hash::BuildHasher::hash_one(&self.hasher, &key) as usize % HOT_SLOTS];
+        (key, past)
+    }
+
+    fn slot(&self, key: &Key) -> &ArcSwapOption<Hot> {
+        &self.hot[std::hash::BuildHasher::hash_one(&self.hasher, key) as usize % HOT_SLOTS]
+    }
+
+    /// The answer for `q` if it is in its hot slot (and so current: see [`History::candles`]);
+    /// `None` for anything else, which [`History::candles`] then answers.
+    pub fn hot(
+        &self,
+        symbol: &str,
+        q: &CandlesQuery,
+        views: &ArcSwapOption<View>,
+        now: i64,
+    ) -> Option<Arc<Ready>> {
+        if symbol.len() > MAX_SYMBOL_BYTES || self.store.load().is_none() {
+            return None;
+        }
+        let (key, _) = self.key(symbol, q, views, now);
+        let hot = self.slot(&key).load();
+        let hot = hot.as_ref()?;
+        if hot.key == key && hot.until > std::time::Instant::now() {
+            self.count_lookup(true);
+            Some(hot.ready.clone())
+        } else {
+            None
+        }
+    }
+
+    /// The response for `symbol`'s candles as `q` asks, at `now` (Unix ms), brought up to
+    /// the prices of the view in force.
+    pub async fn candles(
+        &self,
+        symbol: &str,
+        q: &CandlesQuery,
+        views: &ArcSwapOption<View>,
+        now: i64,
+    ) -> Result<Arc<Ready>, ApiError> {
+        if symbol.len() > MAX_SYMBOL_BYTES {
+            return Err(ApiError::unknown_symbol(symbol));
+        }
+        let store = self.store()?;
+        let (key, past) = self.key(symbol, q, views, now);
+        let slot = self.slot(&key);
         if let Some(hot) = &*slot.load()
             && hot.key == key
             && hot.until > std::time::Instant::now()

@@ -219,18 +219,44 @@ pub(crate) async fn candles(State(app): State<AppState>, request: Request) -> Re
         Ok(q) => q,
         Err(e) => return e.into_response(),
     };
-    let ready = match app.history.candles(&symbol, &q, &app.view, now).await {
-        Ok(ready) => ready,
-        Err(e) => return e.into_response(),
-    };
-    let (content_type, cache_control) = match (q.format, ready.past) {
+    match app.history.candles(&symbol, &q, &app.view, now).await {
+        Ok(ready) => candles_response(request.headers(), q.format, &ready),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A candles answer in its hot slot, served before the router (see `HttpService::call`);
+/// `None` for anything else — a miss, a bad query, a bad symbol — which the handler answers.
+pub(crate) fn candles_hot(
+    app: &AppState,
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+) -> Option<Response> {
+    let symbol = symbol_in(uri.path(), "/candles")?;
+    let raw = uri.query();
+    if raw.is_some_and(|q| q.len() > MAX_QUERY_BYTES) {
+        return None;
+    }
+    let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+    let now = history::now_ms();
+    let q = history::query::parse(raw, accept, now).ok()?;
+    let ready = app.history.hot(&symbol, &q, &app.view, now)?;
+    Some(candles_response(headers, q.format, &ready))
+}
+
+fn candles_response(
+    headers: &axum::http::HeaderMap,
+    format: Format,
+    ready: &history::Ready,
+) -> Response {
+    let (content_type, cache_control) = match (format, ready.past) {
         (Format::Json, true) => ("application/json", "max-age=600"),
         (Format::Json, false) => ("application/json", "no-cache"),
         (Format::Csv, true) => ("text/csv; charset=utf-8", "max-age=600"),
         (Format::Csv, false) => ("text/csv; charset=utf-8", "no-cache"),
     };
     let mut response = respond(
-        request.headers(),
+        headers,
         ready.body.clone(),
         ready.etag.clone(),
         content_type,

@@ -262,23 +262,10 @@ pub(crate) async fn metrics_list(State(app): State<AppState>, request: Request) 
 )]
 pub(crate) async fn metric(State(app): State<AppState>, request: Request) -> Response {
     let path = request.uri().path();
-    let raw_id = path.strip_prefix("/v1/metrics/").unwrap_or_default();
-    // The prepared answer, when the snapshots it was made from are still in force.
-    let stamp = app.tickers.stamp();
-    match app.metric_bodies.prepared.load().as_ref() {
-        Some(p) if p.stamp == stamp => {
-            if let Some((body, etag)) = p.bodies.get(raw_id) {
-                return respond(
-                    request.headers(),
-                    body.clone(),
-                    etag.clone(),
-                    "application/json",
-                    "no-cache",
-                );
-            }
-        }
-        _ => app.metric_bodies.refresh(&app.tickers),
+    if let Some(r) = prepared(&app, path, request.headers()) {
+        return r;
     }
+    let raw_id = path.strip_prefix("/v1/metrics/").unwrap_or_default();
     let Some(raw) = percent_decoded(raw_id) else {
         return ApiError::bad_request("invalid_metric_id", "the metric id is not UTF-8")
             .into_response();
@@ -297,6 +284,34 @@ pub(crate) async fn metric(State(app): State<AppState>, request: Request) -> Res
     match metric_response(&app.tickers, ranks.as_deref(), id) {
         Some(body) => current_json(&request, &body),
         None => unknown_metric(&raw).into_response(),
+    }
+}
+
+/// The answer made ahead for `path` (`/v1/metrics/{id}`), when the snapshots it was made
+/// from are still in force; `None` otherwise (then a build of new answers is started, and the
+/// caller answers from the snapshots).
+pub(crate) fn prepared(
+    app: &AppState,
+    path: &str,
+    headers: &axum::http::HeaderMap,
+) -> Option<Response> {
+    let raw_id = path.strip_prefix("/v1/metrics/")?;
+    let stamp = app.tickers.stamp();
+    match app.metric_bodies.prepared.load().as_ref() {
+        Some(p) if p.stamp == stamp => {
+            let (body, etag) = p.bodies.get(raw_id)?;
+            Some(respond(
+                headers,
+                body.clone(),
+                etag.clone(),
+                "application/json",
+                "no-cache",
+            ))
+        }
+        _ => {
+            app.metric_bodies.refresh(&app.tickers);
+            None
+        }
     }
 }
 
