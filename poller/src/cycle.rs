@@ -265,8 +265,10 @@ impl<S: Source> PollerState<S> {
     /// while holding the lease.
     async fn confirm(&mut self, trace: &TraceContext) {
         let Some((last, _)) = &self.last else { return };
+        // The lease renewed, as before announcing: a holder whose lease lapsed during a slow
+        // fetch must not confirm a hash another instance has announced past.
         if let Some(lease) = self.args.lease.clone()
-            && !lease.lock().await.held()
+            && !matches!(lease.lock().await.acquire().await, Ok(true))
         {
             return;
         }

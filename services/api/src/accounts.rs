@@ -201,6 +201,9 @@ pub struct Accounts {
     admin_key: Option<[u8; 32]>,
     /// Digest → the caller, or `None` for a key that is unknown or revoked.
     cache: moka::sync::Cache<[u8; 32], Option<Arc<Caller>>>,
+    /// Key ids revoked lately (for longer than a cached answer lives): a lookup that read the
+    /// key just before its revocation and cached it just after is not believed.
+    revoked: moka::sync::Cache<String, ()>,
     limiter: DefaultKeyedRateLimiter<String>,
     /// NATS for revocations and the tracked set, once connected.
     bus: arc_swap::ArcSwapOption<(Client, Tracked)>,
@@ -217,6 +220,10 @@ impl Accounts {
                 .max_capacity(KEY_CACHE_ENTRIES)
                 .time_to_live(KEY_TTL)
                 .support_invalidation_closures()
+                .build(),
+            revoked: moka::sync::Cache::builder()
+                .max_capacity(KEY_CACHE_ENTRIES)
+                .time_to_live(KEY_TTL * 2)
                 .build(),
             limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
             bus: arc_swap::ArcSwapOption::empty(),
@@ -273,7 +280,7 @@ impl Accounts {
                 known
             }
         };
-        let Some(caller) = known else {
+        let Some(caller) = known.filter(|c| !self.revoked.contains_key(&c.key_id)) else {
             self.count("unknown");
             return Err(unauthorized("invalid_key", "unknown or revoked API key"));
         };
@@ -311,6 +318,7 @@ impl Accounts {
 
     /// Forgets what this node cached of key `key_id`.
     pub fn forget(&self, key_id: &str) {
+        self.revoked.insert(key_id.to_owned(), ());
         let key_id = key_id.to_owned();
         let _ = self
             .cache

@@ -10,7 +10,7 @@ use topcoins_schemas::{
     Binance, Coinbase, Exchange, Kraken, MarketsSnapshot, PairTicker, RanksSnapshot, TickerSnapshot,
 };
 
-use crate::slots::{Current, Slots};
+use crate::slots::{Current, Latest, Slots};
 
 /// The tickers of one exchange's snapshot, whatever the exchange.
 pub trait TickerList: Send + Sync {
@@ -134,24 +134,44 @@ impl Tickers {
     }
 }
 
-/// Which snapshots of the three ticker kinds and the ranks are in force: the addresses of
-/// their `Latest`s, which change with every notice installed (0: none yet). Equal stamps mean
-/// equal answers for every metric; one `ArcSwap` load per kind, no reference count touched.
-pub type Stamp = [usize; 4];
+/// Which snapshots of the three ticker kinds and the ranks are in force: their `Latest`s,
+/// held (so their addresses cannot be reused by later ones while a stamp exists), compared by
+/// address. A new notice installs a new `Latest`, so equal stamps mean equal answers for every
+/// metric.
+#[derive(Clone, Default)]
+pub struct Stamp {
+    kraken: Option<Arc<Latest<TickerSnapshot<Kraken>>>>,
+    coinbase: Option<Arc<Latest<TickerSnapshot<Coinbase>>>>,
+    binance: Option<Arc<Latest<TickerSnapshot<Binance>>>>,
+    ranks: Option<Arc<Latest<RanksSnapshot>>>,
+}
+
+fn same<S>(held: &Option<Arc<Latest<S>>>, current: &Current<S>) -> bool {
+    let now = current.load();
+    match (held, now.as_ref()) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }
+}
 
 impl Tickers {
+    /// The snapshots in force now.
     pub fn stamp(&self) -> Stamp {
-        fn at<S>(current: &Current<S>) -> usize {
-            current
-                .load()
-                .as_ref()
-                .map_or(0, |l| Arc::as_ptr(l) as usize)
+        Stamp {
+            kraken: self.kraken.load_full(),
+            coinbase: self.coinbase.load_full(),
+            binance: self.binance.load_full(),
+            ranks: self.ranks.load_full(),
         }
-        [
-            at(&self.kraken),
-            at(&self.coinbase),
-            at(&self.binance),
-            at(&self.ranks),
-        ]
+    }
+
+    /// Whether `stamp` names the snapshots in force now (one `ArcSwap` load per kind, no
+    /// reference count touched).
+    pub fn is_current(&self, stamp: &Stamp) -> bool {
+        same(&stamp.kraken, &self.kraken)
+            && same(&stamp.coinbase, &self.coinbase)
+            && same(&stamp.binance, &self.binance)
+            && same(&stamp.ranks, &self.ranks)
     }
 }

@@ -137,8 +137,14 @@ pub(crate) async fn feed(
         for (key, t, v) in earlier {
             samples.record(key, t, v);
         }
-        // A pair no longer tracked leaves the ranks now, not when its samples age out.
-        samples.retain(time, |(e, pair, _)| *e != f.exchange || f.tracks(pair));
+        // A pair no longer tracked leaves the ranks now, not when its samples age out. A pair
+        // in this poll is tracked by whoever polled it (this instance may not have read the
+        // watched pairs yet).
+        samples.retain(time, |(e, pair, _)| {
+            *e != f.exchange
+                || f.tracks(pair)
+                || tickers.iter().any(|t| t.pair.as_str() == pair.as_str())
+        });
         for t in tickers.iter() {
             for kind in MetricKind::ALL {
                 samples.record((f.exchange, t.pair.clone(), kind), time, t.value(kind));

@@ -191,8 +191,13 @@ async fn each_exchange_announces_the_tracked_pairs_it_lists() -> Result<()> {
                 sd,
             ));
         }
-        // After the move, deviations are no longer all 0.
-        Ok(all.iter().any(|(.., sd)| *sd > 0.0).then_some(all))
+        // After the move, deviations are no longer all 0. The six are read one by one and
+        // the ranks are recomputed every poll: take a set read within one ranks snapshot
+        // (positions consistent with the deviations read); a wrong ranking never is one.
+        let consistent = all.iter().all(|(_, position, _, sd)| {
+            *position == all.iter().filter(|(.., o)| o > sd).count() as u64 + 1
+        });
+        Ok((consistent && all.iter().any(|(.., sd)| *sd > 0.0)).then_some(all))
     })
     .await?;
     for (id, position, of, sd) in &ranked {

@@ -296,9 +296,8 @@ pub(crate) fn prepared(
     headers: &axum::http::HeaderMap,
 ) -> Option<Response> {
     let raw_id = path.strip_prefix("/v1/metrics/")?;
-    let stamp = app.tickers.stamp();
     match app.metric_bodies.prepared.load().as_ref() {
-        Some(p) if p.stamp == stamp => {
+        Some(p) if app.tickers.is_current(&p.stamp) => {
             let (body, etag) = p.bodies.get(raw_id)?;
             Some(respond(
                 headers,
@@ -405,7 +404,7 @@ impl MetricBodies {
             let built = Prepared::build(&tickers);
             // Stored only if nothing changed meanwhile; otherwise the next request starts
             // another build from what is in force then.
-            if built.stamp == tickers.stamp() {
+            if tickers.is_current(&built.stamp) {
                 this.prepared.store(Some(std::sync::Arc::new(built)));
             }
             this.building.store(false, Ordering::Release);
