@@ -56,18 +56,7 @@ pub fn parse(
         None => default_limit,
         Some(v) => parse_limit(&v, max_limit)?,
     };
-    let format = match format.as_deref() {
-        Some("json") => Format::Json,
-        Some("csv") => Format::Csv,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "invalid_format",
-                format!("format must be json or csv, got {:?}", echo(other)),
-            ));
-        }
-        None if accept.is_some_and(prefers_csv) => Format::Csv,
-        None => Format::Json,
-    };
+    let format = parse_format(format.as_deref(), accept)?;
     Ok(TopQuery { limit, format })
 }
 
@@ -90,6 +79,20 @@ pub(crate) fn params<const N: usize>(
         }
     }
     Ok(seen)
+}
+
+/// `format` (`json` or `csv`), or without one what `Accept` prefers.
+pub(crate) fn parse_format(format: Option<&str>, accept: Option<&str>) -> Result<Format, ApiError> {
+    match format {
+        Some("json") => Ok(Format::Json),
+        Some("csv") => Ok(Format::Csv),
+        Some(other) => Err(ApiError::bad_request(
+            "invalid_format",
+            format!("format must be json or csv, got {:?}", echo(other)),
+        )),
+        None if accept.is_some_and(prefers_csv) => Ok(Format::Csv),
+        None => Ok(Format::Json),
+    }
 }
 
 pub(crate) fn parse_limit(value: &str, max: usize) -> Result<usize, ApiError> {

@@ -157,6 +157,21 @@ pub fn rank(
     out
 }
 
+/// Ranks as the ranks snapshot lists them, by metric id (`exchange:pair:metric`).
+pub fn ranked_metrics(ranks: BTreeMap<MetricKey, Rank>) -> Vec<topcoins_schemas::RankedMetric> {
+    ranks
+        .into_iter()
+        .map(
+            |((exchange, pair, kind), r)| topcoins_schemas::RankedMetric {
+                id: format!("{exchange}:{pair}:{}", kind.as_str()).into(),
+                position: r.position,
+                of: r.of,
+                stddev_24h: r.stddev,
+            },
+        )
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

@@ -15,9 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use topcoins_poller::Source;
-use topcoins_schemas::{
-    Exchange, PairTicker, RankedMetric, RanksSnapshot, TickerSnapshot, TickerWindow,
-};
+use topcoins_schemas::{Exchange, PairTicker, RanksSnapshot, TickerSnapshot, TickerWindow};
 use topcoins_upstream::{UpstreamError, UpstreamErrorKind, UpstreamMetrics};
 
 use crate::client::ExchangeApi;
@@ -257,16 +255,8 @@ impl Source for RankSource {
     }
 
     async fn fetch(&mut self) -> Result<RanksSnapshot, UpstreamError> {
-        let ranks = self.samples.lock().expect("not poisoned").ranks(now_ms());
-        let ranks: Vec<RankedMetric> = ranks
-            .into_iter()
-            .map(|((exchange, pair, kind), r)| RankedMetric {
-                id: format!("{exchange}:{pair}:{}", kind.as_str()).into(),
-                position: r.position,
-                of: r.of,
-                stddev_24h: r.stddev,
-            })
-            .collect();
+        let ranks =
+            crate::rank::ranked_metrics(self.samples.lock().expect("not poisoned").ranks(now_ms()));
         if ranks.is_empty() {
             return Err(UpstreamError::new(
                 "ranks",

@@ -296,7 +296,7 @@ async fn first_ok(url: &str, command: &[String]) -> Result<()> {
 
 fn ranks(metrics: usize, samples: usize, rounds: usize) -> Result<()> {
     use topcoins_exchanges::rank::Samples;
-    use topcoins_schemas::{MetricKind, RankedMetric, RanksSnapshot};
+    use topcoins_schemas::{MetricKind, RanksSnapshot};
     let now = 1_764_547_200_000_i64 + 24 * 3600 * 1000;
     let minute = 60_000_i64;
     let mut all = Samples::default();
@@ -331,15 +331,7 @@ fn ranks(metrics: usize, samples: usize, rounds: usize) -> Result<()> {
         let t0 = Instant::now();
         let ranked = all.ranks(now);
         let t1 = Instant::now();
-        let list: Vec<RankedMetric> = ranked
-            .into_iter()
-            .map(|((exchange, pair, kind), r)| RankedMetric {
-                id: format!("{exchange}:{pair}:{}", kind.as_str()).into(),
-                position: r.position,
-                of: r.of,
-                stddev_24h: r.stddev,
-            })
-            .collect();
+        let list = topcoins_exchanges::rank::ranked_metrics(ranked);
         let snapshot = RanksSnapshot::new(list).context("a valid ranks snapshot")?;
         let (bytes, _hash) = snapshot.encode();
         std::hint::black_box(bytes);

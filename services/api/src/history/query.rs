@@ -9,7 +9,7 @@ use time::format_description::well_known::Rfc3339;
 use topcoins_history::{Cursor, Interval};
 
 use crate::error::ApiError;
-use crate::query::{Format, echo, parse_limit, prefers_csv};
+use crate::query::{Format, echo, parse_format, parse_limit};
 
 /// `limit` when a request gives none, and the most it may ask for.
 pub const DEFAULT_LIMIT: usize = 500;
@@ -70,11 +70,37 @@ pub fn parse(raw: Option<&str>, accept: Option<&str>, now: i64) -> Result<Candle
             )
         })?,
     };
-    let to = match to.as_deref() {
+    let (from, to) = parse_range(from.as_deref(), to.as_deref(), now)?;
+    let limit = match limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(v) => parse_limit(v, MAX_LIMIT)?,
+    };
+    let cursor = match cursor.as_deref() {
+        None => None,
+        Some(v) => Some(parse_cursor(v)?),
+    };
+    let format = parse_format(format.as_deref(), accept)?;
+    Ok(CandlesQuery {
+        interval,
+        from,
+        to,
+        limit,
+        cursor,
+        format,
+    })
+}
+
+/// `from` and `to` (default now, and a day before `to`), checked to be in order.
+pub(crate) fn parse_range(
+    from: Option<&str>,
+    to: Option<&str>,
+    now: i64,
+) -> Result<(i64, i64), ApiError> {
+    let to = match to {
         None => now.clamp(MIN_TIME_MS, MAX_TIME_MS),
         Some(v) => parse_time("to", v)?,
     };
-    let from = match from.as_deref() {
+    let from = match from {
         None => to.saturating_sub(DEFAULT_SPAN_MS).max(MIN_TIME_MS),
         Some(v) => parse_time("from", v)?,
     };
@@ -84,34 +110,7 @@ pub fn parse(raw: Option<&str>, accept: Option<&str>, now: i64) -> Result<Candle
             format!("from ({from}) is after to ({to})"),
         ));
     }
-    let limit = match limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(v) => parse_limit(v, MAX_LIMIT)?,
-    };
-    let cursor = match cursor.as_deref() {
-        None => None,
-        Some(v) => Some(parse_cursor(v)?),
-    };
-    let format = match format.as_deref() {
-        Some("json") => Format::Json,
-        Some("csv") => Format::Csv,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "invalid_format",
-                format!("format must be json or csv, got {:?}", echo(other)),
-            ));
-        }
-        None if accept.is_some_and(prefers_csv) => Format::Csv,
-        None => Format::Json,
-    };
-    Ok(CandlesQuery {
-        interval,
-        from,
-        to,
-        limit,
-        cursor,
-        format,
-    })
+    Ok((from, to))
 }
 
 /// Unix milliseconds (an optional `-`, then digits) or RFC 3339.

@@ -14,8 +14,8 @@ use super::metrics_api::MetricId;
 use super::{AppState, MAX_QUERY_BYTES};
 use crate::error::ApiError;
 use crate::history::etag_of;
-use crate::history::query::{DEFAULT_SPAN_MS, MAX_TIME_MS, MIN_TIME_MS, parse_cursor, parse_time};
-use crate::query::{Format, echo, params, parse_limit, prefers_csv};
+use crate::history::query::{parse_cursor, parse_range};
+use crate::query::{Format, echo, params, parse_format, parse_limit};
 
 /// Records a page holds by default (a day at one poll a minute) and at most.
 pub const DEFAULT_LIMIT: usize = 1440;
@@ -37,37 +37,13 @@ pub(crate) fn parse(
 ) -> Result<RecordsQuery, ApiError> {
     let [from, to, limit, cursor, format] =
         params(raw, ["from", "to", "limit", "cursor", "format"])?;
-    let to = match to.as_deref() {
-        None => now.clamp(MIN_TIME_MS, MAX_TIME_MS),
-        Some(v) => parse_time("to", v)?,
-    };
-    let from = match from.as_deref() {
-        None => to.saturating_sub(DEFAULT_SPAN_MS).max(MIN_TIME_MS),
-        Some(v) => parse_time("from", v)?,
-    };
-    if from > to {
-        return Err(ApiError::bad_request(
-            "invalid_range",
-            format!("from ({from}) is after to ({to})"),
-        ));
-    }
+    let (from, to) = parse_range(from.as_deref(), to.as_deref(), now)?;
     let limit = match limit.as_deref() {
         None => DEFAULT_LIMIT,
         Some(v) => parse_limit(v, MAX_LIMIT)?,
     };
     let cursor = cursor.as_deref().map(parse_cursor).transpose()?;
-    let format = match format.as_deref() {
-        Some("json") => Format::Json,
-        Some("csv") => Format::Csv,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "invalid_format",
-                format!("format must be json or csv, got {:?}", echo(other)),
-            ));
-        }
-        None if accept.is_some_and(prefers_csv) => Format::Csv,
-        None => Format::Json,
-    };
+    let format = parse_format(format.as_deref(), accept)?;
     Ok(RecordsQuery {
         from,
         to,
@@ -231,6 +207,7 @@ async fn records_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::query::DEFAULT_SPAN_MS;
 
     const NOW: i64 = 1_764_596_832_345;
 
