@@ -336,6 +336,71 @@ EOT
     }
   }
 
+  group "alerts" {
+    # One alerts process: it evaluates every rule and delivers the outbox (two would each
+    # evaluate, and the outbox's unique dedupe keys would keep one copy of each decision, but
+    # deliveries could then be attempted twice).
+    count = 1
+
+    network {
+      port "metrics" { to = 9105 }
+    }
+
+    restart {
+      attempts = 10
+      interval = "10m"
+      delay    = "5s"
+      mode     = "delay"
+    }
+
+    service {
+      name     = "topcoins-alerts"
+      port     = "metrics"
+      provider = "nomad"
+      tags     = ["prometheus"]
+
+      check {
+        type     = "http"
+        path     = "/healthz"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
+
+    task "alerts" {
+      driver = "docker"
+
+      config {
+        image = var.image
+        args  = ["alerts"]
+        ports = ["metrics"]
+      }
+
+      env {
+        NATS_URL                = var.nats_url
+        TOPCOINS_METRICS_LISTEN = "0.0.0.0:9105"
+      }
+
+      # The database URL and the SMTP server (with their passwords) come from the Nomad
+      # variable, never this file (see nomad/README.md).
+      template {
+        destination = "secrets/alerts.env"
+        env         = true
+        data        = <<EOT
+{{ with nomadVar "nomad/jobs/topcoins" }}
+TOPCOINS_DATABASE_URL={{ .database_url }}
+{{ with .smtp_url }}TOPCOINS_SMTP_URL={{ . }}{{ end }}
+{{ end }}
+EOT
+      }
+
+      resources {
+        cpu    = 200
+        memory = 128
+      }
+    }
+  }
+
   group "api" {
     count = var.api_count
 

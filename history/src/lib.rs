@@ -30,6 +30,7 @@
 //! - `sql`: the merge rule as SQL, shared by both backends, and the row shape.
 //! - [`sqlite`]: [`SqliteStore`], the embedded default; migrations in `migrations/sqlite/`.
 //! - [`postgres`]: [`PostgresStore`]; migrations in `migrations/postgresql/`.
+//! - [`alerts`]: [`AlertStore`]: alert rules, channels, state, alerts and the outbox.
 //! - [`migrate`]: the versioned migration lists, embedded in the binary.
 //! - [`url`]: [`DatabaseUrl`], the parser of `TOPCOINS_DATABASE_URL`.
 //! - [`error`]: [`Error`], the crate's one error type.
@@ -37,6 +38,7 @@
 //! The behavioural suite both backends pass is `tests/suite/`.
 
 pub mod accounts;
+pub mod alerts;
 pub mod batch;
 pub mod candle;
 pub mod error;
@@ -52,6 +54,9 @@ pub mod url;
 
 pub use accounts::{
     AccountStore, ApiKey, Record, RecordPage, RecordRange, RecordStore, User, Watch,
+};
+pub use alerts::{
+    Alert, AlertPage, AlertState, AlertStore, Attempt, Channel, Decision, Message, Next, Rule,
 };
 pub use batch::{Batch, symbol_key};
 pub use candle::{Candle, Observation, Ohlc, Ranked, Sample, Source};

@@ -39,6 +39,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "metrics_accounts",
         sql: include_str!("../migrations/sqlite/0005_metrics_accounts.sql"),
     },
+    Migration {
+        version: 6,
+        name: "alerts",
+        sql: include_str!("../migrations/sqlite/0006_alerts.sql"),
+    },
 ];
 
 pub(crate) const POSTGRESQL: &[Migration] = &[
@@ -66,6 +71,11 @@ pub(crate) const POSTGRESQL: &[Migration] = &[
         version: 5,
         name: "metrics_accounts",
         sql: include_str!("../migrations/postgresql/0005_metrics_accounts.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "alerts",
+        sql: include_str!("../migrations/postgresql/0006_alerts.sql"),
     },
 ];
 

@@ -9,6 +9,9 @@ use std::time::Duration;
 use crate::accounts::{
     AccountStore, ApiKey, Record, RecordPage, RecordRange, RecordStore, User, Watch,
 };
+use crate::alerts::{
+    AlertPage, AlertState, AlertStore, Attempt, Channel, Decision, Message, Next, Rule,
+};
 use crate::{
     BackfillProgress, Batch, Candle, DatabaseUrl, Error, Interval, PostgresStore, Rolled, Source,
     SqliteStore,
@@ -338,5 +341,65 @@ impl AccountStore for Store {
     }
     async fn watched_pairs(&self, exchange: &str) -> Result<Vec<String>, Error> {
         delegate!(self, s => s.watched_pairs(exchange))
+    }
+}
+
+impl AlertStore for Store {
+    async fn create_rule(&self, rule: Rule, channel: Channel) -> Result<(Rule, Channel), Error> {
+        delegate!(self, s => s.create_rule(rule, channel))
+    }
+    async fn rules(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Rule, Channel)>, Error> {
+        delegate!(self, s => s.rules(user_id, after, limit))
+    }
+    async fn rule(&self, user_id: &str, id: &str) -> Result<Option<(Rule, Channel)>, Error> {
+        delegate!(self, s => s.rule(user_id, id))
+    }
+    async fn delete_rule(&self, user_id: &str, id: &str) -> Result<bool, Error> {
+        delegate!(self, s => s.delete_rule(user_id, id))
+    }
+    async fn rotate_secret(
+        &self,
+        user_id: &str,
+        rule_id: &str,
+        secret: String,
+        previous_until: i64,
+    ) -> Result<Option<Channel>, Error> {
+        delegate!(self, s => s.rotate_secret(user_id, rule_id, secret, previous_until))
+    }
+    async fn all_rules(&self) -> Result<Vec<(Rule, Channel)>, Error> {
+        delegate!(self, s => s.all_rules())
+    }
+    async fn alert_states(&self) -> Result<Vec<AlertState>, Error> {
+        delegate!(self, s => s.alert_states())
+    }
+    async fn commit_alerts(&self, decision: Decision) -> Result<Vec<String>, Error> {
+        delegate!(self, s => s.commit_alerts(decision))
+    }
+    async fn due_messages(&self, now: i64, limit: usize) -> Result<Vec<(Message, Channel)>, Error> {
+        delegate!(self, s => s.due_messages(now, limit))
+    }
+    async fn pending(&self) -> Result<(u64, Option<i64>), Error> {
+        delegate!(self, s => s.pending())
+    }
+    async fn record_attempt(
+        &self,
+        attempt: Attempt,
+        channel_id: &str,
+        next: Next,
+    ) -> Result<(), Error> {
+        delegate!(self, s => s.record_attempt(attempt, channel_id, next))
+    }
+    async fn alerts(
+        &self,
+        user_id: &str,
+        before: Option<(i64, String)>,
+        limit: usize,
+    ) -> Result<AlertPage, Error> {
+        delegate!(self, s => s.alerts(user_id, before, limit))
     }
 }

@@ -111,7 +111,8 @@ async fn migrations_are_recorded_and_a_newer_schema_is_refused() {
             (2, "backfills".to_owned()),
             (3, "rollup".to_owned()),
             (4, "minutes".to_owned()),
-            (5, "metrics_accounts".to_owned())
+            (5, "metrics_accounts".to_owned()),
+            (6, "alerts".to_owned())
         ]
     );
     client

@@ -45,7 +45,8 @@ async fn the_file_is_wal_versioned_and_kept_across_opens() {
             (2, "backfills".to_owned()),
             (3, "rollup".to_owned()),
             (4, "minutes".to_owned()),
-            (5, "metrics_accounts".to_owned())
+            (5, "metrics_accounts".to_owned()),
+            (6, "alerts".to_owned())
         ]
     );
     let without_rowid: String = conn

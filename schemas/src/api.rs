@@ -387,3 +387,147 @@ pub struct WatchlistResponse {
     pub data: Vec<WatchEntry>,
     pub meta: MetricsMeta,
 }
+
+/// `POST /v1/alerts/rules` takes this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewRule {
+    /// `exchange:pair:metric` (a tracked metric, `GET /v1/metrics`) or `coin:SYMBOL:price` (a
+    /// coin of the top list).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = "^((kraken|coinbase|binance):[a-z0-9]{1,20}-[a-z0-9]{1,20}:(price|high|low|change_pct|change_abs|volume|volume_quote)|coin:[A-Za-z0-9]{1,20}:price)$",
+            example = "kraken:btc-usd:volume"
+        )
+    )]
+    pub metric: String,
+    pub condition: crate::alert::Condition,
+    pub channel: crate::alert::ChannelSpec,
+}
+
+/// A rule's channel as listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChannelEntry {
+    /// `chn_…`: rules of a user with the same target share it (and its secret).
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: crate::alert::ChannelType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Unix ms when the endpoint answered 410 Gone and deliveries stopped; a new rule with
+    /// the same target enables it again.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub disabled: Option<i64>,
+}
+
+/// One of the caller's rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RuleEntry {
+    /// `rul_…`.
+    pub id: String,
+    pub metric: String,
+    pub condition: crate::alert::Condition,
+    pub channel: ChannelEntry,
+    /// Unix ms.
+    pub created: i64,
+}
+
+/// `POST /v1/alerts/rules` answers this: the rule and its channel's secret (`whsec_…`),
+/// which signs its webhooks (shown when the channel is made and on rotation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RuleCreated {
+    #[serde(flatten)]
+    pub rule: RuleEntry,
+    pub secret: String,
+}
+
+/// `GET /v1/alerts/rules`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RulesResponse {
+    pub data: Vec<RuleEntry>,
+    pub meta: MetricsMeta,
+}
+
+/// `POST /v1/alerts/rules/{id}/secret`: the new secret; the previous one keeps signing (both
+/// signatures are sent) until `previous_valid_until`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SecretRotated {
+    pub channel_id: String,
+    pub secret: String,
+    /// Unix ms.
+    pub previous_valid_until: i64,
+}
+
+/// `POST /v1/alerts/rules/{id}/test`: the test alert, in the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TestFired {
+    pub alert_id: String,
+    /// The `webhook-id` it is delivered with.
+    pub message_id: String,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AttemptEntry {
+    /// 1 for the first.
+    pub attempt: i32,
+    /// Unix ms.
+    pub time: i64,
+    /// The HTTP (or SMTP) status, when there was one.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub status_code: Option<i32>,
+    /// `delivered`, or what went wrong.
+    pub outcome: String,
+}
+
+/// What became of an alert's message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeliveryEntry {
+    /// The message's id: the `webhook-id` of every attempt.
+    pub message_id: String,
+    /// `pending`, `delivered`, `failed` (out of retries) or `disabled` (410 Gone).
+    pub status: String,
+    /// Unix ms of the next attempt, while pending.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub next_attempt: Option<i64>,
+    pub attempts: Vec<AttemptEntry>,
+}
+
+/// One alert: what fired, when, with what value and average, and its delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AlertEntry {
+    /// `alr_…`.
+    pub id: String,
+    pub rule_id: String,
+    pub metric: String,
+    /// `fired`, `resolved` or `test`.
+    pub kind: String,
+    /// Unix ms of the sample.
+    pub time: i64,
+    pub value: f64,
+    /// The window's average (or its first value, `change_pct`); `null` for thresholds.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub average: Option<f64>,
+    pub delivery: DeliveryEntry,
+}
+
+/// `GET /v1/alerts`: newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AlertsResponse {
+    pub data: Vec<AlertEntry>,
+    pub meta: MetricsMeta,
+}

@@ -8,8 +8,10 @@
 //! - [`ticker`]: exchange tickers ([`TickerSnapshot`], one kind per [`Exchange`]) and the
 //!   seven [`MetricKind`]s of a pair.
 //! - [`notice`]: the small messages that travel on the bus ([`HashNotice`], [`PriceEvent`]).
+//! - [`alert`]: alert rules as written, their checks, and the bodies alerts are delivered in.
 //! - [`api`]: the HTTP response and error bodies, for clients and tests.
 
+pub mod alert;
 pub mod api;
 pub mod hash;
 pub mod kind;

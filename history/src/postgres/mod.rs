@@ -5,6 +5,7 @@
 //! follow-up for databases reached over an untrusted network.
 
 mod accounts;
+mod alerts;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

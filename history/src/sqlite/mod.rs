@@ -6,6 +6,7 @@
 //! on disk before the recorder acknowledges its snapshot.
 
 mod accounts;
+mod alerts;
 mod worker;
 
 use std::path::Path;

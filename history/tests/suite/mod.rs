@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use topcoins_history::{AccountStore, ApiKey, Record, RecordRange, RecordStore, User, Watch};
 use topcoins_history::{
+    Alert, AlertState, AlertStore, Attempt, Channel, Decision, Message, Next, Rule,
+};
+use topcoins_history::{
     BackfillProgress, Batch, Candle, CandleStore, Cursor, Interval, Observation, Ohlc, PRUNE_STEP,
     Range, Sample, Source,
 };
@@ -37,6 +40,7 @@ macro_rules! behaviours {
             records_are_kept_once_and_paged,
             records_prune_only_the_old,
             keys_users_and_watchlists,
+            alerts_rules_outbox_and_attempts,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {
@@ -1207,4 +1211,304 @@ pub async fn keys_users_and_watchlists(store: &(impl CandleStore + AccountStore)
     assert_eq!(store.watched_pairs("kraken").await.unwrap(), ["btc-usd"]);
     assert_eq!(store.watched_pairs("coinbase").await.unwrap(), ["btc-usd"]);
     assert!(store.watched_pairs("binance").await.unwrap().is_empty());
+}
+
+fn user(id: &str) -> (User, ApiKey) {
+    (
+        User {
+            id: id.to_owned(),
+            name: id.to_owned(),
+            created: DAY0,
+        },
+        ApiKey {
+            id: format!("key_{id}"),
+            user_id: id.to_owned(),
+            prefix: "tck_".to_owned(),
+            hash: [id.len() as u8 + id.as_bytes()[4]; 32],
+            created: DAY0,
+            last_used: None,
+            revoked: None,
+        },
+    )
+}
+
+fn channel(id: &str, user_id: &str, url: &str) -> Channel {
+    Channel {
+        id: id.to_owned(),
+        user_id: user_id.to_owned(),
+        kind: "webhook".to_owned(),
+        target: url.to_owned(),
+        secret: format!("whsec_{id}"),
+        previous_secret: None,
+        previous_until: None,
+        disabled: None,
+        created: DAY0,
+    }
+}
+
+fn rule(id: &str, user_id: &str, metric: &str) -> Rule {
+    Rule {
+        id: id.to_owned(),
+        user_id: user_id.to_owned(),
+        metric: metric.to_owned(),
+        condition: r#"{"type":"above_average","factor":3,"window":"1h"}"#.to_owned(),
+        channel_id: String::new(),
+        created: DAY0,
+    }
+}
+
+fn alert(id: &str, user_id: &str, rule_id: &str, time: i64, message_id: &str) -> Alert {
+    Alert {
+        id: id.to_owned(),
+        user_id: user_id.to_owned(),
+        rule_id: rule_id.to_owned(),
+        metric: "kraken:btc-usd:volume".to_owned(),
+        kind: "fired".to_owned(),
+        time,
+        value: 500.0,
+        average: Some(100.0),
+        dedupe: format!("{rule_id}:fired:{time}"),
+        message_id: message_id.to_owned(),
+    }
+}
+
+fn message(id: &str, user_id: &str, channel_id: &str, at: i64) -> Message {
+    Message {
+        id: id.to_owned(),
+        user_id: user_id.to_owned(),
+        channel_id: channel_id.to_owned(),
+        body: format!("{{\"id\":\"{id}\"}}"),
+        created: at,
+        status: "pending".to_owned(),
+        attempts: 0,
+        next_attempt: Some(at),
+    }
+}
+
+/// Rules share a user's channel of the same target; rules are scoped to their user; a
+/// decision is stored once (its dedupe key), and a message none of whose alerts is new is not
+/// stored; due messages come soonest first; attempts are kept and move the message on; a 410
+/// disables the channel and its pending messages; a rotation keeps the previous secret.
+pub async fn alerts_rules_outbox_and_attempts(
+    store: &(impl CandleStore + AccountStore + AlertStore),
+) {
+    store.migrate().await.unwrap();
+    for id in ["usr_a", "usr_b"] {
+        let (u, k) = user(id);
+        store.create_user(u, k).await.unwrap();
+    }
+    let hook = "https://hooks.example/a";
+    let (r1, c1) = store
+        .create_rule(
+            rule("rul_1", "usr_a", "kraken:btc-usd:volume"),
+            channel("chn_1", "usr_a", hook),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r1.channel_id.as_str(), c1.id.as_str()), ("chn_1", "chn_1"));
+    // The same target: the channel (and its secret) is shared.
+    let (r2, c2) = store
+        .create_rule(
+            rule("rul_2", "usr_a", "kraken:eth-usd:volume"),
+            channel("chn_2", "usr_a", hook),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r2.channel_id.as_str(), c2.secret.as_str()),
+        ("chn_1", "whsec_chn_1")
+    );
+    // Another user's same URL is their own channel.
+    let (r3, _) = store
+        .create_rule(
+            rule("rul_3", "usr_b", "kraken:btc-usd:volume"),
+            channel("chn_3", "usr_b", hook),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r3.channel_id, "chn_3");
+    let mine: Vec<String> = store
+        .rules("usr_a", None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(r, _)| r.id)
+        .collect();
+    assert_eq!(mine, ["rul_1", "rul_2"]);
+    let page: Vec<String> = store
+        .rules("usr_a", Some("rul_1"), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(r, _)| r.id)
+        .collect();
+    assert_eq!(page, ["rul_2"]);
+    assert!(store.rule("usr_b", "rul_1").await.unwrap().is_none());
+    assert_eq!(store.all_rules().await.unwrap().len(), 3);
+
+    // A decision, committed; the same decision again stores nothing.
+    let t = DAY0 + HOUR;
+    let decision = Decision {
+        states: vec![AlertState {
+            rule_id: "rul_1".to_owned(),
+            firing: true,
+            pending_since: None,
+            last_fired: Some(t),
+            last_sample: t,
+        }],
+        alerts: vec![
+            alert("alr_1", "usr_a", "rul_1", t, "msg_1"),
+            alert("alr_2", "usr_a", "rul_2", t, "msg_1"),
+        ],
+        messages: vec![message("msg_1", "usr_a", "chn_1", t)],
+    };
+    assert_eq!(
+        store.commit_alerts(decision.clone()).await.unwrap(),
+        ["msg_1"]
+    );
+    let again = Decision {
+        alerts: vec![
+            alert("alr_1b", "usr_a", "rul_1", t, "msg_1b"),
+            alert("alr_2b", "usr_a", "rul_2", t, "msg_1b"),
+        ],
+        messages: vec![message("msg_1b", "usr_a", "chn_1", t)],
+        ..decision.clone()
+    };
+    assert!(store.commit_alerts(again).await.unwrap().is_empty());
+    let states = store.alert_states().await.unwrap();
+    assert_eq!(states, decision.states);
+    assert_eq!(store.pending().await.unwrap(), (1, Some(t)));
+    // Not due before its time; due at it.
+    assert!(store.due_messages(t - 1, 10).await.unwrap().is_empty());
+    let due = store.due_messages(t, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].0.id.as_str(), due[0].1.id.as_str()),
+        ("msg_1", "chn_1")
+    );
+
+    // A failed attempt moves it on; a delivered one takes it out.
+    store
+        .record_attempt(
+            Attempt {
+                message_id: "msg_1".to_owned(),
+                attempt: 1,
+                time: t,
+                status_code: Some(503),
+                outcome: "http 503".to_owned(),
+            },
+            "chn_1",
+            Next::Retry(t + 5_000),
+        )
+        .await
+        .unwrap();
+    assert!(store.due_messages(t + 4_999, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.due_messages(t + 5_000, 10).await.unwrap()[0]
+            .0
+            .attempts,
+        1
+    );
+    store
+        .record_attempt(
+            Attempt {
+                message_id: "msg_1".to_owned(),
+                attempt: 2,
+                time: t + 5_000,
+                status_code: Some(200),
+                outcome: "delivered".to_owned(),
+            },
+            "chn_1",
+            Next::Delivered,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.pending().await.unwrap(), (0, None));
+
+    // The user's alerts, newest first, with their message and both attempts; paged.
+    let later = Decision {
+        states: vec![],
+        alerts: vec![alert("alr_3", "usr_a", "rul_1", t + 2 * HOUR, "msg_2")],
+        messages: vec![message("msg_2", "usr_a", "chn_1", t + 2 * HOUR)],
+    };
+    store.commit_alerts(later).await.unwrap();
+    let page = store.alerts("usr_a", None, 2).await.unwrap();
+    let ids: Vec<&str> = page.alerts.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["alr_3", "alr_2"]);
+    let rest = store.alerts("usr_a", page.next.clone(), 2).await.unwrap();
+    let ids: Vec<&str> = rest.alerts.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["alr_1"]);
+    assert!(rest.next.is_none());
+    assert_eq!(rest.messages[0].status, "delivered");
+    let tries: Vec<(i32, Option<i32>)> = rest
+        .attempts
+        .iter()
+        .map(|a| (a.attempt, a.status_code))
+        .collect();
+    assert_eq!(tries, [(1, Some(503)), (2, Some(200))]);
+    assert!(
+        store
+            .alerts("usr_b", None, 10)
+            .await
+            .unwrap()
+            .alerts
+            .is_empty()
+    );
+
+    // 410: the channel and its pending messages are disabled.
+    let more = Decision {
+        states: vec![],
+        alerts: vec![alert("alr_4", "usr_a", "rul_2", t + 3 * HOUR, "msg_3")],
+        messages: vec![message("msg_3", "usr_a", "chn_1", t + 3 * HOUR)],
+    };
+    store.commit_alerts(more).await.unwrap();
+    store
+        .record_attempt(
+            Attempt {
+                message_id: "msg_2".to_owned(),
+                attempt: 1,
+                time: t + 3 * HOUR,
+                status_code: Some(410),
+                outcome: "gone".to_owned(),
+            },
+            "chn_1",
+            Next::Disabled,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.pending().await.unwrap(), (0, None));
+    let (_, c) = store.rule("usr_a", "rul_1").await.unwrap().unwrap();
+    assert_eq!(c.disabled, Some(t + 3 * HOUR));
+    // A new rule on the same target enables it again.
+    let (_, c) = store
+        .create_rule(
+            rule("rul_4", "usr_a", "kraken:btc-usd:price"),
+            channel("chn_9", "usr_a", hook),
+        )
+        .await
+        .unwrap();
+    assert_eq!((c.id.as_str(), c.disabled), ("chn_1", None));
+
+    // Rotation: the old secret is kept as the previous one until the grace ends.
+    let c = store
+        .rotate_secret("usr_a", "rul_2", "whsec_new".to_owned(), t + 4 * HOUR)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.secret, "whsec_new");
+    assert_eq!(c.previous_secret.as_deref(), Some("whsec_chn_1"));
+    assert_eq!(c.previous_until, Some(t + 4 * HOUR));
+    assert!(
+        store
+            .rotate_secret("usr_b", "rul_2", "whsec_x".to_owned(), 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Deleting: only one's own, and its state goes with it.
+    assert!(!store.delete_rule("usr_b", "rul_1").await.unwrap());
+    assert!(store.delete_rule("usr_a", "rul_1").await.unwrap());
+    assert!(!store.delete_rule("usr_a", "rul_1").await.unwrap());
+    assert!(store.alert_states().await.unwrap().is_empty());
 }

@@ -340,6 +340,19 @@ impl Accounts {
         }
     }
 
+    /// Tells the alerts process that the rules changed (best effort: it also reads them
+    /// again every half minute).
+    pub async fn rules_changed(&self) {
+        if let Some(bus) = self.bus.load_full()
+            && let Err(e) = bus
+                .0
+                .publish(topcoins_schemas::alert::RULES_CHANGED_SUBJECT, "{}".into())
+                .await
+        {
+            tracing::warn!(error = %e, "rule change not announced; the alerts process reads the rules within 30 s");
+        }
+    }
+
     /// The tracked-set bucket, once NATS is there.
     pub fn tracked(&self) -> Option<Tracked> {
         self.bus.load().as_ref().map(|b| b.1.clone())

@@ -6,6 +6,7 @@
 //! list of routes, from which both the router and `/openapi.json` are made.
 
 mod accounts_api;
+mod alerts_api;
 mod coins;
 mod idle;
 pub mod metrics_api;
@@ -320,7 +321,7 @@ impl HttpService {
 /// Every path the router serves, `/` first (nearly every request is for it): the values of
 /// the metrics' `route` label. The openapi test checks that it names exactly the paths of
 /// [`routes`].
-pub const ROUTES: [&str; 16] = [
+pub const ROUTES: [&str; 21] = [
     "/",
     "/healthz",
     "/readyz",
@@ -337,7 +338,17 @@ pub const ROUTES: [&str; 16] = [
     KEY_ROUTE,
     WATCHLIST_ROUTE,
     WATCH_ROUTE,
+    RULES_ROUTE,
+    RULE_ROUTE,
+    RULE_SECRET_ROUTE,
+    RULE_TEST_ROUTE,
+    ALERTS_ROUTE,
 ];
+const RULES_ROUTE: &str = "/v1/alerts/rules";
+const RULE_ROUTE: &str = "/v1/alerts/rules/{id}";
+const RULE_SECRET_ROUTE: &str = "/v1/alerts/rules/{id}/secret";
+const RULE_TEST_ROUTE: &str = "/v1/alerts/rules/{id}/test";
+const ALERTS_ROUTE: &str = "/v1/alerts";
 const EXCHANGES_ROUTE: &str = "/v1/exchanges";
 const METRICS_ROUTE: &str = "/v1/metrics";
 pub(crate) const METRIC_ROUTE: &str = "/v1/metrics/{id}";
@@ -365,6 +376,14 @@ fn route_label(path: &str) -> &'static str {
             "unmatched"
         } else {
             KEY_ROUTE
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/v1/alerts/rules/") {
+        return match rest.split_once('/') {
+            None if !rest.is_empty() => RULE_ROUTE,
+            Some((id, "secret")) if !id.is_empty() => RULE_SECRET_ROUTE,
+            Some((id, "test")) if !id.is_empty() => RULE_TEST_ROUTE,
+            _ => "unmatched",
         };
     }
     if let Some(rest) = path.strip_prefix("/v1/watchlist/") {
@@ -473,6 +492,11 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts_api::revoke_key))
         .routes(routes!(accounts_api::watch, accounts_api::watchlist))
         .routes(routes!(accounts_api::unwatch))
+        .routes(routes!(alerts_api::create_rule, alerts_api::list_rules))
+        .routes(routes!(alerts_api::delete_rule))
+        .routes(routes!(alerts_api::rotate_secret))
+        .routes(routes!(alerts_api::test_rule))
+        .routes(routes!(alerts_api::list_alerts))
 }
 
 /// `/openapi.json` for a node whose `limit` defaults to `default_limit`, at most `max_limit`.

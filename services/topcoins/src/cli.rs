@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use topcoins_alerts::AlertsConfig;
 use topcoins_api::ApiConfig;
 use topcoins_backfill::BackfillConfig;
 use topcoins_bus::{NatsAuth, NatsConfig};
@@ -57,6 +58,9 @@ pub enum Command {
     Exchanges(ExchangesArgs),
     /// The recorder: price and ranking snapshots into candles in the database.
     Recorder(RecorderArgs),
+    /// The alerts process: users' alert rules evaluated on every new value, alerts delivered
+    /// (webhook, Slack, NATS, e-mail) at least once.
+    Alerts(AlertsArgs),
     /// The simulated market.
     Sim(SimArgs),
     /// CoinMarketCap listings on the command line.
@@ -233,7 +237,21 @@ pub struct UpArgs {
     #[command(flatten)]
     pub backfill: BackfillConfig,
     #[command(flatten)]
+    pub alerts: AlertsConfig,
+    #[command(flatten)]
     pub sim: SimConfig,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AlertsArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub alerts: AlertsConfig,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -102,6 +102,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await?;
             Ok(())
         }
+        Command::Alerts(args) => {
+            let nats = args.nats.required("alerts")?;
+            let database = args.database.database_url.clone().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "TOPCOINS_DATABASE_URL (or --database-url) is required for `topcoins alerts`"
+                )
+            })?;
+            let registry = Registry::new();
+            serve_metrics(args.metrics.metrics_listen, &registry, &shutdown).await?;
+            topcoins_alerts::run(args.alerts, database, nats, registry, shutdown.wait()).await?;
+            Ok(())
+        }
         Command::Cmc(args) => {
             print!("{}", topcoins::cmc::run(args).await?);
             Ok(())

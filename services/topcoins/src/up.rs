@@ -139,6 +139,18 @@ const COMPONENTS: &[Component] = &[
         },
     },
     Component {
+        name: "alerts",
+        start: |plan, shutdown| {
+            Ok(boxed(topcoins_alerts::run(
+                plan.args.alerts.clone(),
+                plan.database.clone(),
+                plan.args.nats.config(&plan.nats_url, "topcoins-alerts"),
+                plan.registry.clone(),
+                shutdown.wait(),
+            )))
+        },
+    },
+    Component {
         name: "api",
         start: |plan, shutdown| {
             let listener = plan.api.take().context("the API listener is bound once")?;

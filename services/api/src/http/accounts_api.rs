@@ -43,7 +43,7 @@ fn created(value: &impl serde::Serialize) -> Response {
     (StatusCode::CREATED, axum::Json(value)).into_response()
 }
 
-fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
+pub(crate) fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
     let mut r = (status, axum::Json(value)).into_response();
     r.headers_mut().insert(
         axum::http::header::CACHE_CONTROL,
@@ -53,7 +53,7 @@ fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
 }
 
 /// The request's JSON body as a `T`, or a 400 saying what is wrong with it.
-async fn body<T: DeserializeOwned>(body: axum::body::Body) -> Result<T, ApiError> {
+pub(crate) async fn body<T: DeserializeOwned>(body: axum::body::Body) -> Result<T, ApiError> {
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| {
@@ -71,18 +71,21 @@ async fn body<T: DeserializeOwned>(body: axum::body::Body) -> Result<T, ApiError
 }
 
 /// The caller and the open store, or the refusal.
-async fn caller(app: &AppState, parts: &Parts) -> Result<(Arc<Caller>, Arc<Store>), Refused> {
+pub(crate) async fn caller(
+    app: &AppState,
+    parts: &Parts,
+) -> Result<(Arc<Caller>, Arc<Store>), Refused> {
     let store = app.history.store()?;
     let caller = app.accounts.caller(&parts.headers, &store).await?;
     app.accounts.touch(&caller, store.clone(), now_ms());
     Ok((caller, store))
 }
 
-fn db(app: &AppState, e: &topcoins_history::Error) -> Refused {
+pub(crate) fn db(app: &AppState, e: &topcoins_history::Error) -> Refused {
     app.history.failed(e).into()
 }
 
-fn not_found(code: &'static str, message: String) -> ApiError {
+pub(crate) fn not_found(code: &'static str, message: String) -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         code,
@@ -251,7 +254,7 @@ fn cut<T>(data: &mut Vec<T>, limit: usize, id: impl Fn(&T) -> String) -> Option<
 }
 
 /// `limit` and `cursor` of a list.
-fn page_query(
+pub(crate) fn page_query(
     parts: &Parts,
     default: usize,
     max: usize,
