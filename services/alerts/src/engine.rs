@@ -7,12 +7,16 @@
 //! at least 90 % of the samples it should (see [`Series::stats`]): after a restart, a gap, or
 //! a rule on a metric newly tracked, nothing fires until the window has filled.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use topcoins_history::{Alert, AlertState, Channel, Decision, Message, Rule};
 use topcoins_schemas::alert::{AlertBody, AlertData, Checked, Condition, ConditionType};
 
 use crate::window::Series;
+
+/// Maps keyed by metric or rule id: foldhash, as the API node's hot maps (no untrusted keys
+/// reach these: rules are the users' own, checked, and metrics the exchanges').
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A rule as evaluated: the stored rule, its channel and its checked condition.
 #[derive(Debug, Clone)]
@@ -36,13 +40,43 @@ pub struct Event {
     pub average: Option<f64>,
 }
 
+/// One rule on a metric, with its state.
+struct Slot {
+    watched: Watched,
+    state: Option<AlertState>,
+    /// Where its window started at the last evaluation (see [`Series::stats_after`]).
+    cursor: u64,
+    /// Changed since the last [`Engine::take_dirty`].
+    dirty: bool,
+}
+
+/// One watched metric: its samples and the rules on it.
+#[derive(Default)]
+struct Entry {
+    series: Series,
+    slots: Vec<Slot>,
+    /// The rules' longest window: how far back the samples must reach.
+    keep_ms: i64,
+    /// Read from the database (or tried).
+    seeded: bool,
+}
+
 #[derive(Default)]
 pub struct Engine {
-    rules: HashMap<String, Watched>,
-    by_metric: HashMap<String, Vec<String>>,
-    states: HashMap<String, AlertState>,
-    series: HashMap<String, Series>,
-    dirty: HashSet<String>,
+    metrics: Map<String, Entry>,
+    /// Each rule's metric.
+    rules: Map<String, String>,
+    /// Metrics with a slot changed since the last [`Engine::take_dirty`].
+    dirty: Vec<String>,
+}
+
+fn parse(rule: &Rule) -> Result<(Checked, String), String> {
+    serde_json::from_str::<Condition>(&rule.condition)
+        .map_err(|e| e.to_string())
+        .and_then(|c| {
+            let window = c.window_text();
+            c.check().map(|k| (k, window)).map_err(|e| e.message)
+        })
 }
 
 impl Engine {
@@ -53,61 +87,80 @@ impl Engine {
         rules: Vec<(Rule, Channel)>,
         stored: Vec<AlertState>,
     ) -> Vec<String> {
-        let mut stored: HashMap<String, AlertState> =
+        let mut stored: Map<String, AlertState> =
             stored.into_iter().map(|s| (s.rule_id.clone(), s)).collect();
-        let mut next = HashMap::new();
+        // The states held now win over the stored ones (they may be newer).
+        for entry in self.metrics.values_mut() {
+            for slot in entry.slots.drain(..) {
+                if let Some(state) = slot.state {
+                    stored.insert(slot.watched.rule.id.clone(), state);
+                }
+            }
+        }
+        let mut kept_dirty: Vec<String> = Vec::new();
+        for metric in self.dirty.drain(..) {
+            kept_dirty.push(metric);
+        }
+        self.rules.clear();
+        let mut rules = rules;
+        rules.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         for (rule, channel) in rules {
-            let checked = match serde_json::from_str::<Condition>(&rule.condition)
-                .map_err(|e| e.to_string())
-                .and_then(|c| {
-                    let window = c.window_text();
-                    c.check().map(|k| (k, window)).map_err(|e| e.message)
-                }) {
+            let (checked, window) = match parse(&rule) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(rule = %rule.id, error = %e, "alerts: a stored rule does not parse; skipped");
                     continue;
                 }
             };
-            next.insert(
-                rule.id.clone(),
-                Watched {
+            let state = stored.remove(&rule.id);
+            self.rules.insert(rule.id.clone(), rule.metric.clone());
+            let entry = self.metrics.entry(rule.metric.clone()).or_default();
+            entry.slots.push(Slot {
+                watched: Watched {
                     rule,
                     channel,
-                    checked: checked.0,
-                    window: checked.1,
+                    checked,
+                    window,
                 },
-            );
+                state,
+                cursor: 0,
+                dirty: false,
+            });
         }
-        let mut states = HashMap::new();
-        for id in next.keys() {
-            if let Some(s) = self.states.remove(id).or_else(|| stored.remove(id)) {
-                states.insert(id.clone(), s);
+        self.metrics.retain(|_, e| !e.slots.is_empty());
+        for entry in self.metrics.values_mut() {
+            entry.keep_ms = entry
+                .slots
+                .iter()
+                .map(|s| s.watched.checked.window_ms)
+                .max()
+                .unwrap_or(0);
+        }
+        // States changed and not committed yet stay to be committed.
+        for metric in kept_dirty {
+            if let Some(entry) = self.metrics.get_mut(&metric) {
+                for slot in &mut entry.slots {
+                    slot.dirty = slot.state.is_some();
+                }
+                self.dirty.push(metric);
             }
         }
-        self.states = states;
-        self.dirty.retain(|id| next.contains_key(id));
-        self.by_metric.clear();
-        for w in next.values() {
-            self.by_metric
-                .entry(w.rule.metric.clone())
-                .or_default()
-                .push(w.rule.id.clone());
-        }
-        for ids in self.by_metric.values_mut() {
-            ids.sort();
-        }
-        self.rules = next;
-        self.series.retain(|m, _| self.by_metric.contains_key(m));
-        self.by_metric
-            .keys()
-            .filter(|m| !self.series.contains_key(*m))
-            .cloned()
+        self.metrics
+            .iter()
+            .filter(|(_, e)| !e.seeded)
+            .map(|(m, _)| m.clone())
             .collect()
     }
 
+    /// The rule `id` as evaluated.
     pub fn rule(&self, id: &str) -> Option<&Watched> {
-        self.rules.get(id)
+        let metric = self.rules.get(id)?;
+        self.metrics
+            .get(metric)?
+            .slots
+            .iter()
+            .map(|s| &s.watched)
+            .find(|w| w.rule.id == id)
     }
 
     pub fn rule_count(&self) -> usize {
@@ -116,53 +169,45 @@ impl Engine {
 
     /// Whether any rule watches `metric`.
     pub fn wants(&self, metric: &str) -> bool {
-        self.by_metric.contains_key(metric)
+        self.metrics.contains_key(metric)
     }
 
     /// Every metric a rule watches.
     pub fn metrics(&self) -> impl Iterator<Item = &str> {
-        self.by_metric.keys().map(String::as_str)
+        self.metrics.keys().map(String::as_str)
     }
 
     /// How far back `metric`'s samples must reach: its rules' longest window.
     pub fn keep_ms(&self, metric: &str) -> i64 {
-        self.by_metric.get(metric).map_or(0, |ids| {
-            ids.iter()
-                .filter_map(|id| self.rules.get(id))
-                .map(|w| w.checked.window_ms)
-                .max()
-                .unwrap_or(0)
-        })
+        self.metrics.get(metric).map_or(0, |e| e.keep_ms)
     }
 
-    /// Adds samples read from the database, oldest first, without evaluating them.
+    /// Adds samples read from the database, oldest first, without evaluating them (and marks
+    /// the metric read).
     pub fn seed(&mut self, metric: &str, samples: impl IntoIterator<Item = (i64, f64)>) {
-        let series = self.series.entry(metric.to_owned()).or_default();
-        for (t, v) in samples {
-            series.push(t, v);
+        if let Some(entry) = self.metrics.get_mut(metric) {
+            entry.seeded = true;
+            for (t, v) in samples {
+                entry.series.push(t, v);
+            }
         }
     }
 
     /// Evaluates every rule on `metric` for a new sample, then keeps the sample. A sample not
     /// newer than the last one (a notice seen twice) is not evaluated again.
     pub fn observe(&mut self, metric: &str, time: i64, value: f64, out: &mut Vec<Event>) {
-        let Some(ids) = self.by_metric.get(metric) else {
+        let Some(entry) = self.metrics.get_mut(metric) else {
             return;
         };
-        if !value.is_finite() {
+        if !value.is_finite() || entry.series.last_time().is_some_and(|t| time <= t) {
             return;
         }
-        let keep = self.keep_ms(metric);
-        let series = self.series.entry(metric.to_owned()).or_default();
-        if series.last_time().is_some_and(|t| time <= t) {
-            return;
-        }
-        for id in ids {
-            let Some(w) = self.rules.get(id) else {
-                continue;
-            };
-            let c = w.checked;
-            let stats = series.stats(time, c.window_ms);
+        let mut changed = false;
+        for slot in &mut entry.slots {
+            let c = slot.watched.checked;
+            let stats = entry
+                .series
+                .stats_after(&mut slot.cursor, time, c.window_ms);
             let (holds, average) = match c.kind {
                 ConditionType::PriceAbove => (Some(value > c.level), None),
                 ConditionType::PriceBelow => (Some(value < c.level), None),
@@ -182,7 +227,8 @@ impl Engine {
                     _ => (None, None),
                 },
             };
-            let state = self.states.entry(id.clone()).or_insert_with(|| AlertState {
+            let id = &slot.watched.rule.id;
+            let state = slot.state.get_or_insert_with(|| AlertState {
                 rule_id: id.clone(),
                 firing: false,
                 pending_since: None,
@@ -191,6 +237,7 @@ impl Engine {
             });
             state.last_sample = time;
             let before = (state.firing, state.pending_since, state.last_fired);
+            let mut event = None;
             match holds {
                 // Not enough samples to say: nothing changes.
                 None => {}
@@ -202,14 +249,7 @@ impl Engine {
                         state.firing = true;
                         state.pending_since = None;
                         state.last_fired = Some(time);
-                        out.push(Event {
-                            rule_id: id.clone(),
-                            kind: "fired",
-                            metric: metric.to_owned(),
-                            time,
-                            value,
-                            average,
-                        });
+                        event = Some("fired");
                     }
                 }
                 Some(true) => {}
@@ -218,42 +258,51 @@ impl Engine {
                     if state.firing {
                         state.firing = false;
                         if c.notify_resolved {
-                            out.push(Event {
-                                rule_id: id.clone(),
-                                kind: "resolved",
-                                metric: metric.to_owned(),
-                                time,
-                                value,
-                                average,
-                            });
+                            event = Some("resolved");
                         }
                     }
                 }
             }
-            if before != (state.firing, state.pending_since, state.last_fired) {
-                self.dirty.insert(id.clone());
+            if let Some(kind) = event {
+                out.push(Event {
+                    rule_id: id.clone(),
+                    kind,
+                    metric: metric.to_owned(),
+                    time,
+                    value,
+                    average,
+                });
+            }
+            if before != (state.firing, state.pending_since, state.last_fired) && !slot.dirty {
+                slot.dirty = true;
+                changed = true;
             }
         }
-        series.push(time, value);
-        series.trim(time - keep);
+        entry.series.push(time, value);
+        entry.series.trim(time - entry.keep_ms);
+        if changed {
+            self.dirty.push(metric.to_owned());
+        }
     }
 
     /// The states changed since the last call.
     pub fn take_dirty(&mut self) -> Vec<AlertState> {
-        let mut out: Vec<AlertState> = self
-            .dirty
-            .drain()
-            .filter_map(|id| self.states.get(&id).cloned())
-            .collect();
-        out.sort_by(|a, b| a.rule_id.cmp(&b.rule_id));
-        out
-    }
-
-    /// Puts back states whose commit failed, to be committed with the next decision.
-    pub fn redirty(&mut self, states: &[AlertState]) {
-        for s in states {
-            self.dirty.insert(s.rule_id.clone());
+        let mut out = Vec::new();
+        for metric in self.dirty.drain(..) {
+            let Some(entry) = self.metrics.get_mut(&metric) else {
+                continue;
+            };
+            for slot in &mut entry.slots {
+                if std::mem::take(&mut slot.dirty)
+                    && let Some(state) = &slot.state
+                {
+                    out.push(state.clone());
+                }
+            }
         }
+        out.sort_by(|a, b| a.rule_id.cmp(&b.rule_id));
+        out.dedup_by(|a, b| a.rule_id == b.rule_id);
+        out
     }
 
     /// One evaluation's events as a decision: an alert each, and one message per channel and
@@ -261,7 +310,7 @@ impl Engine {
     pub fn decide(&self, events: &[Event], states: Vec<AlertState>, now: i64) -> Decision {
         let mut groups: BTreeMap<(String, &'static str), Vec<(&Watched, &Event)>> = BTreeMap::new();
         for e in events {
-            if let Some(w) = self.rules.get(&e.rule_id) {
+            if let Some(w) = self.rule(&e.rule_id) {
                 groups
                     .entry((w.channel.id.clone(), e.kind))
                     .or_default()

@@ -18,7 +18,16 @@ pub struct Series {
     samples: VecDeque<(i64, f64, f64, f64)>,
     /// The sum of the samples trimmed away (what the first one's sum starts from).
     base: (f64, f64),
+    /// How many samples were trimmed away: `samples[i]` is sample `popped + i` of the series.
+    popped: u64,
+    /// The poll interval as last estimated ([`Series::interval`]), and the samples pushed
+    /// since: it is estimated again every [`INTERVAL_REFRESH`] samples, not on every one.
+    interval: Option<i64>,
+    since_estimate: u32,
 }
+
+/// Samples between two estimates of the poll interval.
+const INTERVAL_REFRESH: u32 = 8;
 
 /// What the samples of a window before a time say.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,6 +64,11 @@ impl Series {
         let b = sum - hi;
         let error = (hi - (sum - b)) + (value - b);
         self.samples.push_back((time, value, sum, lo + error));
+        self.since_estimate += 1;
+        if self.interval.is_none() || self.since_estimate >= INTERVAL_REFRESH {
+            self.interval = self.estimate_interval();
+            self.since_estimate = 0;
+        }
         true
     }
 
@@ -63,6 +77,7 @@ impl Series {
         while self.samples.front().is_some_and(|s| s.0 <= before) {
             if let Some(s) = self.samples.pop_front() {
                 self.base = (s.2, s.3);
+                self.popped += 1;
             }
         }
         if self.samples.len() * 4 < self.samples.capacity() && self.samples.capacity() > 64 {
@@ -70,18 +85,27 @@ impl Series {
         }
     }
 
-    /// The poll interval as the samples show it: the median of the last gaps.
+    /// The poll interval as the samples show it: the median of the last gaps (estimated
+    /// again every few samples).
     pub fn interval(&self) -> Option<i64> {
+        self.interval
+    }
+
+    fn estimate_interval(&self) -> Option<i64> {
         let n = self.samples.len();
         if n < 2 {
             return None;
         }
         let from = n.saturating_sub(INTERVAL_GAPS + 1);
-        let mut gaps: Vec<i64> = (from + 1..n)
-            .map(|i| self.samples[i].0 - self.samples[i - 1].0)
-            .collect();
+        let mut gaps = [0i64; INTERVAL_GAPS];
+        let mut len = 0;
+        for i in from + 1..n {
+            gaps[len] = self.samples[i].0 - self.samples[i - 1].0;
+            len += 1;
+        }
+        let gaps = &mut gaps[..len];
         gaps.sort_unstable();
-        Some(gaps[gaps.len() / 2])
+        Some(gaps[len / 2])
     }
 
     /// The samples in `(time - window, time)`: the window before a sample at `time`, that
@@ -89,6 +113,25 @@ impl Series {
     pub fn stats(&self, time: i64, window: i64) -> Option<WindowStats> {
         let start = self.samples.partition_point(|s| s.0 <= time - window);
         let end = self.samples.partition_point(|s| s.0 < time);
+        self.between(start, end, window)
+    }
+
+    /// [`Series::stats`] for a sample newer than every one held, with `cursor` where the
+    /// window started the last time (a sample number, kept by the caller per window): windows
+    /// only move forward, so the start is found by stepping from there, and the end is the
+    /// newest sample. What one evaluation touches is the window's two ends, not a search
+    /// through it (the samples of 10,000 metrics do not fit in a cache).
+    pub fn stats_after(&self, cursor: &mut u64, time: i64, window: i64) -> Option<WindowStats> {
+        let mut start = usize::try_from(cursor.saturating_sub(self.popped)).unwrap_or(usize::MAX);
+        start = start.min(self.samples.len());
+        while start < self.samples.len() && self.samples[start].0 <= time - window {
+            start += 1;
+        }
+        *cursor = self.popped + start as u64;
+        self.between(start, self.samples.len(), window)
+    }
+
+    fn between(&self, start: usize, end: usize, window: i64) -> Option<WindowStats> {
         if end <= start {
             return None;
         }
@@ -156,6 +199,26 @@ mod tests {
     }
 
     proptest! {
+        /// Stepping the window's start forward gives what a search gives.
+        #[test]
+        fn sliding_equals_searching(
+            gaps in prop::collection::vec(1i64..50, 1..300),
+            window in 1i64..500,
+            keep in 500i64..2000,
+        ) {
+            let mut s = Series::default();
+            let mut cursor = 0;
+            let mut t = 0;
+            for (i, g) in gaps.iter().enumerate() {
+                t += g;
+                if !s.is_empty() {
+                    prop_assert_eq!(s.stats_after(&mut cursor, t, window), s.stats(t, window));
+                }
+                s.push(t, (i % 13) as f64 * 10.0);
+                s.trim(t - keep);
+            }
+        }
+
         /// The running sums give the average a direct sum over the window gives.
         #[test]
         fn averages_equal_the_direct_sum(

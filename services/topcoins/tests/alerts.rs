@@ -474,7 +474,20 @@ async fn webhooks_spike_once_retry_survive_a_kill_and_stop_on_gone() -> Result<(
         assert!(verified(&secret, &h, &b), "every attempt is signed");
     }
 
-    // Killed with a delivery pending (the receiver down), started again: delivered, once.
+    // `topcoins alerts` as a process of its own, SIGKILLed with a delivery pending (the
+    // receiver down), started again: the message is delivered, once.
+    s.alerts.take().context("alerts")?.stop().await;
+    let spawn = || -> Result<(tokio::process::Child, common::Logs)> {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_topcoins"));
+        command
+            .arg("alerts")
+            .env("NATS_URL", s.h.nats.url())
+            .env("TOPCOINS_DATABASE_URL", s.database.to_string())
+            .env("RUST_LOG", "info");
+        common::Logs::spawn(&mut command)
+    };
+    let (mut child, mut logs) = spawn()?;
+    logs.event("alerts: database and NATS ready").await?;
     receiver.set(503);
     let before = receiver.got().len();
     let (_, fired) = s
@@ -493,10 +506,10 @@ async fn webhooks_spike_once_retry_survive_a_kill_and_stop_on_gone() -> Result<(
         Ok((receiver.got().len() > before).then_some(()))
     })
     .await?;
-    s.alerts.take().context("alerts")?.task.abort();
+    child.kill().await.context("SIGKILL")?;
     receiver.set(200);
-    let registry = prometheus::Registry::new();
-    s.alerts = Some(start_alerts(&s.h, &s.database, &registry, None));
+    let (mut child, mut logs) = spawn()?;
+    logs.event("alerts: database and NATS ready").await?;
     eventually("the pending delivery after the restart", || async {
         Ok(receiver
             .delivered()
@@ -512,6 +525,9 @@ async fn webhooks_spike_once_retry_survive_a_kill_and_stop_on_gone() -> Result<(
         .filter(|(h, _)| h["webhook-id"] == pending_id.as_str())
         .count();
     assert_eq!(copies, 1);
+    child.kill().await.context("SIGKILL")?;
+    let registry = prometheus::Registry::new();
+    s.alerts = Some(start_alerts(&s.h, &s.database, &registry, None));
 
     // Rotation: both signatures while the old one is in its grace.
     let (status, rotated) = s
