@@ -140,6 +140,15 @@ impl Next {
     }
 }
 
+/// What a rotation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    Rotated(Channel),
+    NoRule,
+    /// An earlier rotation's grace lasts until then.
+    InGrace(i64),
+}
+
 /// One evaluation's decisions, committed together.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Decision {
@@ -193,14 +202,15 @@ pub trait AlertStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, Error>> + Send;
 
     /// Gives the channel of a user's rule `rule_id` a new `secret`; the old one keeps signing
-    /// until `previous_until`. `None` if there is no such rule.
+    /// until `previous_until`. Refused while an earlier rotation's grace lasts at `now`.
     fn rotate_secret(
         &self,
         user_id: &str,
         rule_id: &str,
         secret: String,
         previous_until: i64,
-    ) -> impl Future<Output = Result<Option<Channel>, Error>> + Send;
+        now: i64,
+    ) -> impl Future<Output = Result<Rotation, Error>> + Send;
 
     /// Every rule with its channel (what the alerts process evaluates).
     fn all_rules(&self) -> impl Future<Output = Result<Vec<(Rule, Channel)>, Error>> + Send;
@@ -221,6 +231,17 @@ pub trait AlertStore: Send + Sync {
         now: i64,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<(Message, Channel)>, Error>> + Send;
+
+    /// Takes `message_id` (pending after `attempts` attempts, due at `now`) for one attempt,
+    /// moving its next attempt to `until`; `false` if it is no longer so (another attempt
+    /// took it).
+    fn claim(
+        &self,
+        message_id: &str,
+        attempts: i32,
+        now: i64,
+        until: i64,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
 
     /// Pending messages, and when the soonest is due.
     fn pending(&self) -> impl Future<Output = Result<(u64, Option<i64>), Error>> + Send;
@@ -266,8 +287,11 @@ pub(crate) mod sql {
     pub const ALL_RULES: &str = " ORDER BY r.id";
     pub const DELETE_RULE: &str = "DELETE FROM alert_rules WHERE user_id = $1 AND id = $2";
     pub const DELETE_STATE: &str = "DELETE FROM alert_states WHERE rule_id = $1";
+    /// Not while an earlier rotation's grace lasts (the secret before it would stop signing
+    /// at once): `$4` is now.
     pub const ROTATE_SECRET: &str = "UPDATE alert_channels SET previous_secret = secret,
-         previous_until_ms = $1, secret = $2 WHERE id = $3";
+         previous_until_ms = $1, secret = $2
+         WHERE id = $3 AND (previous_until_ms IS NULL OR previous_until_ms <= $4)";
     pub const SELECT_STATES: &str =
         "SELECT rule_id, firing, pending_since_ms, last_fired_ms, last_sample_ms FROM alert_states";
     pub const UPSERT_STATE: &str = "INSERT INTO alert_states
@@ -281,21 +305,31 @@ pub(crate) mod sql {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (dedupe) DO NOTHING";
     pub const INSERT_MESSAGE: &str = "INSERT INTO alert_messages
          (id, user_id, channel_id, body, created_ms, status, attempts, next_attempt_ms)
-         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6)";
+         VALUES ($1, $2, $3, $4, $5,
+         (SELECT CASE WHEN disabled_ms IS NULL THEN 'pending' ELSE 'disabled' END
+          FROM alert_channels WHERE id = $3), 0, $6)";
     /// A message and its channel: 8 message columns, then 9 channel columns.
     pub const DUE_MESSAGES: &str = "SELECT m.id, m.user_id, m.channel_id, m.body, m.created_ms,
          m.status, m.attempts, m.next_attempt_ms, c.id, c.user_id, c.kind, c.target, c.secret,
          c.previous_secret, c.previous_until_ms, c.disabled_ms, c.created_ms
          FROM alert_messages m JOIN alert_channels c ON c.id = m.channel_id
-         WHERE m.status = 'pending' AND m.next_attempt_ms <= $1
+         WHERE m.status = 'pending' AND m.next_attempt_ms <= $1 AND c.disabled_ms IS NULL
          ORDER BY m.next_attempt_ms LIMIT $2";
+    /// Takes a due message for one attempt: its next attempt moved to `$1` (when a process
+    /// that died during the attempt lets it be tried again), only if it is still pending
+    /// after `$3` attempts and due at `$4` (no other attempt took it meanwhile).
+    pub const CLAIM_MESSAGE: &str = "UPDATE alert_messages SET next_attempt_ms = $1
+         WHERE id = $2 AND status = 'pending' AND attempts = $3 AND next_attempt_ms <= $4";
     pub const PENDING: &str = "SELECT COUNT(*), MIN(next_attempt_ms) FROM alert_messages
          WHERE status = 'pending'";
     pub const INSERT_ATTEMPT: &str = "INSERT INTO alert_attempts
          (message_id, attempt, time_ms, status_code, outcome) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT DO NOTHING";
+    /// Only the attempt that claimed it moves it on (`$5`: the attempts before this one), and
+    /// only while pending (a 410 of another message may have disabled it meanwhile).
     pub const UPDATE_MESSAGE: &str = "UPDATE alert_messages
-         SET status = $1, attempts = $2, next_attempt_ms = $3 WHERE id = $4";
+         SET status = $1, attempts = $2, next_attempt_ms = $3
+         WHERE id = $4 AND status = 'pending' AND attempts = $5";
     pub const DISABLE_CHANNEL: &str =
         "UPDATE alert_channels SET disabled_ms = $1 WHERE id = $2 AND disabled_ms IS NULL";
     pub const DISABLE_PENDING: &str = "UPDATE alert_messages SET status = 'disabled',

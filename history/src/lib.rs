@@ -56,7 +56,8 @@ pub use accounts::{
     AccountStore, ApiKey, Record, RecordPage, RecordRange, RecordStore, User, Watch,
 };
 pub use alerts::{
-    Alert, AlertPage, AlertState, AlertStore, Attempt, Channel, Decision, Message, Next, Rule,
+    Alert, AlertPage, AlertState, AlertStore, Attempt, Channel, Decision, Message, Next, Rotation,
+    Rule,
 };
 pub use batch::{Batch, symbol_key};
 pub use candle::{Candle, Observation, Ohlc, Ranked, Sample, Source};

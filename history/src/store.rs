@@ -10,7 +10,7 @@ use crate::accounts::{
     AccountStore, ApiKey, Record, RecordPage, RecordRange, RecordStore, User, Watch,
 };
 use crate::alerts::{
-    AlertPage, AlertState, AlertStore, Attempt, Channel, Decision, Message, Next, Rule,
+    AlertPage, AlertState, AlertStore, Attempt, Channel, Decision, Message, Next, Rotation, Rule,
 };
 use crate::{
     BackfillProgress, Batch, Candle, DatabaseUrl, Error, Interval, PostgresStore, Rolled, Source,
@@ -368,8 +368,9 @@ impl AlertStore for Store {
         rule_id: &str,
         secret: String,
         previous_until: i64,
-    ) -> Result<Option<Channel>, Error> {
-        delegate!(self, s => s.rotate_secret(user_id, rule_id, secret, previous_until))
+        now: i64,
+    ) -> Result<Rotation, Error> {
+        delegate!(self, s => s.rotate_secret(user_id, rule_id, secret, previous_until, now))
     }
     async fn all_rules(&self) -> Result<Vec<(Rule, Channel)>, Error> {
         delegate!(self, s => s.all_rules())
@@ -382,6 +383,15 @@ impl AlertStore for Store {
     }
     async fn due_messages(&self, now: i64, limit: usize) -> Result<Vec<(Message, Channel)>, Error> {
         delegate!(self, s => s.due_messages(now, limit))
+    }
+    async fn claim(
+        &self,
+        message_id: &str,
+        attempts: i32,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, Error> {
+        delegate!(self, s => s.claim(message_id, attempts, now, until))
     }
     async fn pending(&self) -> Result<(u64, Option<i64>), Error> {
         delegate!(self, s => s.pending())

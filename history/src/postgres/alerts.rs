@@ -6,8 +6,8 @@ use super::PostgresStore;
 use crate::Error;
 use crate::alerts::sql::*;
 use crate::alerts::{
-    Alert, AlertPage, AlertState, AlertStore, Attempt, Channel, Decision, Message, Next, Rule,
-    before_bound, cut_alerts, message_ids,
+    Alert, AlertPage, AlertState, AlertStore, Attempt, Channel, Decision, Message, Next, Rotation,
+    Rule, before_bound, cut_alerts, message_ids,
 };
 
 fn channel_at(r: &Row, at: usize) -> Result<Channel, Error> {
@@ -146,20 +146,28 @@ impl AlertStore for PostgresStore {
         rule_id: &str,
         secret: String,
         previous_until: i64,
-    ) -> Result<Option<Channel>, Error> {
+        now: i64,
+    ) -> Result<Rotation, Error> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let sql = format!("{RULE_COLUMNS}{RULE_OF_USER} FOR UPDATE OF c");
         let Some(row) = tx.query_opt(&sql, &[&user_id, &rule_id]).await? else {
-            return Ok(None);
+            return Ok(Rotation::NoRule);
         };
         let (_, channel) = rule_and_channel(&row)?;
-        tx.execute(ROTATE_SECRET, &[&previous_until, &secret, &channel.id])
+        let n = tx
+            .execute(
+                ROTATE_SECRET,
+                &[&previous_until, &secret, &channel.id, &now],
+            )
             .await?;
+        if n == 0 {
+            return Ok(Rotation::InGrace(channel.previous_until.unwrap_or(now)));
+        }
         let row = tx.query_one(SELECT_CHANNEL, &[&channel.id]).await?;
         let channel = channel_at(&row, 0)?;
         tx.commit().await?;
-        Ok(Some(channel))
+        Ok(Rotation::Rotated(channel))
     }
 
     async fn all_rules(&self) -> Result<Vec<(Rule, Channel)>, Error> {
@@ -259,6 +267,20 @@ impl AlertStore for PostgresStore {
             .collect()
     }
 
+    async fn claim(
+        &self,
+        message_id: &str,
+        attempts: i32,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, Error> {
+        let client = self.client().await?;
+        Ok(client
+            .execute(CLAIM_MESSAGE, &[&until, &message_id, &attempts, &now])
+            .await?
+            > 0)
+    }
+
     async fn pending(&self) -> Result<(u64, Option<i64>), Error> {
         let client = self.client().await?;
         let row = client.query_one(PENDING, &[]).await?;
@@ -292,6 +314,7 @@ impl AlertStore for PostgresStore {
                 &attempt.attempt,
                 &next.at(),
                 &attempt.message_id,
+                &(attempt.attempt - 1),
             ],
         )
         .await?;

@@ -7,8 +7,8 @@ use super::SqliteStore;
 use crate::Error;
 use crate::alerts::sql::*;
 use crate::alerts::{
-    Alert, AlertPage, AlertState, AlertStore, Attempt, Channel, Decision, Message, Next, Rule,
-    before_bound, cut_alerts, message_ids,
+    Alert, AlertPage, AlertState, AlertStore, Attempt, Channel, Decision, Message, Next, Rotation,
+    Rule, before_bound, cut_alerts, message_ids,
 };
 
 fn channel_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Channel> {
@@ -161,7 +161,8 @@ impl AlertStore for SqliteStore {
         rule_id: &str,
         secret: String,
         previous_until: i64,
-    ) -> Result<Option<Channel>, Error> {
+        now: i64,
+    ) -> Result<Rotation, Error> {
         let (user_id, rule_id) = (user_id.to_owned(), rule_id.to_owned());
         self.writer
             .call(move |conn| {
@@ -170,18 +171,22 @@ impl AlertStore for SqliteStore {
                     .into_iter()
                     .next()
                 else {
-                    return Ok(None);
+                    return Ok(Rotation::NoRule);
                 };
-                tx.prepare_cached(ROTATE_SECRET)?.execute(params![
+                let n = tx.prepare_cached(ROTATE_SECRET)?.execute(params![
                     previous_until,
                     secret,
-                    channel.id
+                    channel.id,
+                    now
                 ])?;
+                if n == 0 {
+                    return Ok(Rotation::InGrace(channel.previous_until.unwrap_or(now)));
+                }
                 let channel = tx
                     .prepare_cached(SELECT_CHANNEL)?
                     .query_row([&channel.id], |r| channel_at(r, 0))?;
                 tx.commit()?;
-                Ok(Some(channel))
+                Ok(Rotation::Rotated(channel))
             })
             .await
     }
@@ -279,6 +284,24 @@ impl AlertStore for SqliteStore {
             .await
     }
 
+    async fn claim(
+        &self,
+        message_id: &str,
+        attempts: i32,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, Error> {
+        let message_id = message_id.to_owned();
+        self.writer
+            .call(move |conn| {
+                Ok(conn
+                    .prepare_cached(CLAIM_MESSAGE)?
+                    .execute(params![until, message_id, attempts, now])?
+                    > 0)
+            })
+            .await
+    }
+
     async fn pending(&self) -> Result<(u64, Option<i64>), Error> {
         self.reader
             .call(move |conn| {
@@ -311,7 +334,8 @@ impl AlertStore for SqliteStore {
                     next.status(),
                     attempt.attempt,
                     next.at(),
-                    attempt.message_id
+                    attempt.message_id,
+                    attempt.attempt - 1
                 ])?;
                 if next == Next::Disabled {
                     tx.prepare_cached(DISABLE_CHANNEL)?

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use topcoins_history::{AccountStore, ApiKey, Record, RecordRange, RecordStore, User, Watch};
 use topcoins_history::{
-    Alert, AlertState, AlertStore, Attempt, Channel, Decision, Message, Next, Rule,
+    Alert, AlertState, AlertStore, Attempt, Channel, Decision, Message, Next, Rotation, Rule,
 };
 use topcoins_history::{
     BackfillProgress, Batch, Candle, CandleStore, Cursor, Interval, Observation, Ohlc, PRUNE_STEP,
@@ -1382,6 +1382,12 @@ pub async fn alerts_rules_outbox_and_attempts(
     assert!(store.due_messages(t - 1, 10).await.unwrap().is_empty());
     let due = store.due_messages(t, 10).await.unwrap();
     assert_eq!(due.len(), 1);
+    // One attempt takes it; a second claim of the same attempt does not.
+    assert!(store.claim("msg_1", 0, t, t + 1).await.unwrap());
+    assert!(!store.claim("msg_1", 0, t, t + 1).await.unwrap());
+    // Due again once the claim lapses (a process that died during the attempt).
+    assert!(!store.claim("msg_1", 1, t + 1, t + 1).await.unwrap());
+    assert!(store.claim("msg_1", 0, t + 1, t).await.unwrap());
     assert_eq!(
         (due[0].0.id.as_str(), due[0].1.id.as_str()),
         ("msg_1", "chn_1")
@@ -1479,6 +1485,30 @@ pub async fn alerts_rules_outbox_and_attempts(
     assert_eq!(store.pending().await.unwrap(), (0, None));
     let (_, c) = store.rule("usr_a", "rul_1").await.unwrap().unwrap();
     assert_eq!(c.disabled, Some(t + 3 * HOUR));
+    // An attempt of a message the 410 disabled meanwhile does not bring it back.
+    store
+        .record_attempt(
+            Attempt {
+                message_id: "msg_3".to_owned(),
+                attempt: 1,
+                time: t + 3 * HOUR,
+                status_code: Some(503),
+                outcome: "http 503".to_owned(),
+            },
+            "chn_1",
+            Next::Retry(t + 3 * HOUR + 5_000),
+        )
+        .await
+        .unwrap();
+    // Alerts decided for a disabled channel are kept, their message disabled, never due.
+    let late = Decision {
+        states: vec![],
+        alerts: vec![alert("alr_5", "usr_a", "rul_2", t + 3 * HOUR + 1, "msg_4")],
+        messages: vec![message("msg_4", "usr_a", "chn_1", t + 3 * HOUR + 1)],
+    };
+    assert_eq!(store.commit_alerts(late).await.unwrap(), ["msg_4"]);
+    assert_eq!(store.pending().await.unwrap(), (0, None));
+    assert!(store.due_messages(i64::MAX, 10).await.unwrap().is_empty());
     // A new rule on the same target enables it again.
     let (_, c) = store
         .create_rule(
@@ -1490,20 +1520,49 @@ pub async fn alerts_rules_outbox_and_attempts(
     assert_eq!((c.id.as_str(), c.disabled), ("chn_1", None));
 
     // Rotation: the old secret is kept as the previous one until the grace ends.
-    let c = store
-        .rotate_secret("usr_a", "rul_2", "whsec_new".to_owned(), t + 4 * HOUR)
+    let Rotation::Rotated(c) = store
+        .rotate_secret("usr_a", "rul_2", "whsec_new".to_owned(), t + 4 * HOUR, t)
         .await
         .unwrap()
-        .unwrap();
+    else {
+        panic!("rotated");
+    };
     assert_eq!(c.secret, "whsec_new");
     assert_eq!(c.previous_secret.as_deref(), Some("whsec_chn_1"));
     assert_eq!(c.previous_until, Some(t + 4 * HOUR));
-    assert!(
+    // Another rotation within the grace would drop the first secret at once: refused.
+    assert_eq!(
         store
-            .rotate_secret("usr_b", "rul_2", "whsec_x".to_owned(), 0)
+            .rotate_secret(
+                "usr_a",
+                "rul_2",
+                "whsec_newer".to_owned(),
+                t + 5 * HOUR,
+                t + HOUR
+            )
             .await
-            .unwrap()
-            .is_none()
+            .unwrap(),
+        Rotation::InGrace(t + 4 * HOUR)
+    );
+    assert!(matches!(
+        store
+            .rotate_secret(
+                "usr_a",
+                "rul_2",
+                "whsec_newer".to_owned(),
+                t + 9 * HOUR,
+                t + 5 * HOUR
+            )
+            .await
+            .unwrap(),
+        Rotation::Rotated(_)
+    ));
+    assert_eq!(
+        store
+            .rotate_secret("usr_b", "rul_2", "whsec_x".to_owned(), 0, 0)
+            .await
+            .unwrap(),
+        Rotation::NoRule
     );
 
     // Deleting: only one's own, and its state goes with it.

@@ -54,7 +54,13 @@ pub struct Deliverer {
     pub nats: async_nats::Client,
     pub smtp: Option<Smtp>,
     pub metrics: AlertsMetrics,
+    /// How long one attempt may take (`TOPCOINS_ALERTS_DELIVERY_TIMEOUT`): a claimed message
+    /// is due again this long (and a little) after its claim, should the attempt never end.
+    pub timeout: Duration,
 }
+
+/// What a claim adds to the attempt's own timeout: the time to store its outcome.
+const CLAIM_MARGIN: Duration = Duration::from_secs(5);
 
 /// One attempt's result, before it is classified.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,6 +149,28 @@ impl Deliverer {
                         let Ok(slot) = slots.clone().acquire_owned().await else {
                             break;
                         };
+                        // Taken for this attempt in the database: a row read before another
+                        // attempt of it ended (its outcome stored, its count moved on) is
+                        // not sent again.
+                        let now = now_ms();
+                        let until = now + (self.timeout + CLAIM_MARGIN).as_millis() as i64;
+                        match self
+                            .store
+                            .claim(&message.id, message.attempts, now, until)
+                            .await
+                        {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                in_flight.lock().expect("not poisoned").remove(&message.id);
+                                continue;
+                            }
+                            Err(e) => {
+                                in_flight.lock().expect("not poisoned").remove(&message.id);
+                                self.metrics.db_errors.with_label_values(&["claim"]).inc();
+                                tracing::warn!(error = %e, "alerts: message not claimed; retrying");
+                                continue;
+                            }
+                        }
                         let this = self.clone();
                         let in_flight = in_flight.clone();
                         tasks.spawn(async move {
@@ -169,11 +197,12 @@ impl Deliverer {
                 _ = tokio::time::sleep(POLL) => {}
             }
         }
-        // Attempts under way finish (their outcome stored) or are cut after a few seconds;
-        // one cut is tried again at the next start.
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            while tasks.join_next().await.is_some() {}
-        })
+        // Attempts under way finish (their outcome stored) or are cut after their timeout and
+        // the time to store an outcome; one cut is tried again once its claim lapses.
+        let _ = tokio::time::timeout(
+            self.timeout + CLAIM_MARGIN + Duration::from_secs(2),
+            async { while tasks.join_next().await.is_some() {} },
+        )
         .await;
     }
 
@@ -327,8 +356,11 @@ impl Deliverer {
 
     async fn email(&self, message: &Message, channel: &Channel) -> Sent {
         let Some(smtp) = &self.smtp else {
-            // Kept pending: it goes out once TOPCOINS_SMTP_URL is set (and the process restarted).
-            return Sent::failed("no SMTP server configured (TOPCOINS_SMTP_URL)");
+            // Not a failure a retry mends: said at once, in the attempt's outcome.
+            return Sent {
+                permanent: true,
+                ..Sent::failed("no SMTP server configured (TOPCOINS_SMTP_URL)")
+            };
         };
         let body = serde_json::from_str::<AlertBody>(&message.body).ok();
         let count = body.as_ref().map_or(1, |b| b.all().len());

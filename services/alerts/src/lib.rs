@@ -54,7 +54,7 @@ pub const COIN_SUFFIX: &str = ":price";
 pub struct AlertsConfig {
     /// The SMTP server alert e-mails go through: `smtp://user:password@host:587?tls=required`
     /// (STARTTLS), `smtps://user:password@host:465` (TLS), or `smtp://host:25` (plain, for a
-    /// local relay). Without it e-mails wait in the outbox.
+    /// local relay). Without it an e-mail attempt fails at once, saying so.
     #[arg(long = "smtp-url", env = "TOPCOINS_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
     /// The sender of alert e-mails.
@@ -173,6 +173,7 @@ pub async fn run(
         nats: client.clone(),
         smtp,
         metrics: metrics.clone(),
+        timeout: config.delivery_timeout,
     };
     let evaluator = Evaluator {
         store: store.clone(),
@@ -260,9 +261,16 @@ impl Evaluator {
         let mut uncommitted: Vec<Decision> = Vec::new();
         loop {
             let received = tokio::select! {
-                _ = &mut shutdown => return,
+                _ = &mut shutdown => {
+                    // Decisions still waiting for the database get one last try.
+                    self.commit(&mut engine, &mut uncommitted, Vec::new()).await;
+                    if !uncommitted.is_empty() {
+                        tracing::error!(decisions = uncommitted.len(), "alerts: stopping with decisions the database did not take; their alerts are lost");
+                    }
+                    return;
+                }
                 r = polls.next() => r,
-                _ = changed.next() => {
+                Some(_) = changed.next() => {
                     self.reload(&mut engine).await;
                     continue;
                 }

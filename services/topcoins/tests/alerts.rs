@@ -483,6 +483,9 @@ async fn webhooks_spike_once_retry_survive_a_kill_and_stop_on_gone() -> Result<(
             .arg("alerts")
             .env("NATS_URL", s.h.nats.url())
             .env("TOPCOINS_DATABASE_URL", s.database.to_string())
+            // A message whose attempt was cut by the kill before its outcome was stored is due
+            // again when its claim lapses: the timeout and 5 s.
+            .env("TOPCOINS_ALERTS_DELIVERY_TIMEOUT", "2s")
             .env("RUST_LOG", "info");
         common::Logs::spawn(&mut command)
     };

@@ -7,7 +7,7 @@
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use topcoins_history::{Alert, AlertStore, Channel, Decision, Message, Rule};
+use topcoins_history::{Alert, AlertStore, Channel, Decision, Message, Rotation, Rule};
 use topcoins_schemas::alert::{
     AlertBody, AlertData, ChannelType, Condition, coin_metric_symbol, rfc3339_ms as rfc3339,
 };
@@ -320,6 +320,7 @@ pub(crate) async fn delete_rule(State(app): State<AppState>, request: Request) -
         (status = 200, description = "The new secret", body = SecretRotated),
         (status = 401, description = "`missing_key`, `invalid_key`", body = ErrorBody),
         (status = 404, description = "`unknown_rule`", body = ErrorBody),
+        (status = 409, description = "`rotation_in_progress`: the previous rotation's grace lasts", body = ErrorBody),
         (status = 429, description = "`rate_limited`", body = ErrorBody,
             headers(("Retry-After" = String, description = "Seconds"))),
         (status = 503, description = "`history_unavailable`", body = ErrorBody),
@@ -332,11 +333,31 @@ pub(crate) async fn rotate_secret(State(app): State<AppState>, request: Request)
         let (caller, store) = caller(&app, &parts).await?;
         let id = rule_id(parts.uri.path(), "/secret");
         let until = now_ms() + ROTATION_GRACE_MS;
-        let channel = store
-            .rotate_secret(&caller.user_id, &id, topcoins_alerts_secret(), until)
+        let channel = match store
+            .rotate_secret(
+                &caller.user_id,
+                &id,
+                topcoins_alerts_secret(),
+                until,
+                now_ms(),
+            )
             .await
             .map_err(|e| db(&app, &e))?
-            .ok_or_else(|| unknown_rule(&id))?;
+        {
+            Rotation::Rotated(c) => c,
+            Rotation::NoRule => return Err(unknown_rule(&id).into()),
+            Rotation::InGrace(until) => {
+                return Err(ApiError {
+                    status: StatusCode::CONFLICT,
+                    code: "rotation_in_progress",
+                    message: format!(
+                        "the previous rotation's secret signs until {} (Unix ms); rotate again after that, or the secret before it would stop signing at once",
+                        until
+                    ),
+                }
+                .into());
+            }
+        };
         app.accounts.rules_changed().await;
         Ok::<_, Refused>(json(
             StatusCode::OK,
