@@ -712,5 +712,42 @@ async fn slack_nats_and_email_channels() -> Result<()> {
     .await?;
     let text = mail.lock().unwrap().clone();
     assert!(text.contains("Subject: topcoins: 1 alert(s)"), "{text}");
+
+    // A coin's price (`coin:<SYMBOL>:price`), from the price snapshots: the actors on the
+    // simulator, a rule once BTC is in the top list, an alert on the next snapshot that
+    // changes.
+    let _price = s.h.start_price(common::POLL);
+    let _ranking = s.h.start_ranking(common::POLL);
+    eventually("BTC in the top list", || async {
+        let r = s.h.get(&s.node.url("/v1/coins/BTC")).await?;
+        Ok((r.status() == 200).then_some(()))
+    })
+    .await?;
+    let coin = s
+        .rule(
+            &key,
+            json!({"metric": "coin:btc:price", "condition": {"type": "price_above", "threshold": 0}, "channel": {"type": "nats"}}),
+        )
+        .await?;
+    assert_eq!(
+        coin["metric"], "coin:BTC:price",
+        "the symbol in its canonical case"
+    );
+    s.rules_loaded(4.0).await?;
+    // Prices are sampled when they change (a price snapshot has no still-current notice):
+    // the market moves.
+    s.h.tick().await?;
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let m = tokio::time::timeout_at(deadline, sub.next())
+            .await?
+            .context("nats")?;
+        let v: Value = serde_json::from_slice(&m.payload)?;
+        if v["data"]["rule_id"] == coin["id"] {
+            assert_eq!(v["data"]["metric"], "coin:BTC:price");
+            assert!(v["data"]["value"].as_f64().is_some_and(|p| p > 0.0), "{v}");
+            break;
+        }
+    }
     Ok(())
 }
