@@ -97,10 +97,7 @@ impl Engine {
                 }
             }
         }
-        let mut kept_dirty: Vec<String> = Vec::new();
-        for metric in self.dirty.drain(..) {
-            kept_dirty.push(metric);
-        }
+        let kept_dirty = std::mem::take(&mut self.dirty);
         self.rules.clear();
         let mut rules = rules;
         rules.sort_by(|a, b| a.0.id.cmp(&b.0.id));
@@ -165,11 +162,6 @@ impl Engine {
 
     pub fn rule_count(&self) -> usize {
         self.rules.len()
-    }
-
-    /// Whether any rule watches `metric`.
-    pub fn wants(&self, metric: &str) -> bool {
-        self.metrics.contains_key(metric)
     }
 
     /// Every metric a rule watches.
