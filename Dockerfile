@@ -1,8 +1,19 @@
 # topcoins: one image, any service (`topcoins up|api|price|ranking|sim|cmc`).
 # Build: docker build -t topcoins .
+# The dashboard's assets first (web/, bundled by scripts/build-web from npm packages pinned by
+# web/package-lock.json); the binary embeds them.
+FROM node:20-bookworm-slim AS web
+WORKDIR /src
+COPY web/package.json web/package-lock.json web/
+RUN cd web && npm ci --no-audit --no-fund
+COPY web web
+COPY scripts/build-web scripts/build-web
+RUN scripts/build-web
+
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY . .
+COPY --from=web /src/web/dist web/dist
 RUN cargo build --release --locked -p topcoins \
  && cp target/release/topcoins /usr/local/bin/topcoins
 

@@ -140,14 +140,14 @@ machine() {
   echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 }
 
-# compare <label> <topcoins-url> <body-file> <content-type> <connections> [header]: wrk on
+# compare <label> <topcoins-url> <body-file> <content-type> <connections> [header] [coding]: wrk on
 # the URL alternated ROUNDS times with a static baseline serving <body-file>; prints a table row
 # (ratio target: >= 0.9x the baseline's requests/s, p99 <= 1.5x).
 compare() {
-  local label=$1 url=$2 body=$3 ctype=$4 c=$5 header=${6:-}
+  local label=$1 url=$2 body=$3 ctype=$4 c=$5 header=${6:-} coding=${7:-}
   local bport
   bport=$(free_port)
-  bg "baseline-$bport" "$BIN/examples/static_baseline" "127.0.0.1:$bport" "$body" "$ctype"
+  bg "baseline-$bport" "$BIN/examples/static_baseline" "127.0.0.1:$bport" "$body" "$ctype" $coding
   local bpid=$LAST_PID
   wait_http "http://127.0.0.1:$bport/"
   : >"$WORK/t" ; : >"$WORK/b"

@@ -39,6 +39,13 @@ wait_http "$API/readyz" 120
 until [ "$(curl -s "$API/?limit=5000" | grep -o '"rank":' | wc -l)" -ge 5000 ]; do sleep 0.5; done
 curl -s "$API/?limit=5000" -o "$WORK/json5000"
 compare "JSON limit=5000, 10,000 coins" "$API/?limit=5000" "$WORK/json5000" application/json 64
+# Compressed variants: topcoins asked with Accept-Encoding, the baseline sending the same
+# compressed bytes (curl without --compressed saves them as they came).
+for coding in gzip br; do
+  curl -s -H "Accept-Encoding: $coding" "$API/?limit=5000" -o "$WORK/json5000.$coding"
+  compare "JSON limit=5000, $coding" "$API/?limit=5000" \
+    "$WORK/json5000.$coding" application/json 64 "Accept-Encoding: $coding" "$coding"
+done
 curl -s "$API/?limit=5000&format=csv" -o "$WORK/csv5000"
 compare "CSV limit=5000, 10,000 coins" "$API/?limit=5000&format=csv" "$WORK/csv5000" "text/csv; charset=utf-8" 64
 echo

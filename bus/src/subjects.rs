@@ -31,6 +31,16 @@ pub const KINDS: &[Kind] = &[
 /// forgets cached keys after their time to live anyway).
 pub const KEY_REVOKED: &str = "topcoins.v1.keys.revoked";
 
+/// A stored alert, for the user's live streams (`/v1/stream`'s `alert` event):
+/// `topcoins.v1.stream.alerts.<user_id>`, published by `topcoins alerts` after the commit.
+pub fn stream_alerts_subject(user_id: &str) -> String {
+    format!("{STREAM_ALERTS_PREFIX}.{user_id}")
+}
+/// Every user's [`stream_alerts_subject`], for API nodes to subscribe to.
+pub const STREAM_ALERTS_ALL: &str = "topcoins.v1.stream.alerts.*";
+/// The prefix of [`stream_alerts_subject`]; the user id is the token after it.
+pub const STREAM_ALERTS_PREFIX: &str = "topcoins.v1.stream.alerts";
+
 /// Prefix of per-coin price events; the symbol token follows.
 pub const PRICE_PREFIX: &str = "topcoins.v1.price.";
 /// Every per-coin price event.

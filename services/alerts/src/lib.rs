@@ -449,6 +449,25 @@ impl Evaluator {
         Ok(out)
     }
 
+    /// Tells the API nodes' live streams of a stored alert (`/v1/stream`'s `alert` event) on
+    /// `topcoins.v1.stream.alerts.<user_id>`, whatever the rule's channel. Best effort: the
+    /// alert is in the database already, and `GET /v1/alerts` lists it.
+    async fn announce_live(&self, a: &topcoins_history::Alert) {
+        let body = serde_json::json!({
+            "id": a.id,
+            "rule_id": a.rule_id,
+            "metric": a.metric,
+            "kind": a.kind,
+            "time": a.time,
+            "value": a.value,
+            "average": a.average,
+        });
+        let subject = topcoins_bus::subjects::stream_alerts_subject(&a.user_id);
+        if let Err(e) = self.client.publish(subject, body.to_string().into()).await {
+            tracing::debug!(error = %e, "alerts: live announcement not sent");
+        }
+    }
+
     /// Commits what is waiting and `events`' decision (with the states changed since the last
     /// commit). What cannot be committed now waits for the next try.
     async fn commit(
@@ -470,6 +489,7 @@ impl Evaluator {
                                 .fired
                                 .with_label_values(&[a.kind.as_str()])
                                 .inc();
+                            self.announce_live(a).await;
                         }
                     }
                     uncommitted.remove(0);

@@ -31,6 +31,7 @@ impl Bus {
         metrics: ApiMetrics,
         slots: Slots,
         view: Arc<ArcSwapOption<View>>,
+        changed: Arc<tokio::sync::Notify>,
         references: tokio::sync::watch::Receiver<Arc<References>>,
     ) -> Result<(Self, Link), ApiRunError> {
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -64,6 +65,7 @@ impl Bus {
                         metrics,
                         slots,
                         view,
+                        changed,
                         references,
                         async move {
                             let _ = stop_rx.await;

@@ -41,6 +41,7 @@ pub async fn follow(
     metrics: ApiMetrics,
     slots: Slots,
     view: Arc<ArcSwapOption<View>>,
+    changed: Arc<tokio::sync::Notify>,
     mut references: watch::Receiver<Arc<References>>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
@@ -64,7 +65,7 @@ pub async fn follow(
         // find nothing until it works, its live notices still arrive.
         tracing::warn!(error = %e, "notice stream does not keep every kind followed");
     }
-    let mut node = Node::new(store, metrics.clone(), slots, view);
+    let mut node = Node::new(store, metrics.clone(), slots, view, changed);
     node.set_references(references.borrow_and_update().clone());
     let mut references_open = true;
     let mut connects = link.connects();

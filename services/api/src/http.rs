@@ -12,13 +12,30 @@ mod idle;
 pub mod metrics_api;
 mod records_api;
 
+pub(crate) use coins::respond;
+pub(crate) use coins::too_long as coins_too_long;
+
+/// The user an `Authorization` header names (and counts the request against its key), or
+/// the refusal to send.
+pub(crate) async fn caller_of(
+    app: &AppState,
+    parts: &axum::http::request::Parts,
+) -> Result<String, Response> {
+    match accounts_api::caller(app, parts).await {
+        Ok((caller, _)) => Ok(caller.user_id.clone()),
+        Err(refused) => Err(refused.into_response()),
+    }
+}
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::{self, ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::header::{
+    self, ACCEPT, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY,
+};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -30,6 +47,7 @@ use tower::ServiceExt;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::encoding;
 use crate::error::ApiError;
 use crate::metrics::ApiMetrics;
 use crate::openapi::Spec;
@@ -60,7 +78,14 @@ pub struct App {
     pub accounts: Arc<crate::accounts::Accounts>,
     /// `GET /v1/metrics/{id}` answers made ahead.
     pub metric_bodies: Arc<metrics_api::MetricBodies>,
+    /// The origins whose pages may call this node.
+    pub cors: crate::cors::Origins,
+    /// `/v1/stream`'s events.
+    pub stream: Arc<crate::stream::Hub>,
 }
+
+/// How long a graceful shutdown waits for open connections.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Longest query string accepted; a longer one is answered 414.
 pub const MAX_QUERY_BYTES: usize = 2048;
@@ -156,20 +181,36 @@ async fn top(State(app): State<AppState>, request: Request) -> Response {
     let stale = app.is_stale(view);
     // Only the JSON body says whether it is stale; CSV is the same bytes either way.
     let ready = view.response(n, query.format, stale && query.format == Format::Json);
-    let mut response = if not_modified(headers, ready.etag.as_bytes()) {
+    let chosen = ready
+        .variants
+        .choose(&ready.body, &ready.etag, encoding::preferred(headers));
+    let mut response = if not_modified(headers, chosen.etag.as_bytes()) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let content_type = match query.format {
             Format::Json => "application/json",
             Format::Csv => "text/csv; charset=utf-8",
         };
-        let mut r = Body::from(ready.body.clone()).into_response();
-        r.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        let mut r = Body::from(chosen.body.clone()).into_response();
+        let h = r.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if let Some(encoding) = chosen.encoding {
+            h.insert(CONTENT_ENCODING, encoding);
+        }
         r
     };
+    response.extensions_mut().insert(encoding::Negotiated);
     let h = response.headers_mut();
-    h.insert(ETAG, ready.etag.clone());
+    h.insert(ETAG, chosen.etag.clone());
+    // The format follows `Accept` when `format` is not given, the coding `Accept-Encoding`.
+    h.insert(
+        VARY,
+        HeaderValue::from_static(if chosen.varies {
+            "Accept, Accept-Encoding"
+        } else {
+            "Accept"
+        }),
+    );
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(
         STALE_HEADER,
@@ -288,7 +329,32 @@ impl HttpService {
     {
         let route = route_label(request.uri().path());
         let started = Instant::now();
-        let response = if declared_length(request.headers()) > Some(MAX_BODY_BYTES) {
+        let origin = request.headers().get(header::ORIGIN).cloned();
+        if origin.is_some()
+            && let Some(r) = crate::cors::preflight(
+                &self.app.cors,
+                request.method(),
+                request.uri().path(),
+                request.headers(),
+            )
+        {
+            self.metrics.observe_request(
+                route,
+                r.status().as_str(),
+                started.elapsed().as_secs_f64(),
+            );
+            return r;
+        }
+        // What the CORS headers of the answer depend on, read before the request is consumed.
+        let cors = origin.map(|o| {
+            (
+                o,
+                request.method().clone(),
+                request.uri().path().to_owned(),
+                request.headers().contains_key(header::AUTHORIZATION),
+            )
+        });
+        let mut response = if declared_length(request.headers()) > Some(MAX_BODY_BYTES) {
             let mut r = ApiError {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 code: "body_too_large",
@@ -304,11 +370,23 @@ impl HttpService {
         } else if let Some(r) = self.ahead(route, &request) {
             r
         } else {
-            match self.router.clone().oneshot(request).await {
+            let coding = encoding::preferred(request.headers());
+            let r = match self.router.clone().oneshot(request).await {
                 Ok(r) => r,
                 Err(never) => match never {},
-            }
+            };
+            encoding::compress_dynamic(r, coding).await
         };
+        if let Some((origin, method, path, authorized)) = cors {
+            crate::cors::decorate(
+                &self.app.cors,
+                &origin,
+                &method,
+                &path,
+                authorized,
+                &mut response,
+            );
+        }
         self.metrics.observe_request(
             route,
             response.status().as_str(),
@@ -321,7 +399,7 @@ impl HttpService {
 /// Every path the router serves, `/` first (nearly every request is for it): the values of
 /// the metrics' `route` label. The openapi test checks that it names exactly the paths of
 /// [`routes`].
-pub const ROUTES: [&str; 21] = [
+pub const ROUTES: [&str; 25] = [
     "/",
     "/healthz",
     "/readyz",
@@ -343,7 +421,15 @@ pub const ROUTES: [&str; 21] = [
     RULE_SECRET_ROUTE,
     RULE_TEST_ROUTE,
     ALERTS_ROUTE,
+    STREAM_ROUTE,
+    DASHBOARD_ROUTE,
+    DASHBOARD_PAGE_ROUTE,
+    DASHBOARD_COIN_ROUTE,
 ];
+const DASHBOARD_ROUTE: &str = "/dashboard";
+const DASHBOARD_PAGE_ROUTE: &str = "/dashboard/{page}";
+const DASHBOARD_COIN_ROUTE: &str = "/dashboard/coins/{symbol}";
+const STREAM_ROUTE: &str = "/v1/stream";
 const RULES_ROUTE: &str = "/v1/alerts/rules";
 const RULE_ROUTE: &str = "/v1/alerts/rules/{id}";
 const RULE_SECRET_ROUTE: &str = "/v1/alerts/rules/{id}/secret";
@@ -392,6 +478,15 @@ fn route_label(path: &str) -> &'static str {
             WATCH_ROUTE
         } else {
             "unmatched"
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/dashboard/") {
+        return match rest.split_once('/') {
+            None if !rest.is_empty() => DASHBOARD_PAGE_ROUTE,
+            Some(("coins", symbol)) if !symbol.is_empty() && !symbol.contains('/') => {
+                DASHBOARD_COIN_ROUTE
+            }
+            _ => "unmatched",
         };
     }
     if let Some(rest) = path.strip_prefix("/v1/coins/") {
@@ -468,7 +563,15 @@ pub async fn serve(
         }
     }
     drop(listener);
-    graceful.shutdown().await;
+    // A connection ends once its response is sent; one whose client stopped reading (a
+    // stream that cannot be told to end, since its body is not being polled) is not waited
+    // for beyond the grace period.
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; left behind");
+    }
     Ok(())
 }
 
@@ -497,6 +600,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts_api::rotate_secret))
         .routes(routes!(alerts_api::test_rule))
         .routes(routes!(alerts_api::list_alerts))
+        .routes(routes!(crate::stream::stream))
+        .routes(routes!(crate::dashboard::dashboard))
+        .routes(routes!(crate::dashboard::dashboard_page))
+        .routes(routes!(crate::dashboard::dashboard_coin))
 }
 
 /// `/openapi.json` for a node whose `limit` defaults to `default_limit`, at most `max_limit`.

@@ -15,6 +15,9 @@
 
 pub mod accounts;
 mod bus_thread;
+pub mod cors;
+pub mod dashboard;
+pub mod encoding;
 pub mod error;
 pub mod follower;
 pub mod history;
@@ -26,6 +29,7 @@ pub mod openapi;
 pub mod query;
 pub mod render;
 pub mod slots;
+pub mod stream;
 pub mod tickers;
 pub mod view;
 
@@ -52,6 +56,7 @@ pub const MAX_LIMIT: usize = 5000;
 pub const DEFAULT_STALE_AFTER: &str = "10m";
 pub const DEFAULT_REQUEST_TIMEOUT: &str = "10s";
 pub const DEFAULT_KEEPALIVE_TIMEOUT: &str = "75s";
+pub const DEFAULT_STREAM_KEEPALIVE: &str = "15s";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApiConfig {
@@ -89,6 +94,14 @@ pub struct ApiConfig {
     /// Requests one API key may make in a burst.
     #[arg(long = "key-burst", env = "TOPCOINS_KEY_BURST", default_value_t = accounts::DEFAULT_KEY_BURST)]
     pub key_burst: u32,
+    /// Origins whose pages may call this API: `*` (every origin, for public reads) or
+    /// `scheme://host[:port]` names separated by commas. Requests with a key answer only
+    /// origins named here.
+    #[arg(long = "cors-origins", env = "TOPCOINS_CORS_ORIGINS", default_value = cors::DEFAULT_ORIGINS)]
+    pub cors_origins: cors::Origins,
+    /// How often `/v1/stream` sends a keep-alive comment when it has nothing else to send.
+    #[arg(long = "stream-keepalive", env = "TOPCOINS_STREAM_KEEPALIVE", default_value = DEFAULT_STREAM_KEEPALIVE, value_parser = humantime::parse_duration)]
+    pub stream_keepalive: Duration,
 }
 
 impl Default for ApiConfig {
@@ -105,6 +118,9 @@ impl Default for ApiConfig {
             admin_key: None,
             key_rate: accounts::DEFAULT_KEY_RATE,
             key_burst: accounts::DEFAULT_KEY_BURST,
+            cors_origins: cors::Origins::default(),
+            stream_keepalive: humantime::parse_duration(DEFAULT_STREAM_KEEPALIVE)
+                .expect("valid default"),
         }
     }
 }
@@ -160,11 +176,13 @@ pub async fn run(
             }
         })
     };
+    let hub = stream::Hub::new(metrics.clone(), config.stream_keepalive);
     let (bus, link) = match Bus::start(
         nats.clone(),
         metrics.clone(),
         slots,
         view.clone(),
+        hub.changed(),
         references_rx,
     )
     .await
@@ -199,6 +217,22 @@ pub async fn run(
         tickers,
         accounts,
         metric_bodies: http::metrics_api::MetricBodies::new(),
+        cors: config.cors_origins.clone(),
+        stream: hub.clone(),
+    };
+    tokio::task::spawn_blocking(dashboard::warm);
+    let streaming = tokio::spawn(stream::run(
+        hub.clone(),
+        app.view.clone(),
+        app.tickers.clone(),
+        app.metric_bodies.clone(),
+    ));
+    let alerting = tokio::spawn(stream::follow_alerts(hub.clone(), nats.clone()));
+    // Streams never end by themselves: they are ended first, so that the server can finish.
+    let closing = hub.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closing.close();
     };
     let served = http::serve(
         listener,
@@ -208,6 +242,9 @@ pub async fn run(
         shutdown,
     )
     .await;
+    hub.close();
+    let _ = streaming.await;
+    let _ = alerting.await;
     maintain.abort();
     following.abort();
     tidy.abort();

@@ -48,6 +48,13 @@ pub struct ApiMetrics {
     /// Requests that presented a key, by outcome (`ok`, `invalid`, `unknown`, `limited`,
     /// `forbidden`).
     pub auth: IntCounterVec,
+    /// `/v1/stream`: streams open now, opened in all, events written, resyncs by reason, and
+    /// alert messages off NATS that were not JSON objects.
+    pub streams_open: IntGauge,
+    pub streams_opened: IntCounter,
+    pub stream_events: IntCounter,
+    pub stream_resyncs: IntCounterVec,
+    pub stream_bad_messages: IntCounter,
 }
 
 impl ApiMetrics {
@@ -190,6 +197,41 @@ impl ApiMetrics {
                 IntGauge::new(
                     "topcoins_api_coins",
                     "Entries in the merged list being served",
+                )?,
+            )?,
+            streams_open: register(
+                registry,
+                IntGauge::new(
+                    "topcoins_api_streams_open",
+                    "Streams of /v1/stream open now",
+                )?,
+            )?,
+            streams_opened: register(
+                registry,
+                IntCounter::new(
+                    "topcoins_api_streams_opened_total",
+                    "Streams of /v1/stream opened",
+                )?,
+            )?,
+            stream_events: register(
+                registry,
+                IntCounter::new(
+                    "topcoins_api_stream_events_total",
+                    "Events written for /v1/stream (once each, however many streams send them)",
+                )?,
+            )?,
+            stream_resyncs: counter(
+                registry,
+                "topcoins_api_stream_resyncs_total",
+                "resync events sent, by reason (lagged: the client fell behind the ring; \
+                 replay_window: its Last-Event-ID was too old or not ours)",
+                &["reason"],
+            )?,
+            stream_bad_messages: register(
+                registry,
+                IntCounter::new(
+                    "topcoins_api_stream_bad_messages_total",
+                    "Alert messages for the stream dropped as not JSON objects",
                 )?,
             )?,
             history_reads: register(

@@ -75,6 +75,8 @@ pub struct Node {
     /// Snapshot bytes pushed as they were stored, newest last, not yet verified.
     pushed: VecDeque<(SnapshotHash, Bytes)>,
     top: TopBuilder,
+    /// Told whenever what is served changes (the live stream's hub listens).
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl Node {
@@ -83,6 +85,7 @@ impl Node {
         metrics: ApiMetrics,
         slots: Slots,
         view: Arc<ArcSwapOption<View>>,
+        changed: Arc<tokio::sync::Notify>,
     ) -> Self {
         metrics.init_kinds(&slots.kinds());
         Self {
@@ -91,6 +94,7 @@ impl Node {
             slots,
             pushed: VecDeque::with_capacity(PUSHED_KEPT),
             top: TopBuilder::new(view),
+            changed,
         }
     }
 
@@ -206,6 +210,7 @@ impl Node {
             self.top.rebuild(&self.slots, &self.metrics);
         }
         tracing::debug!(kind = label, found = ?found, total = ?started.elapsed(), "notice applied");
+        self.changed.notify_one();
         Ok(true)
     }
 
@@ -244,6 +249,7 @@ impl Node {
         self.top.references = references;
         let _span = tracing::info_span!("merge", cause = "references").entered();
         self.top.rebuild(&self.slots, &self.metrics);
+        self.changed.notify_one();
         true
     }
 

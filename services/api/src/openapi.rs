@@ -7,16 +7,14 @@
 //! attributes cannot say is added here: the node's own `limit` bounds, and that every header
 //! described is always sent.
 
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG};
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderValue;
+use axum::response::Response;
 use bytes::Bytes;
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use crate::http::{AppState, not_modified};
+use crate::http::AppState;
 
 /// The document's frame: title, version and the description that applies to every route.
 #[derive(OpenApi)]
@@ -44,6 +42,8 @@ pub fn frame() -> utoipa::openapi::OpenApi {
 pub struct Spec {
     pub body: Bytes,
     pub etag: HeaderValue,
+    /// Compressed once, on first use.
+    pub variants: crate::encoding::Variants,
 }
 
 impl Spec {
@@ -83,6 +83,7 @@ impl Spec {
         Self {
             body: body.into(),
             etag: HeaderValue::from_str(&etag).expect("hex is a valid header value"),
+            variants: Default::default(),
         }
     }
 }
@@ -103,16 +104,10 @@ impl Spec {
 )]
 pub(crate) async fn serve(State(app): State<AppState>, request: Request) -> Response {
     let spec = &app.openapi;
-    let mut response = if not_modified(request.headers(), spec.etag.as_bytes()) {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        let mut r = Body::from(spec.body.clone()).into_response();
-        r.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        r
-    };
-    let h = response.headers_mut();
-    h.insert(ETAG, spec.etag.clone());
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+    crate::http::respond(
+        request.headers(),
+        (&spec.body, &spec.etag, &spec.variants),
+        "application/json",
+        "no-cache",
+    )
 }

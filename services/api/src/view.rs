@@ -30,6 +30,8 @@ type ResponseKey = (usize, Format, bool);
 pub struct Ready {
     pub body: Bytes,
     pub etag: HeaderValue,
+    /// Its gzip and brotli variants, made on first use.
+    pub variants: crate::encoding::Variants,
 }
 
 /// What a request serves.
@@ -102,6 +104,7 @@ impl View {
             Arc::new(Ready {
                 body: Bytes::from(body),
                 etag: HeaderValue::from_str(&etag).expect("etag is ascii"),
+                variants: Default::default(),
             })
         })
     }

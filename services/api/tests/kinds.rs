@@ -89,6 +89,7 @@ async fn a_registered_test_kind_is_followed_end_to_end() -> Result<()> {
         metrics,
         slots,
         Arc::new(ArcSwapOption::empty()),
+        Arc::new(tokio::sync::Notify::new()),
         tokio::sync::watch::channel(Default::default()).1,
         async move {
             let _ = stopped.await;

@@ -171,7 +171,14 @@ async fn served_with_an_etag_and_counted() -> Result<()> {
             .as_object()
             .and_then(|ops| ops.keys().next().cloned())
             .context("an operation")?;
-        let answer = common::request(addr, &method.to_uppercase(), route, &[]).await?;
+        // The stream never ends by itself (this reads until the server closes): asked for
+        // twice the same parameter, it answers a described 400 at once.
+        let path = if route == "/v1/stream" {
+            "/v1/stream?symbols=a&symbols=b"
+        } else {
+            route
+        };
+        let answer = common::request(addr, &method.to_uppercase(), path, &[]).await?;
         let status = answer.status.to_string();
         assert!(
             doc["paths"][route][&method]["responses"][&status].is_object(),

@@ -9,7 +9,9 @@
 //! before the start are a deterministic walk *backwards* from the starting price: the close
 //! of every hour is the next hour's close divided by that hour's return, each return drawn
 //! from a hash of (seed, coin, hour), so any page of it is the same on every call and at every
-//! `toTs`. A day is the aggregate of its 24 hours (open of the first, close of the last,
+//! `toTs`. A stablecoin's hours before the start are no walk (which would drift off the peg
+//! over the years) but each 1 USD times a little hashed noise, within ±0.5%, its wicks as
+//! small. A day is the aggregate of its 24 hours (open of the first, close of the last,
 //! extremes, summed volumes), so the daily and hourly series agree as the real provider's do.
 //! Each coin has a listing time before the start; before it, rows are all zeros, as
 //! CryptoCompare fills them.
@@ -29,6 +31,10 @@ const DAY: i64 = 24 * HOUR;
 pub const MAX_LIMIT: u64 = 2000;
 /// Typical hourly move of a simulated coin (standard deviation of the log return).
 const HOURLY_VOLATILITY: f64 = 0.006;
+/// A stablecoin's typical hourly distance from its peg (standard deviation, in log space).
+const STABLE_HOURLY_VOLATILITY: f64 = 0.0008;
+/// The band around 1 USD a stablecoin's past never leaves.
+const STABLE_BAND: f64 = 0.005;
 
 #[derive(Debug, Default)]
 pub struct HistoQuery {
@@ -177,7 +183,13 @@ fn hours(
             if hour <= to {
                 walk.push(close);
             }
-            close /= (HOURLY_VOLATILITY * normal(seed, coin.cc_id, hour)).exp();
+            close = if coin.stable {
+                // The close of the hour before, about the peg.
+                let noise = STABLE_HOURLY_VOLATILITY * normal(seed, coin.cc_id, hour - HOUR);
+                noise.exp().clamp(1.0 - STABLE_BAND, 1.0 + STABLE_BAND)
+            } else {
+                close / (HOURLY_VOLATILITY * normal(seed, coin.cc_id, hour)).exp()
+            };
             hour -= HOUR;
         }
         walk.reverse();
@@ -203,7 +215,12 @@ fn hours(
             });
             continue;
         }
-        let wick = HOURLY_VOLATILITY * unit(seed, coin.cc_id, 4, hour);
+        let volatility = if coin.stable {
+            STABLE_HOURLY_VOLATILITY
+        } else {
+            HOURLY_VOLATILITY
+        };
+        let wick = volatility * unit(seed, coin.cc_id, 4, hour);
         let hourly_volume = coin_tape.start_cc_volume / 24.0 / close.max(f64::MIN_POSITIVE);
         out.push(Candle {
             time: hour,

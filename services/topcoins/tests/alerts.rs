@@ -675,7 +675,45 @@ async fn slack_nats_and_email_channels() -> Result<()> {
         .await?;
     let email = s.rule(&key, json!({"metric": METRIC, "condition": cond, "channel": {"type": "email", "to": "ops@example.com"}})).await?;
     s.rules_loaded(3.0).await?;
+    // The user's live stream (no prices: `symbols=` names none) gets every alert, whatever
+    // its channel; another user's gets none of them.
+    let mut live =
+        s.h.http
+            .get(s.node.url("/v1/stream?symbols="))
+            .bearer_auth(&key)
+            .send()
+            .await?;
+    assert_eq!(live.status(), 200);
+    let (_, other_key) = s.user().await?;
+    let mut other =
+        s.h.http
+            .get(s.node.url("/v1/stream?symbols="))
+            .bearer_auth(&other_key)
+            .send()
+            .await?;
+    assert_eq!(other.status(), 200);
     s.publish(100.0).await?;
+
+    let ids = [&slack, &nats, &email].map(|r| r["id"].as_str().unwrap().to_owned());
+    let mut streamed = String::new();
+    tokio::time::timeout(common::WAIT, async {
+        while !ids.iter().all(|id| streamed.contains(id.as_str())) {
+            let chunk = live.chunk().await?.context("stream ended")?;
+            streamed.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        anyhow::Ok(())
+    })
+    .await
+    .context("the alerts on the user's stream")??;
+    assert_eq!(streamed.matches("event: alert").count(), 3, "{streamed}");
+    assert!(streamed.contains("\"kind\":\"fired\""), "{streamed}");
+    let mut theirs = String::new();
+    while let Ok(Ok(Some(chunk))) =
+        tokio::time::timeout(Duration::from_millis(300), other.chunk()).await
+    {
+        theirs.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(!theirs.contains("event: alert"), "{theirs}");
 
     let (_, text) = eventually("the Slack message", || async {
         Ok(receiver.delivered().first().cloned())

@@ -25,6 +25,8 @@ const MAX_EXAMPLES: &str = "100";
 /// operations a run takes 27 to 61 s on these 2-core machines (measured), so the limit leaves
 /// room for a busy one.
 const RUN_LIMIT: Duration = Duration::from_secs(150);
+/// The stream's own run: a few cases, each read for half a second.
+const STREAM_RUN_LIMIT: Duration = Duration::from_secs(90);
 /// Every check that applies to an API of GET routes without authentication.
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
     response_headers_conformance,response_schema_conformance,negative_data_rejection,\
@@ -148,56 +150,83 @@ async fn api_matches_its_description_under_fuzzing() -> Result<()> {
     let spec = h.get(&node.url("/openapi.json")).await?;
     anyhow::ensure!(spec.status() == 200, "GET /openapi.json: {}", spec.status());
     std::fs::write(scratch.path().join("openapi.json"), spec.bytes().await?)?;
-    let args = [
+    // Two runs: every operation but the stream, then the stream alone with few examples and
+    // a short timeout (a stream never ends by itself: each case is read until the timeout,
+    // its events checked against the description as they come).
+    let url = node.url("/");
+    let common = [
         "--config-file",
         CONFIG,
         "run",
         "openapi.json",
         "--url",
-        &node.url("/"),
+        url.as_str(),
         "--checks",
         CHECKS,
         "--phases",
         "examples,coverage,fuzzing",
-        "--max-examples",
-        MAX_EXAMPLES,
         // One worker: with two, Hypothesis describing a strategy's lambda in both threads at
         // once sometimes trips CPython 3.11's `ast` ("AST constructor recursion depth
         // mismatch"), a runtime error of the fuzzer's own that fails the run.
         "--workers",
         "1",
-        "--request-timeout",
-        "5",
         "--generation-database",
         "none",
         "--no-color",
     ];
-    let started = Instant::now();
-    let run = tokio::process::Command::new(&bin)
-        .args(args)
-        .current_dir(scratch.path())
-        .env("TOPCOINS_FUZZ_KEY", &user_key)
-        .env("TOPCOINS_FUZZ_ADMIN_KEY", FUZZ_ADMIN_KEY)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(RUN_LIMIT, run)
-        .await
-        .with_context(|| format!("schemathesis ran longer than {RUN_LIMIT:?}"))??;
-    let report = format!(
-        "{} {}\n(exit {}, {:.1} s)\n{}\n{}",
-        bin.display(),
-        args.join(" "),
-        out.status,
-        started.elapsed().as_secs_f64(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    println!("{report}");
-    assert!(
-        out.status.success(),
-        "schemathesis found problems:\n{report}"
-    );
+    let runs: [(&[&str], Duration); 2] = [
+        (
+            &[
+                "--exclude-operation-id",
+                "stream",
+                "--max-examples",
+                MAX_EXAMPLES,
+                "--request-timeout",
+                "5",
+            ],
+            RUN_LIMIT,
+        ),
+        (
+            &[
+                "--include-operation-id",
+                "stream",
+                "--max-examples",
+                "5",
+                "--request-timeout",
+                "0.5",
+            ],
+            STREAM_RUN_LIMIT,
+        ),
+    ];
+    for (extra, limit) in runs {
+        let args: Vec<&str> = common.iter().chain(extra).copied().collect();
+        let started = Instant::now();
+        let run = tokio::process::Command::new(&bin)
+            .args(&args)
+            .current_dir(scratch.path())
+            .env("TOPCOINS_FUZZ_KEY", &user_key)
+            .env("TOPCOINS_FUZZ_ADMIN_KEY", FUZZ_ADMIN_KEY)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(limit, run)
+            .await
+            .with_context(|| format!("schemathesis ran longer than {limit:?}: {args:?}"))??;
+        let report = format!(
+            "{} {}\n(exit {}, {:.1} s)\n{}\n{}",
+            bin.display(),
+            args.join(" "),
+            out.status,
+            started.elapsed().as_secs_f64(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        println!("{report}");
+        assert!(
+            out.status.success(),
+            "schemathesis found problems:\n{report}"
+        );
+    }
 
     node.component.stop().await;
     price.stop().await;

@@ -87,6 +87,8 @@ pub struct Ready {
     pub past: bool,
     /// `meta.next_cursor`, for the CSV body's header.
     pub next_cursor: Option<HeaderValue>,
+    /// Its gzip and brotli variants, made on first use.
+    pub variants: crate::encoding::Variants,
 }
 
 /// Why a read gave no response.
@@ -412,6 +414,7 @@ impl History {
             next_cursor: page
                 .next_cursor
                 .map(|c| HeaderValue::from_str(&c.to_string()).expect("digits")),
+            variants: Default::default(),
         }))
     }
 

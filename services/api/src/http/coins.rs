@@ -6,13 +6,14 @@ use std::borrow::Cow;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG};
+use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, ETAG, VARY};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use topcoins_schemas::api::{CandlesResponse, CoinResponse, ErrorBody};
 
 use super::{AppState, MAX_QUERY_BYTES, not_modified};
+use crate::encoding::{self, Variants};
 use crate::error::ApiError;
 use crate::history::{self, etag_of};
 use crate::query::Format;
@@ -57,36 +58,43 @@ pub(crate) fn too_long() -> ApiError {
 }
 
 /// A 200 with `body`, or a 304 when `If-None-Match` names `etag`; either way the ETag and
-/// `Cache-Control`.
+/// `Cache-Control`. The body goes in the coding the request prefers, from `variants` (made
+/// once for a prepared body; a fresh one compresses for this request only).
 pub(crate) fn respond(
     headers: &axum::http::HeaderMap,
-    body: Bytes,
-    etag: HeaderValue,
+    (body, etag, variants): (&Bytes, &HeaderValue, &Variants),
     content_type: &'static str,
     cache_control: &'static str,
 ) -> Response {
-    let mut response = if not_modified(headers, etag.as_bytes()) {
+    let chosen = variants.choose(body, etag, encoding::preferred(headers));
+    let mut response = if not_modified(headers, chosen.etag.as_bytes()) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mut r = Body::from(body).into_response();
-        r.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        let mut r = Body::from(chosen.body.clone()).into_response();
+        let h = r.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if let Some(encoding) = chosen.encoding {
+            h.insert(CONTENT_ENCODING, encoding);
+        }
         r
     };
+    response.extensions_mut().insert(encoding::Negotiated);
     let h = response.headers_mut();
-    h.insert(ETAG, etag);
+    h.insert(ETAG, chosen.etag.clone());
     h.insert(CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    if chosen.varies {
+        h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
     response
 }
 
 /// A JSON body of current data: its strong ETag, `no-cache`, `304` on a match.
 pub(crate) fn current_json(request: &Request, value: &impl serde::Serialize) -> Response {
-    let body = serde_json::to_vec(value).expect("API bodies serialise");
+    let body = Bytes::from(serde_json::to_vec(value).expect("API bodies serialise"));
     let etag = etag_of(&body);
     respond(
         request.headers(),
-        Bytes::from(body),
-        etag,
+        (&body, &etag, &Variants::default()),
         "application/json",
         "no-cache",
     )
@@ -257,8 +265,7 @@ fn candles_response(
     };
     let mut response = respond(
         headers,
-        ready.body.clone(),
-        ready.etag.clone(),
+        (&ready.body, &ready.etag, &ready.variants),
         content_type,
         cache_control,
     );

@@ -301,8 +301,7 @@ pub(crate) fn prepared(
             let (body, etag) = p.bodies.get(raw_id)?;
             Some(respond(
                 headers,
-                body.clone(),
-                etag.clone(),
+                (body, etag, &Default::default()),
                 "application/json",
                 "no-cache",
             ))
@@ -409,6 +408,44 @@ impl MetricBodies {
             }
             this.building.store(false, Ordering::Release);
         });
+    }
+}
+
+/// Each tracked metric's ETag, as a [`MetricBodies::build_now`] saw them.
+pub type Etags = std::collections::HashMap<
+    compact_str::CompactString,
+    axum::http::HeaderValue,
+    foldhash::fast::RandomState,
+>;
+
+impl MetricBodies {
+    /// Builds every answer now (on the caller's thread: a blocking one), installs them, and
+    /// returns what they were built from, their ETags, and the bodies that differ from
+    /// `previous` (none when there is no `previous`): what the live stream sends.
+    pub fn build_now(
+        &self,
+        tickers: &crate::tickers::Tickers,
+        previous: Option<&Etags>,
+    ) -> (
+        crate::tickers::Stamp,
+        Etags,
+        Vec<(compact_str::CompactString, bytes::Bytes)>,
+    ) {
+        let built = Prepared::build(tickers);
+        let mut etags = Etags::default();
+        let mut changed = Vec::new();
+        for (id, (body, etag)) in &built.bodies {
+            if previous.is_some_and(|p| p.get(id) != Some(etag)) {
+                changed.push((id.clone(), body.clone()));
+            }
+            etags.insert(id.clone(), etag.clone());
+        }
+        changed.sort_by(|a, b| a.0.cmp(&b.0));
+        let stamp = built.stamp.clone();
+        if tickers.is_current(&built.stamp) {
+            self.prepared.store(Some(std::sync::Arc::new(built)));
+        }
+        (stamp, etags, changed)
     }
 }
 

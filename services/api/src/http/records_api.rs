@@ -188,11 +188,11 @@ async fn records_response(
             (out.into_bytes(), "text/csv; charset=utf-8")
         }
     };
+    let body = Bytes::from(body);
     let etag = etag_of(&body);
     let mut response = respond(
         &request.headers,
-        Bytes::from(body),
-        etag,
+        (&body, &etag, &Default::default()),
         content_type,
         "no-cache",
     );

@@ -1,0 +1,919 @@
+//! `GET /v1/stream`: the node's changes as Server-Sent Events.
+//!
+//! **One writer, many readers.** The [`Hub`] is told when the node's view or its tickers
+//! change ([`Hub::changed`]), works out what changed off the request path (a blocking thread
+//! for the diff of 10,000 coins), writes each event's bytes once, and hands them out as one
+//! [`Batch`] per change through a `tokio::sync::broadcast` ring. A stream with no filter sends
+//! a batch's bytes as they are (a reference-counted clone); a filtered one picks its events by
+//! index (one lookup per symbol it asked for), never by scanning.
+//!
+//! **Bounded.** The ring holds [`RING`] batches, shared by every stream; a stream that falls
+//! behind by more than that (a client that stops reading) is not waited for: when it next
+//! reads it gets a `resync` event and goes on from the newest batch, and the resync is
+//! counted. The node holds nothing per stream but its place in the ring.
+//!
+//! **Resumable.** Every event's `id` is `<epoch>-<seq>` (the epoch is random per process, so
+//! an id from another node or an earlier run is never mistaken for one of ours). The last
+//! [`REPLAY`] batches are kept for `Last-Event-ID`: a client back within that window gets what
+//! it missed, in order, then the live events; from further back, a `resync`. Keep-alive
+//! comments every 15 s carry an `id:` line too, so a filtered stream's resume point moves
+//! with the ring even when none of its events are in it.
+//!
+//! **Ends.** [`Hub::close`] (graceful shutdown) ends every stream; the server then finishes.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use compact_str::CompactString;
+use futures::StreamExt;
+use hashbrown::HashMap;
+use serde::Serialize;
+use tokio::sync::{Notify, broadcast, watch};
+use topcoins_schemas::api::ErrorBody;
+
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::metrics::ApiMetrics;
+use crate::render::rfc3339;
+use crate::view::View;
+
+/// Batches the broadcast ring holds: how far a stream may fall behind before it is resynced.
+pub const RING: usize = 64;
+/// Batches kept for `Last-Event-ID`, at most (two minutes of changes a second), and their
+/// bytes, at most.
+pub const REPLAY: usize = 128;
+const REPLAY_BYTES: usize = 32 << 20;
+/// Symbols or metrics one stream may ask for.
+pub const MAX_FILTER: usize = 500;
+/// What a client waits before reconnecting (`retry:`), in ms.
+const RETRY_MS: u64 = 2000;
+
+const ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+
+/// What an event is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Top,
+    Price,
+    Metric,
+    Alert,
+}
+
+/// One event, written once.
+struct Frame {
+    seq: u64,
+    kind: Kind,
+    /// The coin's symbol (upper case), the metric's id, or the alert's user.
+    key: CompactString,
+    bytes: Bytes,
+}
+
+/// The events of one change.
+pub struct Batch {
+    first: u64,
+    last: u64,
+    frames: Vec<Frame>,
+    /// The `top` and `price` events, in order: what a stream with no filter sends.
+    public: Bytes,
+    tops: Vec<usize>,
+    prices: HashMap<CompactString, usize, foldhash::fast::RandomState>,
+    metrics: HashMap<CompactString, usize, foldhash::fast::RandomState>,
+    alerts: Vec<usize>,
+    bytes: usize,
+}
+
+/// An event to publish: its kind, key, SSE event name and JSON data.
+struct Event {
+    kind: Kind,
+    key: CompactString,
+    data: Vec<u8>,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Top => "top",
+            Kind::Price => "price",
+            Kind::Metric => "metric",
+            Kind::Alert => "alert",
+        }
+    }
+}
+
+/// Where a client wants to start.
+#[derive(Debug, PartialEq, Eq)]
+enum Resume {
+    /// From now.
+    Live,
+    /// Just after this event.
+    After(u64),
+    /// From an id this node cannot replay from: resync first.
+    Lost,
+}
+
+/// The node's stream of changes; see the module docs.
+pub struct Hub {
+    epoch: String,
+    tx: broadcast::Sender<Arc<Batch>>,
+    /// The last batches (for `Last-Event-ID`), and the last sequence number given out. Taken
+    /// by the writer for each batch and by each new stream once.
+    replay: Mutex<(VecDeque<Arc<Batch>>, usize)>,
+    seq: AtomicU64,
+    changed: Arc<Notify>,
+    closing: watch::Sender<bool>,
+    keepalive: Duration,
+    metrics: ApiMetrics,
+}
+
+impl Hub {
+    pub fn new(metrics: ApiMetrics, keepalive: Duration) -> Arc<Self> {
+        let (tx, _) = broadcast::channel(RING);
+        let (closing, _) = watch::channel(false);
+        Arc::new(Self {
+            epoch: format!("{:08x}", rand::random::<u32>()),
+            tx,
+            replay: Mutex::new((VecDeque::with_capacity(REPLAY), 0)),
+            seq: AtomicU64::new(0),
+            changed: Arc::new(Notify::new()),
+            closing,
+            keepalive: keepalive.max(Duration::from_millis(10)),
+            metrics,
+        })
+    }
+
+    /// What the node's bus side notifies when its view or tickers change.
+    pub fn changed(&self) -> Arc<Notify> {
+        self.changed.clone()
+    }
+
+    /// Ends every stream (graceful shutdown), now and for streams opened later.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.seq.load(Ordering::Acquire)
+    }
+
+    /// Writes `events` as one batch and hands it to every stream.
+    fn publish(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut replay = self.replay.lock().expect("not poisoned");
+        let first = self.last_seq() + 1;
+        let mut batch = Batch {
+            first,
+            last: first + events.len() as u64 - 1,
+            frames: Vec::with_capacity(events.len()),
+            public: Bytes::new(),
+            tops: Vec::new(),
+            prices: HashMap::default(),
+            metrics: HashMap::default(),
+            alerts: Vec::new(),
+            bytes: 0,
+        };
+        // Every event of the batch in one buffer; each frame is a slice of it.
+        let mut all = BytesMut::with_capacity(events.iter().map(|e| e.data.len() + 48).sum());
+        let mut spans = Vec::with_capacity(events.len());
+        let mut public = true;
+        for (i, event) in events.iter().enumerate() {
+            let seq = first + i as u64;
+            let start = all.len();
+            let _ = write!(
+                Writer(&mut all),
+                "id: {}-{seq}\nevent: {}\ndata: ",
+                self.epoch,
+                event.kind.name()
+            );
+            // JSON written by serde has no raw newline, so it is one `data:` line.
+            all.put_slice(&event.data);
+            all.put_slice(b"\n\n");
+            spans.push(start..all.len());
+            public &= matches!(event.kind, Kind::Top | Kind::Price);
+        }
+        let all = all.freeze();
+        batch.bytes = all.len();
+        for (i, (event, span)) in events.into_iter().zip(spans).enumerate() {
+            match event.kind {
+                Kind::Top => batch.tops.push(i),
+                Kind::Price => {
+                    batch.prices.insert(event.key.clone(), i);
+                }
+                Kind::Metric => {
+                    batch.metrics.insert(event.key.clone(), i);
+                }
+                Kind::Alert => batch.alerts.push(i),
+            }
+            batch.frames.push(Frame {
+                seq: first + i as u64,
+                kind: event.kind,
+                key: event.key,
+                bytes: all.slice(span),
+            });
+        }
+        // A change of the view is `top` and `price` events only: the whole batch is what a
+        // stream with no filter sends. Metric and alert batches are picked from.
+        if public {
+            batch.public = all;
+        }
+        let batch = Arc::new(batch);
+        let (ring, bytes) = &mut *replay;
+        *bytes += batch.bytes;
+        ring.push_back(batch.clone());
+        while ring.len() > REPLAY || (*bytes > REPLAY_BYTES && ring.len() > 1) {
+            if let Some(old) = ring.pop_front() {
+                *bytes -= old.bytes;
+            }
+        }
+        self.seq.store(batch.last, Ordering::Release);
+        self.metrics.stream_events.inc_by(batch.frames.len() as u64);
+        // No receiver is not an error: nobody is listening.
+        let _ = self.tx.send(batch);
+    }
+
+    /// A receiver for a new stream, and the batches to replay first.
+    fn subscribe(
+        &self,
+        resume: Resume,
+    ) -> (
+        broadcast::Receiver<Arc<Batch>>,
+        Vec<Arc<Batch>>,
+        Resume,
+        u64,
+    ) {
+        let replay = self.replay.lock().expect("not poisoned");
+        let rx = self.tx.subscribe();
+        let last = self.last_seq();
+        let resume = match resume {
+            Resume::After(seq) if seq > last => Resume::Lost,
+            Resume::After(seq) => {
+                let oldest = replay.0.front().map_or(last + 1, |b| b.first);
+                if seq + 1 >= oldest {
+                    Resume::After(seq)
+                } else {
+                    Resume::Lost
+                }
+            }
+            other => other,
+        };
+        let batches = match resume {
+            Resume::After(seq) => replay.0.iter().filter(|b| b.last > seq).cloned().collect(),
+            _ => Vec::new(),
+        };
+        (rx, batches, resume, last)
+    }
+
+    fn parse_id(&self, id: &str) -> Resume {
+        match id.trim().split_once('-') {
+            Some((epoch, seq)) if epoch == self.epoch => {
+                seq.parse().map_or(Resume::Lost, Resume::After)
+            }
+            _ => Resume::Lost,
+        }
+    }
+
+    fn id(&self, seq: u64) -> String {
+        format!("{}-{seq}", self.epoch)
+    }
+
+    fn resync(&self, reason: &str, seq: u64) -> Bytes {
+        Bytes::from(format!(
+            "id: {}\nevent: resync\ndata: {{\"reason\":\"{reason}\"}}\n\n",
+            self.id(seq)
+        ))
+    }
+}
+
+/// `fmt::Write` into a `BytesMut`.
+struct Writer<'a>(&'a mut BytesMut);
+
+impl std::fmt::Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.put_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// What one stream asked for.
+#[derive(Debug, Default)]
+struct Filter {
+    /// Upper-case symbols; `None`: every coin.
+    symbols: Option<Vec<CompactString>>,
+    metrics: Vec<CompactString>,
+    user: Option<String>,
+}
+
+impl Filter {
+    /// This stream's events of `batch` after `after`, or `None`.
+    fn select(&self, batch: &Batch, after: u64) -> Option<Bytes> {
+        let alerts = self.user.is_some() && !batch.alerts.is_empty();
+        if self.symbols.is_none() && self.metrics.is_empty() && !alerts && after < batch.first {
+            return (!batch.public.is_empty()).then(|| batch.public.clone());
+        }
+        let mut picked: Vec<usize> = batch.tops.clone();
+        match &self.symbols {
+            None => picked.extend(batch.prices.values().copied()),
+            Some(symbols) => picked.extend(symbols.iter().filter_map(|s| batch.prices.get(s))),
+        }
+        picked.extend(self.metrics.iter().filter_map(|m| batch.metrics.get(m)));
+        if let Some(user) = &self.user {
+            picked.extend(
+                batch
+                    .alerts
+                    .iter()
+                    .filter(|&&i| batch.frames[i].key == user.as_str()),
+            );
+        }
+        picked.sort_unstable();
+        let mut out = BytesMut::new();
+        for i in picked {
+            let frame = &batch.frames[i];
+            if frame.seq > after {
+                debug_assert!(frame.kind != Kind::Alert || self.user.is_some());
+                out.put_slice(&frame.bytes);
+            }
+        }
+        (!out.is_empty()).then(|| out.freeze())
+    }
+}
+
+/// Counts an open stream for as long as it lives.
+struct Open(ApiMetrics);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.streams_open.dec();
+    }
+}
+
+/// One stream's state.
+struct Client {
+    hub: Arc<Hub>,
+    rx: broadcast::Receiver<Arc<Batch>>,
+    filter: Filter,
+    /// The last sequence number this stream has passed (sent or filtered out).
+    after: u64,
+    pending: VecDeque<Bytes>,
+    keepalive: tokio::time::Interval,
+    closing: watch::Receiver<bool>,
+    _open: Open,
+}
+
+impl Client {
+    async fn next(&mut self) -> Option<Bytes> {
+        if let Some(b) = self.pending.pop_front() {
+            return Some(b);
+        }
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.closing.wait_for(|c| *c) => return None,
+                received = self.rx.recv() => match received {
+                    Ok(batch) => {
+                        let out = self.filter.select(&batch, self.after);
+                        self.after = self.after.max(batch.last);
+                        if out.is_some() {
+                            return out;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // Behind by more than the ring: start again from the newest batch. The
+                        // last number is read first: a batch sent in between is not in the
+                        // new receiver, but the resync covers it; every later one is.
+                        self.after = self.hub.last_seq();
+                        self.rx = self.rx.resubscribe();
+                        self.hub.metrics.stream_resyncs.with_label_values(&["lagged"]).inc();
+                        return Some(self.hub.resync("lagged", self.after));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = self.keepalive.tick() => {
+                    return Some(Bytes::from(format!(": keep-alive\nid: {}\n\n", self.hub.id(self.after))));
+                }
+            }
+        }
+    }
+}
+
+/// The query of `/v1/stream`.
+fn parse_filter(raw: Option<&str>) -> Result<Filter, ApiError> {
+    let mut filter = Filter::default();
+    let (mut seen_symbols, mut seen_metrics) = (false, false);
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let list = || -> Result<Vec<CompactString>, ApiError> {
+            let items: Vec<CompactString> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(CompactString::from)
+                .collect();
+            if items.len() > MAX_FILTER {
+                return Err(ApiError::bad_request(
+                    "invalid_filter",
+                    format!("`{key}` names at most {MAX_FILTER} items"),
+                ));
+            }
+            if let Some(long) = items.iter().find(|s| s.len() > 128) {
+                return Err(ApiError::bad_request(
+                    "invalid_filter",
+                    format!("`{key}` item {:?}… is longer than 128 bytes", &long[..16]),
+                ));
+            }
+            Ok(items)
+        };
+        match &*key {
+            "symbols" => {
+                if std::mem::replace(&mut seen_symbols, true) {
+                    return Err(ApiError::bad_request(
+                        "duplicate_parameter",
+                        "symbols is given more than once",
+                    ));
+                }
+                filter.symbols = Some(list()?.iter().map(|s| s.to_uppercase()).collect());
+            }
+            "metrics" => {
+                if std::mem::replace(&mut seen_metrics, true) {
+                    return Err(ApiError::bad_request(
+                        "duplicate_parameter",
+                        "metrics is given more than once",
+                    ));
+                }
+                filter.metrics = list()?;
+            }
+            _ => {}
+        }
+    }
+    Ok(filter)
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/stream",
+    operation_id = "stream",
+    summary = "The node's changes as Server-Sent Events",
+    description = "`text/event-stream`. Events: `top` when the top list changes (its hashes, \
+        times, count, and the entries whose rank `moved`); `price`, one per coin whose price \
+        changed (`symbol`, `rank`, `price_usd`, `change_24h_pct`, `as_of`); `metric`, the \
+        `GET /v1/metrics/{id}` body of each metric named in `metrics` that changed; `alert`, \
+        the caller's alerts (with an API key); `resync` when events were missed (the client \
+        fell behind, or `Last-Event-ID` is older than the replay window): fetch the current \
+        state again. Every event has an `id`; send the last one as `Last-Event-ID` to resume. \
+        A `: keep-alive` comment (with an `id:` line) comes every 15 s.",
+    params(
+        ("symbols" = Option<String>, Query,
+            description = "Comma-separated symbols: `price` events of these coins only (at most 500)"),
+        ("metrics" = Option<String>, Query,
+            description = "Comma-separated metric ids whose `metric` events to send (at most 500)"),
+        ("Last-Event-ID" = Option<String>, Header, nullable = false,
+            description = "The id of the last event seen: resume after it"),
+    ),
+    responses(
+        (status = 200, description = "The stream: one event after another", content_type = "text/event-stream", body = StreamEvent,
+            headers(
+                ("Cache-Control" = String, description = "`no-cache`"),
+                ("x-accel-buffering" = String, description = "`no`: proxies must not buffer it"),
+            )),
+        (status = 400, description = "`invalid_filter` or `duplicate_parameter`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: an `Authorization` header with no valid key",
+            body = ErrorBody),
+        (status = 414, description = "`uri_too_long`: a query string over 2 KiB", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the node is shutting down, or a key \
+            could not be checked", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
+pub(crate) async fn stream(State(app): State<AppState>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    if parts
+        .uri
+        .query()
+        .is_some_and(|q| q.len() > crate::http::MAX_QUERY_BYTES)
+    {
+        return crate::http::coins_too_long().into_response();
+    }
+    let mut filter = match parse_filter(parts.uri.query()) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    if parts
+        .headers
+        .contains_key(axum::http::header::AUTHORIZATION)
+    {
+        match crate::http::caller_of(&app, &parts).await {
+            Ok(user_id) => filter.user = Some(user_id),
+            Err(refused) => return refused,
+        }
+    }
+    let hub = &app.stream;
+    if *hub.closing.borrow() {
+        return ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: "the node is shutting down".into(),
+        }
+        .into_response();
+    }
+    let resume = parts
+        .headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map_or(Resume::Live, |id| hub.parse_id(id));
+    let (rx, replay, resume, last) = hub.subscribe(resume);
+    let mut pending = VecDeque::with_capacity(replay.len() + 2);
+    let after = match resume {
+        Resume::After(seq) => seq,
+        _ => last,
+    };
+    pending.push_back(Bytes::from(format!(
+        ": topcoins stream\nretry: {RETRY_MS}\nid: {}\n\n",
+        hub.id(after)
+    )));
+    if resume == Resume::Lost {
+        hub.metrics
+            .stream_resyncs
+            .with_label_values(&["replay_window"])
+            .inc();
+        pending.push_back(hub.resync("replay_window", last));
+    }
+    let mut client_after = after;
+    for batch in &replay {
+        if let Some(b) = filter.select(batch, client_after) {
+            pending.push_back(b);
+        }
+        client_after = client_after.max(batch.last);
+    }
+    let mut keepalive =
+        tokio::time::interval_at(tokio::time::Instant::now() + hub.keepalive, hub.keepalive);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    hub.metrics.streams_open.inc();
+    hub.metrics.streams_opened.inc();
+    let client = Client {
+        hub: hub.clone(),
+        rx,
+        filter,
+        after: client_after,
+        pending,
+        keepalive,
+        closing: hub.closing.subscribe(),
+        _open: Open(hub.metrics.clone()),
+    };
+    let body = futures::stream::unfold(client, |mut c| async move {
+        let next = c.next().await?;
+        Some((Ok::<_, std::convert::Infallible>(next), c))
+    })
+    .boxed();
+    let mut response = Body::from_stream(body).into_response();
+    response
+        .extensions_mut()
+        .insert(crate::encoding::Negotiated);
+    let h = response.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(ACCEL_BUFFERING, HeaderValue::from_static("no"));
+    response
+}
+
+/// One Server-Sent Event of `/v1/stream`, as a client's parser gives it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct StreamEvent {
+    /// `<epoch>-<n>`: send the last one seen as `Last-Event-ID` to resume after it.
+    id: Option<String>,
+    /// `top`, `price`, `metric`, `alert` or `resync`.
+    event: Option<String>,
+    /// The event's JSON (see the operation's description).
+    data: String,
+    /// How long to wait before reconnecting, in ms.
+    retry: Option<u64>,
+}
+
+/// The `top` event's data.
+#[derive(Serialize)]
+struct TopEvent<'a> {
+    prices_hash: String,
+    ranking_hash: String,
+    prices_as_of: String,
+    ranking_as_of: String,
+    count: usize,
+    moved: Vec<Moved<'a>>,
+}
+
+#[derive(Serialize)]
+struct Moved<'a> {
+    symbol: &'a str,
+    rank: Option<u32>,
+    previous_rank: Option<u32>,
+}
+
+/// The `price` event's data.
+#[derive(Serialize)]
+struct PriceEvent<'a> {
+    symbol: &'a str,
+    rank: u32,
+    price_usd: Option<f64>,
+    change_24h_pct: Option<f64>,
+    as_of: &'a str,
+}
+
+/// The events between two views: a `top` event, and a `price` event per coin whose price or
+/// change moved (none for the first view: there is nothing to compare with).
+fn diff(old: Option<&View>, new: &View) -> Vec<Event> {
+    let n = new.list.count();
+    let as_of = rfc3339(new.prices.as_of);
+    let mut previous: HashMap<&str, (u32, Option<f64>, Option<f64>), foldhash::fast::RandomState> =
+        HashMap::default();
+    if let Some(old) = old {
+        previous.reserve(old.list.count());
+        for e in old.list.merged().entries(old.list.count()) {
+            previous.insert(e.symbol, (e.rank, e.price_usd, e.change_24h_pct));
+        }
+    }
+    let mut moved = Vec::new();
+    let mut prices = Vec::new();
+    for e in new.list.merged().entries(n) {
+        let before = previous.remove(e.symbol);
+        if old.is_some() && before.map(|b| b.0) != Some(e.rank) {
+            moved.push(Moved {
+                symbol: e.symbol,
+                rank: Some(e.rank),
+                previous_rank: before.map(|b| b.0),
+            });
+        }
+        if let Some((_, price, change)) = before
+            && (price != e.price_usd || change != e.change_24h_pct)
+        {
+            let data = serde_json::to_vec(&PriceEvent {
+                symbol: e.symbol,
+                rank: e.rank,
+                price_usd: e.price_usd,
+                change_24h_pct: e.change_24h_pct,
+                as_of: &as_of,
+            })
+            .expect("an event serialises");
+            prices.push(Event {
+                kind: Kind::Price,
+                key: e.symbol.to_uppercase().into(),
+                data,
+            });
+        }
+    }
+    let mut left: Vec<Moved> = previous
+        .iter()
+        .map(|(symbol, (rank, _, _))| Moved {
+            symbol,
+            rank: None,
+            previous_rank: Some(*rank),
+        })
+        .collect();
+    left.sort_by_key(|m| m.previous_rank);
+    moved.extend(left);
+    let top = TopEvent {
+        prices_hash: new.prices.hash.to_string(),
+        ranking_hash: new.ranking.hash.to_string(),
+        prices_as_of: as_of.clone(),
+        ranking_as_of: rfc3339(new.ranking.as_of),
+        count: n,
+        moved,
+    };
+    let mut events = Vec::with_capacity(prices.len() + 1);
+    events.push(Event {
+        kind: Kind::Top,
+        key: CompactString::default(),
+        data: serde_json::to_vec(&top).expect("an event serialises"),
+    });
+    events.extend(prices);
+    events
+}
+
+/// Follows the node's changes and publishes them, until the hub closes.
+pub async fn run(
+    hub: Arc<Hub>,
+    view: Arc<ArcSwapOption<View>>,
+    tickers: crate::tickers::Tickers,
+    bodies: Arc<crate::http::metrics_api::MetricBodies>,
+) {
+    let mut closing = hub.closing.subscribe();
+    let mut last_view: Option<Arc<View>> = None;
+    let mut last_metrics: Option<crate::http::metrics_api::Etags> = None;
+    let mut stamp: Option<crate::tickers::Stamp> = None;
+    loop {
+        tokio::select! {
+            _ = closing.wait_for(|c| *c) => return,
+            _ = hub.changed.notified() => {}
+        }
+        let current = view.load_full();
+        if let Some(new) = current
+            && !last_view.as_ref().is_some_and(|old| Arc::ptr_eq(old, &new))
+        {
+            let old = last_view.replace(new.clone());
+            let events = tokio::task::spawn_blocking(move || diff(old.as_deref(), &new))
+                .await
+                .unwrap_or_default();
+            hub.publish(events);
+        }
+        if !stamp.as_ref().is_some_and(|s| tickers.is_current(s)) {
+            let (t, b) = (tickers.clone(), bodies.clone());
+            let previous = last_metrics.take();
+            let built = tokio::task::spawn_blocking(move || b.build_now(&t, previous.as_ref()))
+                .await
+                .ok();
+            if let Some((new_stamp, etags, changed)) = built {
+                stamp = Some(new_stamp);
+                last_metrics = Some(etags);
+                hub.publish(
+                    changed
+                        .into_iter()
+                        .map(|(id, data)| Event {
+                            kind: Kind::Metric,
+                            key: id,
+                            data: data.to_vec(),
+                        })
+                        .collect(),
+                );
+            }
+        }
+    }
+}
+
+/// Takes the users' alerts off NATS into the hub, until it closes.
+pub async fn follow_alerts(hub: Arc<Hub>, nats: topcoins_bus::NatsConfig) {
+    let mut nats = nats;
+    nats.name = format!("{}-stream", nats.name);
+    let mut closing = hub.closing.subscribe();
+    let (client, _link) = match topcoins_bus::connect(&nats).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "stream: NATS unavailable; no alert events");
+            return;
+        }
+    };
+    let mut backoff =
+        topcoins_runtime::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut subscription = loop {
+        match client
+            .subscribe(topcoins_bus::subjects::STREAM_ALERTS_ALL)
+            .await
+        {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::debug!(error = %e, "stream: waiting for NATS");
+                tokio::select! {
+                    _ = closing.wait_for(|c| *c) => return,
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                }
+            }
+        }
+    };
+    loop {
+        let message = tokio::select! {
+            _ = closing.wait_for(|c| *c) => break,
+            m = subscription.next() => match m { Some(m) => m, None => break },
+        };
+        let Some(user) = message
+            .subject
+            .as_str()
+            .strip_prefix(topcoins_bus::subjects::STREAM_ALERTS_PREFIX)
+            .and_then(|s| s.strip_prefix('.'))
+        else {
+            continue;
+        };
+        // Only well-formed JSON objects become events: the data line must stay one line.
+        match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&message.payload)
+        {
+            Ok(object) => hub.publish(vec![Event {
+                kind: Kind::Alert,
+                key: user.into(),
+                data: serde_json::to_vec(&object).expect("a JSON object serialises"),
+            }]),
+            Err(_) => hub.metrics.stream_bad_messages.inc(),
+        }
+    }
+    topcoins_bus::close(&client).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub() -> Arc<Hub> {
+        let registry = prometheus::Registry::new();
+        Hub::new(
+            ApiMetrics::register(&registry).unwrap(),
+            Duration::from_secs(15),
+        )
+    }
+
+    fn price(symbol: &str) -> Event {
+        Event {
+            kind: Kind::Price,
+            key: symbol.into(),
+            data: format!("{{\"symbol\":\"{symbol}\"}}").into_bytes(),
+        }
+    }
+
+    fn top() -> Event {
+        Event {
+            kind: Kind::Top,
+            key: CompactString::default(),
+            data: b"{}".to_vec(),
+        }
+    }
+
+    fn text(b: &Bytes) -> String {
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn filters_pick_by_symbol_and_user_in_order() {
+        let hub = hub();
+        hub.publish(vec![top(), price("BTC"), price("ETH"), price("SOL")]);
+        hub.publish(vec![Event {
+            kind: Kind::Alert,
+            key: "usr_a".into(),
+            data: b"{\"id\":\"alr_1\"}".to_vec(),
+        }]);
+        let ring = hub.replay.lock().unwrap().0.clone();
+        let all = Filter::default();
+        let body = text(&all.select(&ring[0], 0).unwrap());
+        let ids: Vec<&str> = body.lines().filter(|l| l.starts_with("id: ")).collect();
+        assert_eq!(ids.len(), 4);
+        assert!(ids[3].ends_with("-4"), "{ids:?}");
+        // Alerts are for their user only.
+        assert!(all.select(&ring[1], 4).is_none());
+        let mine = Filter {
+            user: Some("usr_a".into()),
+            ..Default::default()
+        };
+        assert!(text(&mine.select(&ring[1], 4).unwrap()).contains("alr_1"));
+        let theirs = Filter {
+            user: Some("usr_b".into()),
+            ..Default::default()
+        };
+        assert!(theirs.select(&ring[1], 4).is_none());
+        // Symbols: in the batch's order, whatever the filter's.
+        let some = Filter {
+            symbols: Some(vec!["SOL".into(), "BTC".into()]),
+            ..Default::default()
+        };
+        let body = text(&some.select(&ring[0], 0).unwrap());
+        let (btc, sol) = (body.find("BTC").unwrap(), body.find("SOL").unwrap());
+        assert!(btc < sol && !body.contains("ETH") && body.contains("event: top"));
+        // Resuming inside a batch: only what comes after.
+        let body = text(&all.select(&ring[0], 2).unwrap());
+        assert!(!body.contains("BTC") && body.contains("ETH") && body.contains("SOL"));
+    }
+
+    #[test]
+    fn resume_within_the_window_and_resync_outside_it() {
+        let hub = hub();
+        for _ in 0..(REPLAY + 10) {
+            hub.publish(vec![price("BTC")]);
+        }
+        let last = hub.last_seq();
+        assert_eq!(last, (REPLAY + 10) as u64);
+        let id = |seq: u64| format!("{}-{seq}", hub.epoch);
+        let (_, replay, resume, _) = hub.subscribe(hub.parse_id(&id(last - 3)));
+        assert_eq!(resume, Resume::After(last - 3));
+        assert_eq!(replay.len(), 3);
+        let (_, replay, resume, _) = hub.subscribe(hub.parse_id(&id(3)));
+        assert_eq!((resume, replay.len()), (Resume::Lost, 0));
+        for other in ["0badc0de-5".to_owned(), "nonsense".into(), id(last + 1)] {
+            assert_eq!(
+                hub.subscribe(hub.parse_id(&other)).2,
+                Resume::Lost,
+                "{other}"
+            );
+        }
+        let (_, replay, resume, _) = hub.subscribe(hub.parse_id(&id(last)));
+        assert_eq!((resume, replay.len()), (Resume::After(last), 0));
+    }
+
+    #[test]
+    fn filters_parse_and_refuse_bad_input() {
+        let f = parse_filter(Some("symbols=btc,%20eth,,&metrics=kraken:XBT-USD:last")).unwrap();
+        assert_eq!(
+            f.symbols.unwrap(),
+            vec![CompactString::from("BTC"), "ETH".into()]
+        );
+        assert_eq!(f.metrics, vec![CompactString::from("kraken:XBT-USD:last")]);
+        assert!(parse_filter(Some("symbols=a&symbols=b")).is_err());
+        let many = (0..=MAX_FILTER)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(parse_filter(Some(&format!("symbols={many}"))).is_err());
+        assert!(parse_filter(Some(&format!("metrics={}", "x".repeat(200)))).is_err());
+        assert!(parse_filter(None).unwrap().symbols.is_none());
+    }
+}
