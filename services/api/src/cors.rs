@@ -113,6 +113,15 @@ impl Origins {
     }
 }
 
+impl Origins {
+    /// Whether answers depend on `Origin` (some origins are named): then an answer to a
+    /// request without one says `Vary: Origin` too, so a shared cache does not hand it to a
+    /// page of a named origin.
+    pub fn named_any(&self) -> bool {
+        !self.named.is_empty()
+    }
+}
+
 fn keyed_path(path: &str) -> bool {
     KEYED_PREFIXES.iter().any(|p| {
         path.strip_prefix(p)

@@ -75,6 +75,10 @@ fn asset(page: &str) -> Option<&'static Asset> {
 }
 
 fn serve(request: &Request, page: &str) -> Response {
+    // A name with an extension is a file: one we do not have is a 404, not the page.
+    if page.contains('.') && built() && !ASSETS.iter().any(|a| a.name == page) {
+        return ApiError::not_found().into_response();
+    }
     let Some(asset) = asset(page) else {
         return ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -138,6 +142,8 @@ pub(crate) async fn dashboard(request: Request) -> Response {
             headers(("ETag" = String, description = "Strong"), ("Cache-Control" = String))),
         (status = 304, description = "Not modified",
             headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 404, description = "`not_found`: a file (a name with an extension) the \
+            dashboard does not have", body = ErrorBody),
         (status = 503, description = "`dashboard_not_built`: the binary has no dashboard \
             assets", body = ErrorBody),
     ),

@@ -202,10 +202,6 @@ fn variant_etag(etag: &HeaderValue, coding: Coding) -> HeaderValue {
     HeaderValue::from_str(&tagged).unwrap_or_else(|_| etag.clone())
 }
 
-/// Marks a response as already negotiated ([`compress_dynamic`] leaves it alone).
-#[derive(Clone, Copy)]
-pub struct Negotiated;
-
 /// Content types worth compressing.
 fn compressible(headers: &HeaderMap) -> bool {
     headers
@@ -226,11 +222,13 @@ fn compressible(headers: &HeaderMap) -> bool {
 }
 
 /// A response not prepared ahead, compressed for this request if the client takes a coding
-/// and the body is worth it. Prepared responses ([`Negotiated`]), streams, and bodies already
-/// encoded pass through.
+/// and the body is worth it. Prepared responses (which say `Vary` when they have variants;
+/// those without are under [`MIN_BYTES`]), streams (no known length), and bodies already
+/// encoded pass through. (A marker in the response's extensions would cost an allocation per
+/// request; the headers are there anyway.)
 pub async fn compress_dynamic(response: Response, coding: Coding) -> Response {
     let h = response.headers();
-    if response.extensions().get::<Negotiated>().is_some()
+    if h.contains_key(axum::http::header::VARY)
         || h.contains_key(CONTENT_ENCODING)
         || !compressible(h)
     {
@@ -246,6 +244,7 @@ pub async fn compress_dynamic(response: Response, coding: Coding) -> Response {
         return Response::from_parts(parts, body);
     }
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        parts.headers.remove(CONTENT_LENGTH);
         return Response::from_parts(parts, Body::empty());
     };
     match compress(&bytes, coding) {

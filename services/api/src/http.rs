@@ -199,7 +199,6 @@ async fn top(State(app): State<AppState>, request: Request) -> Response {
         }
         r
     };
-    response.extensions_mut().insert(encoding::Negotiated);
     let h = response.headers_mut();
     h.insert(ETAG, chosen.etag.clone());
     // The format follows `Accept` when `format` is not given, the coding `Accept-Encoding`.
@@ -377,6 +376,11 @@ impl HttpService {
             };
             encoding::compress_dynamic(r, coding).await
         };
+        if cors.is_none() && self.app.cors.named_any() {
+            response
+                .headers_mut()
+                .append(VARY, HeaderValue::from_static("Origin"));
+        }
         if let Some((origin, method, path, authorized)) = cors {
             crate::cors::decorate(
                 &self.app.cors,

@@ -48,11 +48,15 @@ use crate::render::rfc3339;
 use crate::view::View;
 
 /// Batches the broadcast ring holds: how far a stream may fall behind before it is resynced.
-pub const RING: usize = 64;
+/// A stream that stops reading keeps the last this many alive (about 1.3 MB each for 10,000
+/// coins), so it is kept small: 16 changes, 16 s of a market moving every second.
+pub const RING: usize = 16;
 /// Batches kept for `Last-Event-ID`, at most (two minutes of changes a second), and their
 /// bytes, at most.
 pub const REPLAY: usize = 128;
 const REPLAY_BYTES: usize = 32 << 20;
+/// A `top` event lists the moves of entries at or above this rank (before or after).
+pub const MOVED_RANKS: usize = 500;
 /// Symbols or metrics one stream may ask for.
 pub const MAX_FILTER: usize = 500;
 /// What a client waits before reconnecting (`retry:`), in ms.
@@ -90,7 +94,13 @@ pub struct Batch {
     metrics: HashMap<CompactString, usize, foldhash::fast::RandomState>,
     alerts: Vec<usize>,
     bytes: usize,
+    /// What streams with the same filter picked from this batch, by the filter's key: a
+    /// thousand dashboards asking for the same coins make one selection, not a thousand.
+    picks: Mutex<Vec<(u64, Option<Bytes>)>>,
 }
+
+/// Selections a batch keeps, at most (distinct filters beyond these select for themselves).
+const PICKS_KEPT: usize = 64;
 
 /// An event to publish: its kind, key, SSE event name and JSON data.
 struct Event {
@@ -182,6 +192,7 @@ impl Hub {
             metrics: HashMap::default(),
             alerts: Vec::new(),
             bytes: 0,
+            picks: Mutex::new(Vec::new()),
         };
         // Every event of the batch in one buffer; each frame is a slice of it.
         let mut all = BytesMut::with_capacity(events.iter().map(|e| e.data.len() + 48).sum());
@@ -274,6 +285,13 @@ impl Hub {
         (rx, batches, resume, last)
     }
 
+    /// A new receiver from the newest batch on, and the last number before it (taken together
+    /// under the writer's lock: nothing falls between them).
+    fn restart(&self) -> (broadcast::Receiver<Arc<Batch>>, u64) {
+        let _replay = self.replay.lock().expect("not poisoned");
+        (self.tx.subscribe(), self.last_seq())
+    }
+
     fn parse_id(&self, id: &str) -> Resume {
         match id.trim().split_once('-') {
             Some((epoch, seq)) if epoch == self.epoch => {
@@ -312,15 +330,56 @@ struct Filter {
     symbols: Option<Vec<CompactString>>,
     metrics: Vec<CompactString>,
     user: Option<String>,
+    /// Names `symbols` and `metrics` (sorted, without repeats): streams with equal keys pick
+    /// the same events from a batch without alerts.
+    key: u64,
 }
 
 impl Filter {
+    /// Sets [`Filter::key`] from the symbols and metrics.
+    fn keyed(mut self) -> Self {
+        use std::hash::BuildHasher;
+        let mut symbols: Option<Vec<&str>> = self
+            .symbols
+            .as_ref()
+            .map(|s| s.iter().map(|s| s.as_str()).collect());
+        if let Some(s) = symbols.as_mut() {
+            s.sort_unstable();
+            s.dedup();
+        }
+        let mut metrics: Vec<&str> = self.metrics.iter().map(|m| m.as_str()).collect();
+        metrics.sort_unstable();
+        metrics.dedup();
+        self.key = foldhash::fast::FixedState::with_seed(0x7c0).hash_one((symbols, metrics));
+        self
+    }
+
     /// This stream's events of `batch` after `after`, or `None`.
     fn select(&self, batch: &Batch, after: u64) -> Option<Bytes> {
-        let alerts = self.user.is_some() && !batch.alerts.is_empty();
-        if self.symbols.is_none() && self.metrics.is_empty() && !alerts && after < batch.first {
-            return (!batch.public.is_empty()).then(|| batch.public.clone());
+        // A batch of `top` and `price` events only (a view's change): with no symbol filter,
+        // all of it, as it is (metric and alert filters pick nothing there).
+        if self.symbols.is_none() && after < batch.first && !batch.public.is_empty() {
+            return Some(batch.public.clone());
         }
+        // The whole batch, no alerts in it: what another stream with this filter picked.
+        let shared = after < batch.first && batch.alerts.is_empty();
+        if shared {
+            let picks = batch.picks.lock().expect("not poisoned");
+            if let Some((_, picked)) = picks.iter().find(|(k, _)| *k == self.key) {
+                return picked.clone();
+            }
+        }
+        let picked = self.pick(batch, after);
+        if shared {
+            let mut picks = batch.picks.lock().expect("not poisoned");
+            if picks.len() < PICKS_KEPT && !picks.iter().any(|(k, _)| *k == self.key) {
+                picks.push((self.key, picked.clone()));
+            }
+        }
+        picked
+    }
+
+    fn pick(&self, batch: &Batch, after: u64) -> Option<Bytes> {
         let mut picked: Vec<usize> = batch.tops.clone();
         match &self.symbols {
             None => picked.extend(batch.prices.values().copied()),
@@ -336,6 +395,8 @@ impl Filter {
             );
         }
         picked.sort_unstable();
+        // `symbols=btc,BTC` names one coin twice.
+        picked.dedup();
         let mut out = BytesMut::new();
         for i in picked {
             let frame = &batch.frames[i];
@@ -364,7 +425,10 @@ struct Client {
     filter: Filter,
     /// The last sequence number this stream has passed (sent or filtered out).
     after: u64,
+    /// What to send before the live events: the preamble (and a resync), then the batches
+    /// to replay, each selected when its turn comes (not all at once).
     pending: VecDeque<Bytes>,
+    replay: VecDeque<Arc<Batch>>,
     keepalive: tokio::time::Interval,
     closing: watch::Receiver<bool>,
     _open: Open,
@@ -374,6 +438,13 @@ impl Client {
     async fn next(&mut self) -> Option<Bytes> {
         if let Some(b) = self.pending.pop_front() {
             return Some(b);
+        }
+        while let Some(batch) = self.replay.pop_front() {
+            let out = self.filter.select(&batch, self.after);
+            self.after = self.after.max(batch.last);
+            if out.is_some() {
+                return out;
+            }
         }
         loop {
             tokio::select! {
@@ -388,11 +459,8 @@ impl Client {
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        // Behind by more than the ring: start again from the newest batch. The
-                        // last number is read first: a batch sent in between is not in the
-                        // new receiver, but the resync covers it; every later one is.
-                        self.after = self.hub.last_seq();
-                        self.rx = self.rx.resubscribe();
+                        // Behind by more than the ring: start again from the newest batch.
+                        (self.rx, self.after) = self.hub.restart();
                         self.hub.metrics.stream_resyncs.with_label_values(&["lagged"]).inc();
                         return Some(self.hub.resync("lagged", self.after));
                     }
@@ -427,7 +495,10 @@ fn parse_filter(raw: Option<&str>) -> Result<Filter, ApiError> {
             if let Some(long) = items.iter().find(|s| s.len() > 128) {
                 return Err(ApiError::bad_request(
                     "invalid_filter",
-                    format!("`{key}` item {:?}… is longer than 128 bytes", &long[..16]),
+                    format!(
+                        "`{key}` item {:?}… is longer than 128 bytes",
+                        long.chars().take(16).collect::<String>()
+                    ),
                 ));
             }
             Ok(items)
@@ -449,12 +520,22 @@ fn parse_filter(raw: Option<&str>) -> Result<Filter, ApiError> {
                         "metrics is given more than once",
                     ));
                 }
-                filter.metrics = list()?;
+                let metrics = list()?;
+                if let Some(bad) = metrics
+                    .iter()
+                    .find(|m| crate::http::metrics_api::MetricId::parse(m).is_none())
+                {
+                    return Err(ApiError::bad_request(
+                        "invalid_metric_id",
+                        format!("{bad:?} is not a metric id (exchange:pair:metric)"),
+                    ));
+                }
+                filter.metrics = metrics;
             }
             _ => {}
         }
     }
-    Ok(filter)
+    Ok(filter.keyed())
 }
 
 #[utoipa::path(
@@ -463,7 +544,8 @@ fn parse_filter(raw: Option<&str>) -> Result<Filter, ApiError> {
     operation_id = "stream",
     summary = "The node's changes as Server-Sent Events",
     description = "`text/event-stream`. Events: `top` when the top list changes (its hashes, \
-        times, count, and the entries whose rank `moved`); `price`, one per coin whose price \
+        times, count, the entries whose rank `moved` within the first 500 ranks, and \
+        `moved_beyond`, how many moved further down); `price`, one per coin whose price \
         changed (`symbol`, `rank`, `price_usd`, `change_24h_pct`, `as_of`); `metric`, the \
         `GET /v1/metrics/{id}` body of each metric named in `metrics` that changed; `alert`, \
         the caller's alerts (with an API key); `resync` when events were missed (the client \
@@ -530,7 +612,7 @@ pub(crate) async fn stream(State(app): State<AppState>, request: Request) -> Res
         .and_then(|v| v.to_str().ok())
         .map_or(Resume::Live, |id| hub.parse_id(id));
     let (rx, replay, resume, last) = hub.subscribe(resume);
-    let mut pending = VecDeque::with_capacity(replay.len() + 2);
+    let mut pending = VecDeque::with_capacity(2);
     let after = match resume {
         Resume::After(seq) => seq,
         _ => last,
@@ -546,13 +628,6 @@ pub(crate) async fn stream(State(app): State<AppState>, request: Request) -> Res
             .inc();
         pending.push_back(hub.resync("replay_window", last));
     }
-    let mut client_after = after;
-    for batch in &replay {
-        if let Some(b) = filter.select(batch, client_after) {
-            pending.push_back(b);
-        }
-        client_after = client_after.max(batch.last);
-    }
     let mut keepalive =
         tokio::time::interval_at(tokio::time::Instant::now() + hub.keepalive, hub.keepalive);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -562,8 +637,9 @@ pub(crate) async fn stream(State(app): State<AppState>, request: Request) -> Res
         hub: hub.clone(),
         rx,
         filter,
-        after: client_after,
+        after,
         pending,
+        replay: replay.into(),
         keepalive,
         closing: hub.closing.subscribe(),
         _open: Open(hub.metrics.clone()),
@@ -574,9 +650,6 @@ pub(crate) async fn stream(State(app): State<AppState>, request: Request) -> Res
     })
     .boxed();
     let mut response = Body::from_stream(body).into_response();
-    response
-        .extensions_mut()
-        .insert(crate::encoding::Negotiated);
     let h = response.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -607,6 +680,8 @@ struct TopEvent<'a> {
     ranking_as_of: String,
     count: usize,
     moved: Vec<Moved<'a>>,
+    /// Entries that moved below [`MOVED_RANKS`] on both sides, not listed.
+    moved_beyond: usize,
 }
 
 #[derive(Serialize)]
@@ -650,9 +725,12 @@ fn diff(old: Option<&View>, new: &View) -> Vec<Event> {
                 previous_rank: before.map(|b| b.0),
             });
         }
-        if let Some((_, price, change)) = before
-            && (price != e.price_usd || change != e.change_24h_pct)
-        {
+        // A coin whose price changed, or that entered the list (its price is news too).
+        let changed = match before {
+            Some((_, price, change)) => price != e.price_usd || change != e.change_24h_pct,
+            None => old.is_some(),
+        };
+        if changed {
             let data = serde_json::to_vec(&PriceEvent {
                 symbol: e.symbol,
                 rank: e.rank,
@@ -678,6 +756,12 @@ fn diff(old: Option<&View>, new: &View) -> Vec<Event> {
         .collect();
     left.sort_by_key(|m| m.previous_rank);
     moved.extend(left);
+    // Only moves that touch the first MOVED_RANKS ranks are listed: the rest of a reshuffle of
+    // thousands of coins is counted (every stream would carry it on every ranking change).
+    let listed = |r: Option<u32>| r.is_some_and(|r| r as usize <= MOVED_RANKS);
+    let all = moved.len();
+    moved.retain(|m| listed(m.rank) || listed(m.previous_rank));
+    let moved_beyond = all - moved.len();
     let top = TopEvent {
         prices_hash: new.prices.hash.to_string(),
         ranking_hash: new.ranking.hash.to_string(),
@@ -685,6 +769,7 @@ fn diff(old: Option<&View>, new: &View) -> Vec<Event> {
         ranking_as_of: rfc3339(new.ranking.as_of),
         count: n,
         moved,
+        moved_beyond,
     };
     let mut events = Vec::with_capacity(prices.len() + 1);
     events.push(Event {
@@ -844,7 +929,7 @@ mod tests {
             data: b"{\"id\":\"alr_1\"}".to_vec(),
         }]);
         let ring = hub.replay.lock().unwrap().0.clone();
-        let all = Filter::default();
+        let all = Filter::default().keyed();
         let body = text(&all.select(&ring[0], 0).unwrap());
         let ids: Vec<&str> = body.lines().filter(|l| l.starts_with("id: ")).collect();
         assert_eq!(ids.len(), 4);
@@ -854,21 +939,47 @@ mod tests {
         let mine = Filter {
             user: Some("usr_a".into()),
             ..Default::default()
-        };
+        }
+        .keyed();
         assert!(text(&mine.select(&ring[1], 4).unwrap()).contains("alr_1"));
         let theirs = Filter {
             user: Some("usr_b".into()),
             ..Default::default()
-        };
+        }
+        .keyed();
         assert!(theirs.select(&ring[1], 4).is_none());
         // Symbols: in the batch's order, whatever the filter's.
         let some = Filter {
             symbols: Some(vec!["SOL".into(), "BTC".into()]),
             ..Default::default()
-        };
+        }
+        .keyed();
         let body = text(&some.select(&ring[0], 0).unwrap());
         let (btc, sol) = (body.find("BTC").unwrap(), body.find("SOL").unwrap());
         assert!(btc < sol && !body.contains("ETH") && body.contains("event: top"));
+        // A symbol named twice is sent once.
+        let twice = Filter {
+            symbols: Some(vec!["BTC".into(), "BTC".into()]),
+            ..Default::default()
+        }
+        .keyed();
+        assert_eq!(
+            text(&twice.select(&ring[0], 0).unwrap())
+                .matches("BTC")
+                .count(),
+            1
+        );
+        // Streams with the same filter share one selection (the same bytes).
+        let again = Filter {
+            symbols: Some(vec!["BTC".into(), "SOL".into()]),
+            ..Default::default()
+        }
+        .keyed();
+        let (a, b) = (
+            some.select(&ring[0], 0).unwrap(),
+            again.select(&ring[0], 0).unwrap(),
+        );
+        assert_eq!(a.as_ptr(), b.as_ptr());
         // Resuming inside a batch: only what comes after.
         let body = text(&all.select(&ring[0], 2).unwrap());
         assert!(!body.contains("BTC") && body.contains("ETH") && body.contains("SOL"));
@@ -901,12 +1012,16 @@ mod tests {
 
     #[test]
     fn filters_parse_and_refuse_bad_input() {
-        let f = parse_filter(Some("symbols=btc,%20eth,,&metrics=kraken:XBT-USD:last")).unwrap();
+        let f = parse_filter(Some("symbols=btc,%20eth,,BTC&metrics=kraken:btc-usd:price")).unwrap();
         assert_eq!(
             f.symbols.unwrap(),
-            vec![CompactString::from("BTC"), "ETH".into()]
+            vec![CompactString::from("BTC"), "ETH".into(), "BTC".into()]
         );
-        assert_eq!(f.metrics, vec![CompactString::from("kraken:XBT-USD:last")]);
+        assert_eq!(f.metrics, vec![CompactString::from("kraken:btc-usd:price")]);
+        assert!(parse_filter(Some("metrics=kraken:XBT-USD:last")).is_err());
+        // Over-long items are refused with a message that does not split a character.
+        let wide = "%C3%91".repeat(70);
+        assert!(parse_filter(Some(&format!("symbols={wide}"))).is_err());
         assert!(parse_filter(Some("symbols=a&symbols=b")).is_err());
         let many = (0..=MAX_FILTER)
             .map(|i| i.to_string())

@@ -78,7 +78,6 @@ pub(crate) fn respond(
         }
         r
     };
-    response.extensions_mut().insert(encoding::Negotiated);
     let h = response.headers_mut();
     h.insert(ETAG, chosen.etag.clone());
     h.insert(CACHE_CONTROL, HeaderValue::from_static(cache_control));
@@ -274,6 +273,10 @@ fn candles_response(
             .headers_mut()
             .insert(NEXT_CURSOR_HEADER, cursor.clone());
     }
+    // The format follows `Accept` when `format` is not given.
+    response
+        .headers_mut()
+        .append(VARY, HeaderValue::from_static("Accept"));
     response
 }
 

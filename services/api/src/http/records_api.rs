@@ -196,6 +196,10 @@ async fn records_response(
         content_type,
         "no-cache",
     );
+    response.headers_mut().append(
+        axum::http::header::VARY,
+        axum::http::HeaderValue::from_static("Accept"),
+    );
     if let Some(c) = next_cursor
         && let Ok(v) = axum::http::HeaderValue::from_str(&c)
     {
