@@ -566,7 +566,7 @@ fn parse_filter(raw: Option<&str>) -> Result<Filter, ApiError> {
                 ("Cache-Control" = String, description = "`no-cache`"),
                 ("x-accel-buffering" = String, description = "`no`: proxies must not buffer it"),
             )),
-        (status = 400, description = "`invalid_filter` or `duplicate_parameter`", body = ErrorBody),
+        (status = 400, description = "`invalid_filter`, `invalid_metric_id` or `duplicate_parameter`", body = ErrorBody),
         (status = 401, description = "`unauthorized`: an `Authorization` header with no valid key",
             body = ErrorBody),
         (status = 414, description = "`uri_too_long`: a query string over 2 KiB", body = ErrorBody),
