@@ -93,6 +93,8 @@ pub struct Batch {
     prices: HashMap<CompactString, usize, foldhash::fast::RandomState>,
     metrics: HashMap<CompactString, usize, foldhash::fast::RandomState>,
     alerts: Vec<usize>,
+    /// The `top` event's moves, for streams with `symbols=`.
+    moves: Option<TopMoves>,
     bytes: usize,
     /// What streams with the same filter picked from this batch, by the filter's key: a
     /// thousand dashboards asking for the same coins make one selection, not a thousand.
@@ -107,6 +109,58 @@ struct Event {
     kind: Kind,
     key: CompactString,
     data: Vec<u8>,
+    /// A `top` event's moves.
+    moves: Option<Moves>,
+}
+
+/// Every move of a `top` event (not only the first ranks' that its data lists), so that a
+/// stream with `symbols=` gets the moves of its own coins, at any rank, and nothing else: a
+/// dashboard following 100 coins is not sent the reshuffle of the other 9,900.
+struct Moves {
+    /// The event's data before its `moved` list: `{"prices_hash":…,"count":n` (no `}`).
+    head: Vec<u8>,
+    /// Each move's JSON, one after another, in the event's order.
+    json: Vec<u8>,
+    /// Where each move's JSON ends in `json`.
+    ends: Vec<u32>,
+    /// A move's index by its coin's upper-case symbol.
+    by_symbol: HashMap<CompactString, u32, foldhash::fast::RandomState>,
+}
+
+impl Moves {
+    fn get(&self, i: u32) -> &[u8] {
+        let i = i as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.json[start..self.ends[i] as usize]
+    }
+
+    /// The event's data listing the moves `listed` (indexes, in order) and counting the rest.
+    fn data(&self, listed: &[u32]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.head.len() + 48 + listed.len() * 48);
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(b",\"moved\":[");
+        for (n, &i) in listed.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(self.get(i));
+        }
+        let beyond = self.ends.len() - listed.len();
+        let _ = std::io::Write::write_fmt(&mut out, format_args!("],\"moved_beyond\":{beyond}}}"));
+        out
+    }
+
+    fn size(&self) -> usize {
+        self.head.len() + self.json.len() + self.ends.len() * 4 + self.by_symbol.len() * 32
+    }
+}
+
+/// A batch's `top` moves, with the event's `id:` and `event:` lines before them.
+struct TopMoves {
+    seq: u64,
+    /// `id: …\nevent: top\ndata: `.
+    lines: Vec<u8>,
+    moves: Moves,
 }
 
 impl Kind {
@@ -191,6 +245,7 @@ impl Hub {
             prices: HashMap::default(),
             metrics: HashMap::default(),
             alerts: Vec::new(),
+            moves: None,
             bytes: 0,
             picks: Mutex::new(Vec::new()),
         };
@@ -217,7 +272,20 @@ impl Hub {
         batch.bytes = all.len();
         for (i, (event, span)) in events.into_iter().zip(spans).enumerate() {
             match event.kind {
-                Kind::Top => batch.tops.push(i),
+                Kind::Top => {
+                    batch.tops.push(i);
+                    if let Some(moves) = event.moves {
+                        // The frame's `id:`, `event:` and `data: ` lines.
+                        let lines = span.len() - event.data.len() - 2;
+                        let lines = all[span.start..span.start + lines].to_vec();
+                        batch.bytes += lines.len() + moves.size();
+                        batch.moves = Some(TopMoves {
+                            seq: first + i as u64,
+                            lines,
+                            moves,
+                        });
+                    }
+                }
                 Kind::Price => {
                     batch.prices.insert(event.key.clone(), i);
                 }
@@ -400,9 +468,24 @@ impl Filter {
         let mut out = BytesMut::new();
         for i in picked {
             let frame = &batch.frames[i];
-            if frame.seq > after {
-                debug_assert!(frame.kind != Kind::Alert || self.user.is_some());
-                out.put_slice(&frame.bytes);
+            if frame.seq <= after {
+                continue;
+            }
+            debug_assert!(frame.kind != Kind::Alert || self.user.is_some());
+            match (&self.symbols, &batch.moves) {
+                // The `top` event with this stream's coins' moves.
+                (Some(symbols), Some(top)) if top.seq == frame.seq => {
+                    let mut listed: Vec<u32> = symbols
+                        .iter()
+                        .filter_map(|s| top.moves.by_symbol.get(s).copied())
+                        .collect();
+                    listed.sort_unstable();
+                    listed.dedup();
+                    out.put_slice(&top.lines);
+                    out.put_slice(&top.moves.data(&listed));
+                    out.put_slice(b"\n\n");
+                }
+                _ => out.put_slice(&frame.bytes),
             }
         }
         (!out.is_empty()).then(|| out.freeze())
@@ -545,7 +628,8 @@ fn parse_filter(raw: Option<&str>) -> Result<Filter, ApiError> {
     summary = "The node's changes as Server-Sent Events",
     description = "`text/event-stream`. Events: `top` when the top list changes (its hashes, \
         times, count, the entries whose rank `moved` within the first 500 ranks, and \
-        `moved_beyond`, how many moved further down); `price`, one per coin whose price \
+        `moved_beyond`, how many moves are not listed; with `symbols`, `moved` lists the \
+        moves of those coins at any rank and `moved_beyond` counts the others); `price`, one per coin whose price \
         changed (`symbol`, `rank`, `price_usd`, `change_24h_pct`, `as_of`); `metric`, the \
         `GET /v1/metrics/{id}` body of each metric named in `metrics` that changed; `alert`, \
         the caller's alerts (with an API key); `resync` when events were missed (the client \
@@ -554,7 +638,7 @@ fn parse_filter(raw: Option<&str>) -> Result<Filter, ApiError> {
         A `: keep-alive` comment (with an `id:` line) comes every 15 s.",
     params(
         ("symbols" = Option<String>, Query,
-            description = "Comma-separated symbols: `price` events of these coins only (at most 500)"),
+            description = "Comma-separated symbols: `price` events, and the `top` events' `moved` entries, of these coins only (at most 500)"),
         ("metrics" = Option<String>, Query,
             description = "Comma-separated metric ids whose `metric` events to send (at most 500)"),
         ("Last-Event-ID" = Option<String>, Header, nullable = false,
@@ -671,17 +755,14 @@ pub(crate) struct StreamEvent {
     retry: Option<u64>,
 }
 
-/// The `top` event's data.
+/// The `top` event's data before its `moved` list and `moved_beyond` count (see [`Moves`]).
 #[derive(Serialize)]
-struct TopEvent<'a> {
+struct TopHead {
     prices_hash: String,
     ranking_hash: String,
     prices_as_of: String,
     ranking_as_of: String,
     count: usize,
-    moved: Vec<Moved<'a>>,
-    /// Entries that moved below [`MOVED_RANKS`] on both sides, not listed.
-    moved_beyond: usize,
 }
 
 #[derive(Serialize)]
@@ -743,6 +824,7 @@ fn diff(old: Option<&View>, new: &View) -> Vec<Event> {
                 kind: Kind::Price,
                 key: e.symbol.to_uppercase().into(),
                 data,
+                moves: None,
             });
         }
     }
@@ -756,29 +838,52 @@ fn diff(old: Option<&View>, new: &View) -> Vec<Event> {
         .collect();
     left.sort_by_key(|m| m.previous_rank);
     moved.extend(left);
-    // Only moves that touch the first MOVED_RANKS ranks are listed: the rest of a reshuffle of
-    // thousands of coins is counted (every stream would carry it on every ranking change).
-    let listed = |r: Option<u32>| r.is_some_and(|r| r as usize <= MOVED_RANKS);
-    let all = moved.len();
-    moved.retain(|m| listed(m.rank) || listed(m.previous_rank));
-    let moved_beyond = all - moved.len();
-    let top = TopEvent {
-        prices_hash: new.prices.hash.to_string(),
-        ranking_hash: new.ranking.hash.to_string(),
-        prices_as_of: as_of.clone(),
-        ranking_as_of: rfc3339(new.ranking.as_of),
-        count: n,
-        moved,
-        moved_beyond,
-    };
     let mut events = Vec::with_capacity(prices.len() + 1);
-    events.push(Event {
-        kind: Kind::Top,
-        key: CompactString::default(),
-        data: serde_json::to_vec(&top).expect("an event serialises"),
-    });
+    events.push(top_event(
+        &TopHead {
+            prices_hash: new.prices.hash.to_string(),
+            ranking_hash: new.ranking.hash.to_string(),
+            prices_as_of: as_of.clone(),
+            ranking_as_of: rfc3339(new.ranking.as_of),
+            count: n,
+        },
+        &moved,
+    ));
     events.extend(prices);
     events
+}
+
+/// The `top` event: its data lists the moves within the first [`MOVED_RANKS`] ranks (before
+/// or after), and it keeps every move for streams with `symbols=`.
+fn top_event(head: &TopHead, moved: &[Moved]) -> Event {
+    let mut head = serde_json::to_vec(head).expect("an event serialises");
+    head.pop(); // its `}`: the moves follow
+    let mut moves = Moves {
+        head,
+        json: Vec::with_capacity(moved.len() * 48),
+        ends: Vec::with_capacity(moved.len()),
+        by_symbol: HashMap::with_capacity_and_hasher(moved.len(), Default::default()),
+    };
+    // The rest of a reshuffle of thousands of coins is counted, not listed: every stream
+    // would carry it on every ranking change.
+    let listed = |r: Option<u32>| r.is_some_and(|r| r as usize <= MOVED_RANKS);
+    let mut first_ranks = Vec::new();
+    for (i, m) in moved.iter().enumerate() {
+        serde_json::to_writer(&mut moves.json, m).expect("an event serialises");
+        moves.ends.push(moves.json.len() as u32);
+        moves
+            .by_symbol
+            .insert(m.symbol.to_uppercase().into(), i as u32);
+        if listed(m.rank) || listed(m.previous_rank) {
+            first_ranks.push(i as u32);
+        }
+    }
+    Event {
+        kind: Kind::Top,
+        key: CompactString::default(),
+        data: moves.data(&first_ranks),
+        moves: Some(moves),
+    }
 }
 
 /// Follows the node's changes and publishes them, until the hub closes.
@@ -823,6 +928,7 @@ pub async fn run(
                             kind: Kind::Metric,
                             key: id,
                             data: data.to_vec(),
+                            moves: None,
                         })
                         .collect(),
                 );
@@ -880,6 +986,7 @@ pub async fn follow_alerts(hub: Arc<Hub>, nats: topcoins_bus::NatsConfig) {
                 kind: Kind::Alert,
                 key: user.into(),
                 data: serde_json::to_vec(&object).expect("a JSON object serialises"),
+                moves: None,
             }]),
             Err(_) => hub.metrics.stream_bad_messages.inc(),
         }
@@ -904,6 +1011,7 @@ mod tests {
             kind: Kind::Price,
             key: symbol.into(),
             data: format!("{{\"symbol\":\"{symbol}\"}}").into_bytes(),
+            moves: None,
         }
     }
 
@@ -912,6 +1020,7 @@ mod tests {
             kind: Kind::Top,
             key: CompactString::default(),
             data: b"{}".to_vec(),
+            moves: None,
         }
     }
 
@@ -927,6 +1036,7 @@ mod tests {
             kind: Kind::Alert,
             key: "usr_a".into(),
             data: b"{\"id\":\"alr_1\"}".to_vec(),
+            moves: None,
         }]);
         let ring = hub.replay.lock().unwrap().0.clone();
         let all = Filter::default().keyed();
@@ -983,6 +1093,101 @@ mod tests {
         // Resuming inside a batch: only what comes after.
         let body = text(&all.select(&ring[0], 2).unwrap());
         assert!(!body.contains("BTC") && body.contains("ETH") && body.contains("SOL"));
+    }
+
+    #[test]
+    fn a_filtered_stream_gets_the_moves_of_its_own_coins() {
+        let head = TopHead {
+            prices_hash: "p".into(),
+            ranking_hash: "r".into(),
+            prices_as_of: "t".into(),
+            ranking_as_of: "t".into(),
+            count: 1000,
+        };
+        // BTC and ETH swap at the top; DOGE moves far down, past the first ranks; a newcomer.
+        let moved = [
+            Moved {
+                symbol: "eth",
+                rank: Some(1),
+                previous_rank: Some(2),
+            },
+            Moved {
+                symbol: "btc",
+                rank: Some(2),
+                previous_rank: Some(1),
+            },
+            Moved {
+                symbol: "doge",
+                rank: Some(MOVED_RANKS as u32 + 7),
+                previous_rank: Some(MOVED_RANKS as u32 + 9),
+            },
+            Moved {
+                symbol: "new",
+                rank: Some(900),
+                previous_rank: None,
+            },
+        ];
+        let hub = hub();
+        hub.publish(vec![top_event(&head, &moved), price("BTC")]);
+        let batch = hub.replay.lock().unwrap().0[0].clone();
+        let data = |f: &Filter| -> serde_json::Value {
+            let body = text(&f.select(&batch, 0).unwrap());
+            let line = body
+                .lines()
+                .find(|l| l.starts_with("data: {\"prices_hash"))
+                .unwrap();
+            serde_json::from_str(&line[6..]).unwrap()
+        };
+        let symbols = |v: &serde_json::Value| -> Vec<String> {
+            v["moved"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["symbol"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        // No filter: the first ranks' moves; the others counted.
+        let all = data(&Filter::default().keyed());
+        assert_eq!(symbols(&all), ["eth", "btc"]);
+        assert_eq!(
+            (all["moved_beyond"].as_u64(), all["count"].as_u64()),
+            (Some(2), Some(1000))
+        );
+        // `symbols=`: its coins' moves at any rank, in the event's order; the rest counted.
+        let f = Filter {
+            symbols: Some(vec!["NEW".into(), "BTC".into(), "BTC".into(), "XRP".into()]),
+            ..Default::default()
+        }
+        .keyed();
+        let mine = data(&f);
+        assert_eq!(symbols(&mine), ["btc", "new"]);
+        assert_eq!(mine["moved_beyond"].as_u64(), Some(2));
+        assert_eq!(mine["moved"][1]["previous_rank"], serde_json::Value::Null);
+        assert_eq!(
+            (mine["prices_hash"].as_str(), mine["count"].as_u64()),
+            (Some("p"), Some(1000))
+        );
+        // The same id as the unfiltered event's.
+        let id = |f: &Filter| {
+            text(&f.select(&batch, 0).unwrap())
+                .lines()
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(id(&f), id(&Filter::default().keyed()));
+        // No coins (`symbols=` empty): no moves, all counted.
+        let none = data(
+            &Filter {
+                symbols: Some(vec![]),
+                ..Default::default()
+            }
+            .keyed(),
+        );
+        assert_eq!(
+            (symbols(&none).len(), none["moved_beyond"].as_u64()),
+            (0, Some(4))
+        );
     }
 
     #[test]

@@ -189,15 +189,38 @@ async fn events_in_order_filtered_and_resumed() -> Result<()> {
     // (Its rank may have moved since, by a ranking change: a `top` event's `moved`.)
     assert_eq!(event["price_usd"], coin["price_usd"]);
 
-    // The filtered stream: only BTC and ETH prices, with the `top` events.
+    // The filtered stream: only BTC and ETH prices, with the `top` events, each listing the
+    // moves of BTC and ETH only (those of the unfiltered event with the same id), and counting
+    // the others.
     let mut names = std::collections::HashSet::new();
+    let mut tops = 0;
     for e in btc.drain(Duration::from_millis(400)).await? {
+        let v: serde_json::Value = serde_json::from_str(&e.data)?;
         if e.name == "price" {
-            let v: serde_json::Value = serde_json::from_str(&e.data)?;
             names.insert(v["symbol"].as_str().unwrap().to_owned());
+        } else if e.name == "top" {
+            let twin = seen
+                .iter()
+                .find(|a| a.id == e.id)
+                .context("the same top event")?;
+            let full: serde_json::Value = serde_json::from_str(&twin.data)?;
+            let moves = full["moved"].as_array().unwrap();
+            let ours: Vec<&serde_json::Value> = moves
+                .iter()
+                .filter(|m| matches!(m["symbol"].as_str(), Some("BTC" | "ETH")))
+                .collect();
+            assert_eq!(
+                v["moved"].as_array().unwrap().iter().collect::<Vec<_>>(),
+                ours
+            );
+            let total = moves.len() as u64 + full["moved_beyond"].as_u64().unwrap();
+            assert_eq!(v["moved_beyond"].as_u64(), Some(total - ours.len() as u64));
+            assert_eq!(v["prices_hash"], full["prices_hash"]);
+            tops += 1;
         }
     }
     assert!(names.iter().all(|s| s == "BTC" || s == "ETH"), "{names:?}");
+    assert!(tops >= 5, "{tops} top events");
 
     // Resume: from the id of an event in the middle, a new stream replays exactly what came
     // after it, then goes on live.
