@@ -44,6 +44,13 @@ impl Cluster {
 
 /// A fresh database on the shared cluster, migrated.
 async fn open() -> Option<(Arc<Cluster>, PostgresStore)> {
+    open_named()
+        .await
+        .map(|(cluster, store, _)| (cluster, store))
+}
+
+/// [`open`], and the database's name.
+async fn open_named() -> Option<(Arc<Cluster>, PostgresStore, String)> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let cluster = Cluster::shared().await?;
     let db = format!("t{}", NEXT.fetch_add(1, Ordering::Relaxed));
@@ -61,7 +68,7 @@ async fn open() -> Option<(Arc<Cluster>, PostgresStore)> {
     };
     let store = PostgresStore::connect(&url).unwrap();
     store.migrate().await.unwrap();
-    Some((cluster, store))
+    Some((cluster, store, db))
 }
 
 suite::behaviours!(open);
@@ -124,6 +131,62 @@ async fn migrations_are_recorded_and_a_newer_schema_is_refused() {
         Err(topcoins_history::Error::SchemaTooNew { found: 99, .. })
     ));
     drop(store);
+}
+
+/// A snapshot opening a minute is copied into `minutes`. When a row of that minute appears
+/// between the store's look and its copy (another writer's, committed while the copy waits on
+/// its key), the copy is rolled back and the merge writes the snapshot: the outcome is what
+/// the merge makes of the row being there first. (Without the fallback the apply fails on the
+/// key.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minute_written_meanwhile_goes_through_the_merge() {
+    let Some((cluster, raced, raced_db)) = open_named().await else {
+        return;
+    };
+    let Some((_, calm, calm_db)) = open_named().await else {
+        return;
+    };
+    let t = suite::DAY0 + 7 * 60_000;
+    // A backfilled minute of BTC, as another writer puts it there.
+    let row = format!(
+        "INSERT INTO minutes (symbol, span, bucket_ms, source, open_ms, open, high, low, \
+         close_ms, close, volume_from, volume_to) \
+         VALUES ('BTC', '1m', {t}, 1, {t}, 90, 150, 80, {}, 95, 10, 20)",
+        t + 59_999
+    );
+    let (p, as_of) = suite::prices(t + 30_000, &[("BTC", 100.0, Some(1e6)), ("ETH", 5.0, None)]);
+    let batch = topcoins_history::Batch::from_prices(&p, as_of);
+    let connect = |db: String| {
+        let url = cluster.url(&db);
+        async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+        }
+    };
+    // The row first, then the snapshot: the merge.
+    connect(calm_db).await.batch_execute(&row).await.unwrap();
+    calm.apply(batch.clone()).await.unwrap();
+    // The row inserted but not committed: the store does not see it and copies; its copy waits
+    // on BTC's key until the other writer commits, then fails on it.
+    let mut other = connect(raced_db).await;
+    let tx = other.transaction().await.unwrap();
+    tx.batch_execute(&row).await.unwrap();
+    let raced = Arc::new(raced);
+    let applying = tokio::spawn({
+        let raced = raced.clone();
+        let batch = batch.clone();
+        async move { raced.apply(batch).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    tx.commit().await.unwrap();
+    applying.await.unwrap().unwrap();
+    let symbols = ["BTC", "ETH"];
+    let merged = suite::dump(&calm, &symbols).await;
+    assert!(merged.iter().any(|c| c.symbol == "BTC"));
+    assert_eq!(suite::dump(&*raced, &symbols).await, merged);
 }
 
 #[tokio::test]

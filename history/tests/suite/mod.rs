@@ -123,7 +123,7 @@ pub async fn all(store: &impl CandleStore, symbol: &str, interval: Interval) -> 
     }
 }
 
-async fn dump(store: &impl CandleStore, symbols: &[&str]) -> Vec<Candle> {
+pub async fn dump(store: &impl CandleStore, symbols: &[&str]) -> Vec<Candle> {
     let mut out = Vec::new();
     for symbol in symbols {
         for interval in Interval::ALL {
