@@ -309,6 +309,22 @@ impl HttpService {
     /// a twentieth of their rate (bench/metrics.sh). Anything else about such a request — a
     /// miss, a stale body, bad input — goes through the router and the handler.
     fn ahead<B>(&self, route: &'static str, request: &axum::http::Request<B>) -> Option<Response> {
+        if route == DASHBOARD_ROUTE
+            && request.uri().path() == "/dashboard/"
+            && matches!(*request.method(), Method::GET | Method::HEAD)
+        {
+            // The dashboard is `/dashboard`; with a slash it is the same page (its links are
+            // absolute either way).
+            let to = match request.uri().query() {
+                Some(q) => format!("/dashboard?{q}"),
+                None => "/dashboard".to_owned(),
+            };
+            let mut r = StatusCode::PERMANENT_REDIRECT.into_response();
+            if let Ok(to) = HeaderValue::from_str(&to) {
+                r.headers_mut().insert(header::LOCATION, to);
+            }
+            return Some(r);
+        }
         if request.method() != Method::GET {
             return None;
         }
@@ -486,7 +502,9 @@ fn route_label(path: &str) -> &'static str {
     }
     if let Some(rest) = path.strip_prefix("/dashboard/") {
         return match rest.split_once('/') {
-            None if !rest.is_empty() => DASHBOARD_PAGE_ROUTE,
+            // Redirected to `/dashboard`.
+            None if rest.is_empty() => DASHBOARD_ROUTE,
+            None => DASHBOARD_PAGE_ROUTE,
             Some(("coins", symbol)) if !symbol.is_empty() && !symbol.contains('/') => {
                 DASHBOARD_COIN_ROUTE
             }

@@ -202,6 +202,11 @@ async fn served_with_an_etag_and_counted() -> Result<()> {
     let other = get(addr, "/openapi.json", &[("If-None-Match", "\"other\"")]).await?;
     assert_eq!(other.status, 200);
 
+    // `/dashboard/` is `/dashboard`.
+    let slash = get(addr, "/dashboard/?x=1", &[]).await?;
+    assert_eq!(slash.status, 308);
+    assert_eq!(slash.header("location"), Some("/dashboard?x=1"));
+    assert_eq!(requests(&registry, "/dashboard", "308"), 1.0);
     assert_eq!(get(addr, "/nope", &[]).await?.status, 404);
     assert_eq!(requests(&registry, "unmatched", "404"), 1.0);
     assert_eq!(requests(&registry, "/openapi.json", "200"), 3.0);

@@ -9,12 +9,12 @@
 //! installs playwright-core), node, and chromium. Screenshots go to `$TOPCOINS_SCREENSHOT_DIR`
 //! (default: `target/screenshots`).
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -43,17 +43,9 @@ async fn dashboard_in_headless_chromium() -> Result<()> {
     );
 
     let data = tempfile::tempdir()?;
-    let mut up = Command::new(env!("CARGO_BIN_EXE_topcoins"))
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--sim-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(data.path())
-        .args([
+    let (mut up, base) = common::spawn_up(
+        data.path(),
+        &[
             "--sim-coins",
             "1500",
             "--sim-tick",
@@ -68,29 +60,9 @@ async fn dashboard_in_headless_chromium() -> Result<()> {
             "5",
             "--admin-key",
             ADMIN,
-        ])
-        .env_remove("NATS_URL")
-        .env_remove("CMC_API_KEY")
-        .env_remove("CRYPTOCOMPARE_API_KEY")
-        .env_remove("COINGECKO_API_KEY")
-        .env_remove("TOPCOINS_DATABASE_URL")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut lines = BufReader::new(up.stdout.take().context("stdout")?).lines();
-    let base = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await? {
-            if let Some(rest) = line.trim().strip_prefix("open") {
-                return Ok(rest.trim().trim_end_matches("/?limit=200").to_owned());
-            }
-        }
-        bail!("up ended before printing its banner")
-    })
-    .await
-    .context("no banner from topcoins up")??;
-    // Drain the rest of stdout so the child never blocks on it.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        ],
+    )
+    .await?;
 
     topcoins_upstream::init_tls();
     let http = reqwest::Client::new();

@@ -1,11 +1,11 @@
 //! `topcoins up` as a user runs it: the real binary, with no NATS_URL (so it starts its own
 //! nats-server) and no API keys (so it starts the simulator), listening on ports the OS picks.
 
-use std::process::Stdio;
+mod common;
+
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -13,39 +13,11 @@ const WAIT: Duration = Duration::from_secs(60);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_every_component_and_stops_cleanly_on_sigterm() -> Result<()> {
     let data = tempfile::tempdir()?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_topcoins"))
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--sim-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["--price-interval", "1s", "--ranking-interval", "1s"])
-        .env_remove("NATS_URL")
-        .env_remove("CMC_API_KEY")
-        .env_remove("CRYPTOCOMPARE_API_KEY")
-        .env_remove("COINGECKO_API_KEY")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-
-    // The banner names the address the API was given.
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let api = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await? {
-            if let Some(rest) = line.trim().strip_prefix("open") {
-                let url = rest.trim();
-                return Ok(url.trim_end_matches("/?limit=200").to_owned());
-            }
-        }
-        bail!("up ended before printing its banner")
-    })
-    .await
-    .context("no banner")??;
+    let (mut child, api) = common::spawn_up(
+        data.path(),
+        &["--price-interval", "1s", "--ranking-interval", "1s"],
+    )
+    .await?;
 
     topcoins_upstream::init_tls();
     let http = reqwest::Client::new();

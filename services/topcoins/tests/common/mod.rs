@@ -560,3 +560,45 @@ impl Harness {
         .await
     }
 }
+
+/// `topcoins up` as a user runs it: the real binary, on ports the OS picks, with no `NATS_URL`
+/// (it starts its own nats-server), no provider keys (it starts the simulator), no
+/// `TOPCOINS_DATABASE_URL` (SQLite in `data`), and `flags` after those. Returns the child and
+/// the API's base URL from its banner; the rest of its stdout is drained so that it never
+/// blocks on it.
+pub async fn spawn_up(data: &std::path::Path, flags: &[&str]) -> Result<(Child, String)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_topcoins"))
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--sim-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .args(flags)
+        .env_remove("NATS_URL")
+        .env_remove("CMC_API_KEY")
+        .env_remove("CRYPTOCOMPARE_API_KEY")
+        .env_remove("COINGECKO_API_KEY")
+        .env_remove("TOPCOINS_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    // The banner names the address the API was given.
+    let base = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(rest) = line.trim().strip_prefix("open") {
+                return Ok(rest.trim().trim_end_matches("/?limit=200").to_owned());
+            }
+        }
+        bail!("up ended before printing its banner")
+    })
+    .await
+    .context("no banner from topcoins up")??;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, base))
+}
