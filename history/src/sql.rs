@@ -37,7 +37,20 @@ pub(crate) use every_coin;
 /// is backfilled (`source <> 0`) is replaced whole: recorded wins its bucket.
 macro_rules! merge_recorded {
     () => {
-        " ON CONFLICT (symbol, span, bucket_ms) DO UPDATE SET
+        concat!(
+            " ON CONFLICT (symbol, span, bucket_ms) DO UPDATE SET",
+            $crate::sql::merge_set!()
+        )
+    };
+}
+pub(crate) use merge_recorded;
+
+/// The assignments of [`merge_recorded`]: also the `SET` of an `UPDATE` that names the
+/// stored row `candles` and the recorded one `excluded` (PostgreSQL's update of the open
+/// minute).
+macro_rules! merge_set {
+    () => {
+        "
           source = 0,
           open_ms = CASE WHEN candles.source <> 0 OR candles.open IS NULL OR (excluded.open IS NOT NULL AND (excluded.open_ms, excluded.open) < (candles.open_ms, candles.open)) THEN excluded.open_ms ELSE candles.open_ms END,
           open = CASE WHEN candles.source <> 0 OR candles.open IS NULL OR (excluded.open IS NOT NULL AND (excluded.open_ms, excluded.open) < (candles.open_ms, candles.open)) THEN excluded.open ELSE candles.open END,
@@ -53,7 +66,7 @@ macro_rules! merge_recorded {
           volume_to = NULL"
     };
 }
-pub(crate) use merge_recorded;
+pub(crate) use merge_set;
 
 /// A backfilled candle replaces a backfilled row and leaves a recorded one alone.
 macro_rules! replace_backfilled {

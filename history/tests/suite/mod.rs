@@ -158,9 +158,14 @@ pub async fn candles_equal_the_hand_computed_ohlc(store: &impl CandleStore) {
             t + 20_000,
             &[("BTC", 110.0, Some(1.1e6)), ("eth", 9.0, None)],
         ),
+        // SOL new in a minute the others are in already: written beside their rows.
         prices(
             t + 40_000,
-            &[("BTC", 90.0, Some(0.9e6)), ("eth", 11.0, None)],
+            &[
+                ("BTC", 90.0, Some(0.9e6)),
+                ("eth", 11.0, None),
+                ("SOL", 3.0, None),
+            ],
         ),
         prices(t + 70_000, &[("BTC", 95.0, Some(0.95e6))]),
         prices(
@@ -206,6 +211,9 @@ pub async fn candles_equal_the_hand_computed_ohlc(store: &impl CandleStore) {
     let eth = all(store, "ETH", Interval::H1).await;
     assert_eq!(ohlc(&eth[0]), (10.0, 12.0, 9.0, 12.0));
     assert_eq!(eth[0].ranked.unwrap().rank, 2);
+    let sol = all(store, "SOL", Interval::M1).await;
+    assert_eq!(sol.len(), 1);
+    assert_eq!((sol[0].time, ohlc(&sol[0])), (t, (3.0, 3.0, 3.0, 3.0)));
 }
 
 pub async fn one_row_per_bucket(store: &impl CandleStore) {
